@@ -1,0 +1,79 @@
+package cookies
+
+import "strings"
+
+// Secured replaces secret values in Masked.
+const Secured = "…secured…"
+
+// secretNameParts are substrings of cookie names that hold credentials.
+// The list errs wide ("sid" also matches "inside"): showing a secret costs
+// far more than hiding a harmless value.
+var secretNameParts = []string{
+	"token", "secret", "session", "sess", "auth", "password", "passwd", "pwd",
+	"key", "sid", "jwt", "csrf", "xsrf", "refresh",
+}
+
+// minOpaqueLen is the shortest run of base64/hex characters treated as an
+// opaque secret; identifiers like "user123" are much shorter.
+const minOpaqueLen = 32
+
+// IsSecret reports whether a cookie should be hidden from display, judging
+// by its name and by whether its value looks like a token.
+func IsSecret(name, value string) bool {
+	if name == "lt_token" || name == "lt_refresh_token" {
+		return true
+	}
+	lower := strings.ToLower(name)
+	for _, part := range secretNameParts {
+		if strings.Contains(lower, part) {
+			return true
+		}
+	}
+	return secretValue(value)
+}
+
+// Masked returns every cookie name mapped to its value, or to Secured when
+// IsSecret says the value must not be shown.
+func (j Jar) Masked() map[string]string {
+	m := make(map[string]string, len(j.pairs))
+	for _, p := range j.pairs {
+		if IsSecret(p.Name, p.Value) {
+			m[p.Name] = Secured
+		} else {
+			m[p.Name] = p.Value
+		}
+	}
+	return m
+}
+
+// secretValue reports whether v looks like a JWT or contains a long run of
+// base64, base64url or hex characters.
+func secretValue(v string) bool {
+	return looksLikeJWT(v) || longestOpaqueRun(v) >= minOpaqueLen
+}
+
+func looksLikeJWT(v string) bool {
+	parts := strings.Split(v, ".")
+	if len(parts) != 3 || !strings.HasPrefix(parts[0], "eyJ") {
+		return false
+	}
+	for _, p := range parts {
+		if strings.ContainsFunc(p, func(r rune) bool { return !isBase64URL(r) && r != '=' }) {
+			return false
+		}
+	}
+	return true
+}
+
+func longestOpaqueRun(v string) int {
+	longest, run := 0, 0
+	for _, r := range v {
+		if isBase64URL(r) || r == '+' || r == '/' || r == '=' {
+			run++
+			longest = max(longest, run)
+		} else {
+			run = 0
+		}
+	}
+	return longest
+}
