@@ -21,6 +21,7 @@ const (
 	KindForbidden
 	KindNotFound
 	KindConflict
+	KindMethodNotAllowed
 	KindTooLarge
 	KindRateLimited
 	KindUnavailable
@@ -97,4 +98,10 @@ func As(err error) *Error {
 func Is(err error, code string) bool {
 	var e *Error
 	return errors.As(err, &e) && e.Code == code
+}
+
+// Unavailable reports that a dependency (usually the database) failed; the
+// caller may retry. The cause is logged, never shown.
+func Unavailable(err error) *Error {
+	return &Error{Kind: KindUnavailable, Code: "service_unavailable", Message: "the service is temporarily unavailable; retry shortly", Err: err}
 }

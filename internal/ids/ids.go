@@ -1,0 +1,36 @@
+// Package ids makes the public identifiers of keys, jobs and alerts:
+// a short type prefix, then 26 characters of Crockford base32 holding a
+// 48-bit millisecond timestamp and 80 random bits (the ULID layout). Ids
+// sort by creation time as plain strings, which cursor pagination uses, and
+// are unguessable, so knowing one id says nothing about another.
+package ids
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"time"
+)
+
+const crockford = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+// New returns prefix + "_" + a fresh id made at t.
+func New(prefix string, t time.Time) string {
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(t.UnixMilli())<<16)
+	rand.Read(b[6:]) // never fails (crypto/rand contract since Go 1.24)
+	return prefix + "_" + encode(b)
+}
+
+// encode writes 128 bits as 26 base32 digits, most significant first (the
+// first digit carries only the top 3 bits).
+func encode(b [16]byte) string {
+	hi := binary.BigEndian.Uint64(b[:8])
+	lo := binary.BigEndian.Uint64(b[8:])
+	var out [26]byte
+	for i := 25; i >= 0; i-- {
+		out[i] = crockford[lo&31]
+		lo = lo>>5 | hi<<59
+		hi >>= 5
+	}
+	return string(out[:])
+}
