@@ -1,0 +1,300 @@
+// Package accounts is the pool of upstream accounts: registration from a
+// browser cookie string, encrypted storage, and the health an account shows.
+package accounts
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/mail"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/poolgate/poolgate/internal/cookies"
+	"github.com/poolgate/poolgate/internal/errs"
+	"github.com/poolgate/poolgate/internal/secret"
+	"github.com/poolgate/poolgate/internal/tenant"
+)
+
+// DefaultMaxJobs is an account's concurrency limit when registration does
+// not name one.
+const DefaultMaxJobs = 20
+
+// Status is an account's health as users see it, derived from stored facts
+// at read time so it can never go stale.
+type Status string
+
+// Statuses, in the order they take precedence.
+const (
+	StatusDisabled   Status = "disabled"   // switched off by the operator
+	StatusError      Status = "error"      // the upstream refused its credentials; re-register it
+	StatusExpired    Status = "expired"    // the refresh token has lapsed; re-register it
+	StatusRefreshing Status = "refreshing" // lt_token has lapsed; it needs a token refresh before taking jobs
+	StatusActive     Status = "active"
+)
+
+// Account is one upstream account, with its cookie masked.
+type Account struct {
+	ID                    int64
+	Email                 string
+	Cookie                map[string]string // every cookie, secrets replaced by cookies.Secured
+	MaxJobs               int
+	Enabled               bool
+	Status                Status
+	Reason                string // why Status is not active; "" when it is
+	Running               int
+	UpdatedAt             time.Time
+	TokenExpiresAt        *time.Time
+	RefreshTokenExpiresAt *time.Time
+}
+
+// Registration is what an operator sends to add or update an account.
+type Registration struct {
+	Cookie  string
+	MaxJobs *int   // nil: DefaultMaxJobs for a new account, unchanged for an existing one
+	Email   string // used when lt_token carries no email claim
+}
+
+// Patch changes an account's settings; nil fields stay as they are.
+type Patch struct {
+	MaxJobs *int
+	Enabled *bool
+}
+
+// Store keeps accounts in Postgres with their cookies sealed.
+type Store struct {
+	pool *pgxpool.Pool
+	box  *secret.Box
+	now  func() time.Time
+}
+
+// NewStore returns a Store sealing cookies with box.
+func NewStore(pool *pgxpool.Pool, box *secret.Box, now func() time.Time) *Store {
+	return &Store{pool: pool, box: box, now: now}
+}
+
+// cookieAAD binds a sealed cookie to its row: a ciphertext copied into
+// another tenant's or email's row fails to open.
+func cookieAAD(scope tenant.Scope, email string) []byte {
+	return []byte("account-cookie\x00" + strconv.FormatInt(scope.TenantID, 10) + "\x00" + string(scope.Mode) + "\x00" + email)
+}
+
+const accountColumns = `id, email, cookie, max_jobs, enabled, status, status_reason, running,
+	updated_at, token_expires_at, refresh_token_expires_at`
+
+const accountUpsert = `
+INSERT INTO accounts (tenant_id, mode, email, cookie, max_jobs, token_expires_at,
+                      refresh_token_expires_at, created_at, updated_at)
+VALUES ($1, $2, $3, $4, coalesce($5::integer, $9::integer), $6, $7, $8, $8)
+ON CONFLICT (tenant_id, mode, email) DO UPDATE SET
+	cookie = EXCLUDED.cookie,
+	max_jobs = coalesce($5::integer, accounts.max_jobs),
+	token_expires_at = EXCLUDED.token_expires_at,
+	refresh_token_expires_at = EXCLUDED.refresh_token_expires_at,
+	status = 'active',
+	status_reason = NULL,
+	updated_at = EXCLUDED.updated_at
+RETURNING ` + accountColumns
+
+// Register adds the account the cookie belongs to, or replaces the cookie
+// of an account already registered under that email (which also clears an
+// error status: fresh cookies are the fix for it).
+func (s *Store) Register(ctx context.Context, scope tenant.Scope, r Registration) (Account, error) {
+	creds, err := cookies.ParseLTX(r.Cookie)
+	if err != nil {
+		return Account{}, cookieError(err)
+	}
+	email, err := accountEmail(creds.Email, r.Email)
+	if err != nil {
+		return Account{}, err
+	}
+	sealed := s.box.Seal([]byte(creds.Jar.String()), cookieAAD(scope, email))
+	now := s.now().UTC()
+	row := s.pool.QueryRow(ctx, accountUpsert, scope.TenantID, scope.Mode, email, sealed,
+		r.MaxJobs, timeOrNil(creds.TokenExpiry), timeOrNil(creds.RefreshTokenExpiry), now, DefaultMaxJobs)
+	return s.scanAccount(row, scope)
+}
+
+// accountEmail decides which email an account is registered under: the
+// token's own claim wins, and a body email that contradicts it is refused
+// rather than silently ignored.
+func accountEmail(claim, body string) (string, error) {
+	body = strings.ToLower(strings.TrimSpace(body))
+	switch {
+	case claim != "" && body != "" && claim != body:
+		return "", errs.Invalid("email_mismatch", "email %q does not match the email in lt_token", body)
+	case claim != "":
+		return claim, nil
+	case body != "":
+		if a, err := mail.ParseAddress(body); err != nil || a.Address != body || a.Name != "" {
+			return "", errs.Fields(errs.FieldError{Field: "email", Message: "must be an email address"})
+		}
+		return body, nil
+	default:
+		return "", errs.Invalid("email_required", "lt_token carries no email claim; send the account's email in the email field")
+	}
+}
+
+// cookieError turns a cookies error into a 400. Their messages never quote
+// cookie values, so they can be shown as they are.
+func cookieError(err error) error {
+	var (
+		missing   *cookies.MissingFieldsError
+		malformed *cookies.MalformedTokenError
+		syntax    *cookies.SyntaxError
+	)
+	switch {
+	case errors.As(err, &missing):
+		return &errs.Error{Kind: errs.KindInvalid, Code: "missing_cookie_fields", Message: missing.Error(),
+			Details: map[string]any{"missing": missing.Fields}}
+	case errors.As(err, &malformed):
+		return errs.Invalid("malformed_token", "%s", malformed.Error())
+	case errors.As(err, &syntax):
+		return errs.Invalid("invalid_cookie", "%s", syntax.Error())
+	default:
+		return errs.Internal(err)
+	}
+}
+
+const accountByEmail = `SELECT ` + accountColumns + `
+FROM accounts WHERE tenant_id = $1 AND mode = $2 AND email = $3`
+
+// Get returns the account registered under email.
+func (s *Store) Get(ctx context.Context, scope tenant.Scope, email string) (Account, error) {
+	row := s.pool.QueryRow(ctx, accountByEmail, scope.TenantID, scope.Mode, normalizeEmail(email))
+	a, err := s.scanAccount(row, scope)
+	return a, notFound(err, email)
+}
+
+const accountList = `SELECT ` + accountColumns + `
+FROM accounts WHERE tenant_id = $1 AND mode = $2 ORDER BY email`
+
+// List returns every account of the scope, ordered by email.
+func (s *Store) List(ctx context.Context, scope tenant.Scope) ([]Account, error) {
+	rows, err := s.pool.Query(ctx, accountList, scope.TenantID, scope.Mode)
+	if err != nil {
+		return nil, errs.Unavailable(fmt.Errorf("list accounts: %w", err))
+	}
+	defer rows.Close()
+	var out []Account
+	for rows.Next() {
+		a, err := s.scanAccount(rows, scope)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, errs.Unavailable(fmt.Errorf("list accounts: %w", err))
+	}
+	return out, nil
+}
+
+const accountUpdate = `
+UPDATE accounts SET
+	max_jobs = coalesce($4::integer, max_jobs),
+	enabled = coalesce($5::boolean, enabled),
+	updated_at = $6
+WHERE tenant_id = $1 AND mode = $2 AND email = $3
+RETURNING ` + accountColumns
+
+// Update applies p. Lowering MaxJobs below the running count preempts
+// nothing; it only stops new placements until enough jobs end.
+func (s *Store) Update(ctx context.Context, scope tenant.Scope, email string, p Patch) (Account, error) {
+	if p.MaxJobs == nil && p.Enabled == nil {
+		return Account{}, errs.Invalid("empty_update", "nothing to update: send maxJobs and/or enabled")
+	}
+	row := s.pool.QueryRow(ctx, accountUpdate, scope.TenantID, scope.Mode, normalizeEmail(email),
+		p.MaxJobs, p.Enabled, s.now().UTC())
+	a, err := s.scanAccount(row, scope)
+	return a, notFound(err, email)
+}
+
+const accountDelete = `DELETE FROM accounts WHERE tenant_id = $1 AND mode = $2 AND email = $3`
+
+// Delete removes the account registered under email.
+func (s *Store) Delete(ctx context.Context, scope tenant.Scope, email string) error {
+	tag, err := s.pool.Exec(ctx, accountDelete, scope.TenantID, scope.Mode, normalizeEmail(email))
+	if err != nil {
+		return errs.Unavailable(fmt.Errorf("delete account: %w", err))
+	}
+	if tag.RowsAffected() == 0 {
+		return errNotFound(email)
+	}
+	return nil
+}
+
+// notFound turns a missing row into the 404 that names email. It is the
+// same answer for an email of another tenant: isolation looks like absence.
+func notFound(err error, email string) error {
+	if errors.Is(err, pgx.ErrNoRows) {
+		return errNotFound(email)
+	}
+	return err
+}
+
+func errNotFound(email string) error {
+	return errs.NotFound("account_not_found", "no account %q", normalizeEmail(email))
+}
+
+func normalizeEmail(e string) string { return strings.ToLower(strings.TrimSpace(e)) }
+
+// scanAccount reads one row of accountColumns, opening and masking its cookie.
+func (s *Store) scanAccount(row pgx.Row, scope tenant.Scope) (Account, error) {
+	var (
+		a      Account
+		sealed []byte
+		status string
+		reason *string
+	)
+	err := row.Scan(&a.ID, &a.Email, &sealed, &a.MaxJobs, &a.Enabled, &status, &reason, &a.Running,
+		&a.UpdatedAt, &a.TokenExpiresAt, &a.RefreshTokenExpiresAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Account{}, err
+	}
+	if err != nil {
+		return Account{}, errs.Unavailable(fmt.Errorf("read account: %w", err))
+	}
+	plain, err := s.box.Open(sealed, cookieAAD(scope, a.Email))
+	if err != nil {
+		// Wrong POOLGATE_SECRET_KEY or a tampered row; say which account.
+		return Account{}, errs.Internal(fmt.Errorf("open cookie of account %d: %w", a.ID, err))
+	}
+	jar, err := cookies.Parse(string(plain))
+	if err != nil {
+		return Account{}, errs.Internal(fmt.Errorf("stored cookie of account %d does not parse", a.ID))
+	}
+	a.Cookie = jar.Masked()
+	a.Status, a.Reason = deriveStatus(a, status, reason, s.now())
+	return a, nil
+}
+
+// deriveStatus combines the stored status with the clock.
+func deriveStatus(a Account, stored string, reason *string, now time.Time) (Status, string) {
+	switch {
+	case !a.Enabled:
+		return StatusDisabled, "disabled by the operator"
+	case stored == string(StatusError):
+		if reason != nil {
+			return StatusError, *reason
+		}
+		return StatusError, "the upstream refused this account's credentials"
+	case a.RefreshTokenExpiresAt != nil && !a.RefreshTokenExpiresAt.After(now):
+		return StatusExpired, "lt_refresh_token expired; register fresh cookies"
+	case a.TokenExpiresAt != nil && !a.TokenExpiresAt.After(now):
+		return StatusRefreshing, "lt_token expired; it must be refreshed before the account takes jobs"
+	default:
+		return StatusActive, ""
+	}
+}
+
+func timeOrNil(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
