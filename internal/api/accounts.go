@@ -1,0 +1,175 @@
+package api
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/poolgate/poolgate/internal/accounts"
+	"github.com/poolgate/poolgate/internal/errs"
+)
+
+// accountJSON is useapi.net's LTX Studio account model plus poolgate's
+// health fields. Times come twice: ms since the epoch and ISO-8601 UTC.
+type accountJSON struct {
+	Email                 string            `json:"email"`
+	Cookie                map[string]string `json:"cookie"`
+	MaxJobs               int               `json:"maxJobs"`
+	Enabled               bool              `json:"enabled"`
+	Status                accounts.Status   `json:"status"`
+	Error                 *string           `json:"error"`
+	Running               int               `json:"running"`
+	Updated               int64             `json:"updated"`
+	UpdatedUTC            string            `json:"updatedUTC"`
+	TokenExpire           *int64            `json:"tokenExpire"`
+	TokenExpireUTC        *string           `json:"tokenExpireUTC"`
+	RefreshTokenExpire    *int64            `json:"refreshTokenExpire"`
+	RefreshTokenExpireUTC *string           `json:"refreshTokenExpireUTC"`
+}
+
+func accountOut(a accounts.Account) accountJSON {
+	out := accountJSON{
+		Email: a.Email, Cookie: a.Cookie, MaxJobs: a.MaxJobs, Enabled: a.Enabled,
+		Status: a.Status, Running: a.Running,
+	}
+	if a.Reason != "" {
+		out.Error = &a.Reason
+	}
+	out.Updated, out.UpdatedUTC = a.UpdatedAt.UnixMilli(), utc(a.UpdatedAt)
+	out.TokenExpire, out.TokenExpireUTC = optionalTime(a.TokenExpiresAt)
+	out.RefreshTokenExpire, out.RefreshTokenExpireUTC = optionalTime(a.RefreshTokenExpiresAt)
+	return out
+}
+
+// utc formats t like useapi does: "2025-06-03T12:13:14.000Z".
+func utc(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }
+
+func optionalTime(t *time.Time) (*int64, *string) {
+	if t == nil {
+		return nil, nil
+	}
+	ms, s := t.UnixMilli(), utc(*t)
+	return &ms, &s
+}
+
+type registerAccountRequest struct {
+	Cookie  string `json:"cookie" validate:"required,max=16384"`
+	MaxJobs *int   `json:"maxJobs" validate:"omitempty,min=1,max=100"`
+	Email   string `json:"email" validate:"max=254"` // format checked by accounts, after trimming
+}
+
+// registerAccount is POST /v1/accounts: add or update an account from its
+// cookie string, as JSON or as a form (useapi accepts both).
+func (s *Server) registerAccount(c echo.Context) error {
+	var req registerAccountRequest
+	if err := s.bindRegistration(c, &req); err != nil {
+		return err
+	}
+	a, err := s.Accounts.Register(c.Request().Context(), principal(c).Scope, accounts.Registration{
+		Cookie: req.Cookie, MaxJobs: req.MaxJobs, Email: req.Email,
+	})
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, accountOut(a))
+}
+
+func (s *Server) bindRegistration(c echo.Context, req *registerAccountRequest) error {
+	switch mediaType(c) {
+	case echo.MIMEMultipartForm, echo.MIMEApplicationForm:
+	default:
+		return s.decodeJSON(c, req)
+	}
+	form, err := formValues(c)
+	if err != nil {
+		return err
+	}
+	for name := range form {
+		if name != "cookie" && name != "maxJobs" && name != "email" {
+			return errs.Fields(errs.FieldError{Field: name, Message: "is not a known field"})
+		}
+	}
+	req.Cookie, req.Email = form.Get("cookie"), form.Get("email")
+	if v := strings.TrimSpace(form.Get("maxJobs")); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return errs.Fields(errs.FieldError{Field: "maxJobs", Message: "must be an integer"})
+		}
+		req.MaxJobs = &n
+	}
+	return s.check(req)
+}
+
+// formValues parses a multipart or urlencoded body; files are refused.
+func formValues(c echo.Context) (url.Values, error) {
+	r := c.Request()
+	var err error
+	if mediaType(c) == echo.MIMEMultipartForm {
+		err = r.ParseMultipartForm(MaxBodyBytes)
+	} else {
+		err = r.ParseForm()
+	}
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		return nil, errTooLarge
+	case err != nil:
+		return nil, errs.Invalid("malformed_form", "request body is not a valid form")
+	}
+	if r.MultipartForm != nil && len(r.MultipartForm.File) > 0 {
+		return nil, errs.Invalid("malformed_form", "file uploads are not accepted; send cookie as a text field")
+	}
+	return r.PostForm, nil
+}
+
+// listAccounts is GET /v1/accounts: every account keyed by email, as useapi
+// returns them.
+func (s *Server) listAccounts(c echo.Context) error {
+	list, err := s.Accounts.List(c.Request().Context(), principal(c).Scope)
+	if err != nil {
+		return err
+	}
+	out := make(map[string]accountJSON, len(list))
+	for _, a := range list {
+		out[a.Email] = accountOut(a)
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+func (s *Server) getAccount(c echo.Context) error {
+	a, err := s.Accounts.Get(c.Request().Context(), principal(c).Scope, c.Param("email"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, accountOut(a))
+}
+
+type updateAccountRequest struct {
+	MaxJobs *int  `json:"maxJobs" validate:"omitempty,min=1,max=100"`
+	Enabled *bool `json:"enabled"`
+}
+
+func (s *Server) updateAccount(c echo.Context) error {
+	var req updateAccountRequest
+	if err := s.decodeJSON(c, &req); err != nil {
+		return err
+	}
+	a, err := s.Accounts.Update(c.Request().Context(), principal(c).Scope, c.Param("email"),
+		accounts.Patch{MaxJobs: req.MaxJobs, Enabled: req.Enabled})
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, accountOut(a))
+}
+
+func (s *Server) deleteAccount(c echo.Context) error {
+	if err := s.Accounts.Delete(c.Request().Context(), principal(c).Scope, c.Param("email")); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}

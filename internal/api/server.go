@@ -1,0 +1,70 @@
+// Package api is poolgate's HTTP interface: it translates requests into calls
+// on the domain packages and their results and errors into JSON. It holds no
+// business rules and never sees SQL.
+package api
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/go-playground/validator/v10"
+	"github.com/labstack/echo/v4"
+
+	"github.com/poolgate/poolgate/internal/accounts"
+	"github.com/poolgate/poolgate/internal/auth"
+)
+
+// MaxBodyBytes is the largest request body accepted; bigger ones get 413.
+const MaxBodyBytes = 1 << 20
+
+// Pinger reports whether the database answers; it backs /readyz.
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
+
+// Deps are what the API needs from the rest of poolgate.
+type Deps struct {
+	Logger   *slog.Logger
+	DB       Pinger
+	Keys     *auth.Store
+	Accounts *accounts.Store
+	Now      func() time.Time
+}
+
+// Server holds the handlers' dependencies.
+type Server struct {
+	Deps
+	validate *validator.Validate
+}
+
+// New returns the HTTP handler for the whole API.
+func New(d Deps) http.Handler {
+	return NewServer(d).Echo()
+}
+
+// NewServer returns a Server; Echo builds its router.
+func NewServer(d Deps) *Server {
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	return &Server{Deps: d, validate: newValidator()}
+}
+
+// Echo builds the router with every route of routes.go and the middleware
+// every request goes through.
+func (s *Server) Echo() *echo.Echo {
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = s.handleError
+	e.Use(s.requestID, s.logRequests, limitBody(MaxBodyBytes))
+	for _, r := range s.routes() {
+		h := r.handler
+		if r.scope != public {
+			h = s.authenticate(r.scope, h)
+		}
+		e.Add(r.method, r.path, h)
+	}
+	return e
+}
