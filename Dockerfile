@@ -1,0 +1,12 @@
+# Build: docker build -t poolgate .
+FROM golang:1.26-bookworm AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+RUN CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o /out/poolgate ./cmd/server
+
+FROM gcr.io/distroless/static-debian12:nonroot
+COPY --from=build /out/poolgate /poolgate
+ENTRYPOINT ["/poolgate"]
+CMD ["serve"]
