@@ -1,0 +1,370 @@
+// Package sim is an in-process simulator of the LTX Studio HTTP contract
+// defined in internal/provider/ltxstudio/wire.go, so the real ltxstudio
+// client runs against it unchanged. It injects latency and failures as
+// configured, and records what it saw (peak concurrency per account,
+// submissions per job attempt) so tests and benchmarks can check poolgate's
+// invariants from the upstream's side.
+//
+// Time comes from an injected clock and a generation's state is derived
+// from it on every read, so tests can drive it with a fake clock. The clock
+// is expected not to run backwards; if it does, answers stay exact but get
+// slower.
+package sim
+
+import (
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/poolgate/poolgate/internal/provider/ltxstudio"
+)
+
+// The simulator's own routes, outside the LTX contract and unauthenticated.
+const (
+	RouteStats = "GET /_sim/stats"  // answers Stats as JSON
+	RouteReset = "POST /_sim/reset" // clears all state, answers 204
+)
+
+// ModerationTrigger in a submission's params.prompt makes the simulator
+// refuse it with 422 and ltxstudio.CodeModerated.
+const ModerationTrigger = "moderate-me"
+
+// FailureMessage is the error of a generation failed by Config.FailureRate.
+const FailureMessage = "simulated generation failure"
+
+// Server is the simulator. It is an http.Handler; all its methods are safe
+// for concurrent use.
+type Server struct {
+	now func() time.Time
+	mux *http.ServeMux
+
+	// mu guards everything below. Every state change reads the clock while
+	// holding it, so lock order is time order and the running counts that
+	// peaks are computed from are exact.
+	mu         sync.Mutex
+	cfg        Config
+	rng        *rand.Rand
+	accounts   map[string]*account // by lower-cased email
+	submits    map[string]int      // submit POSTs received, by idempotency key
+	total      int                 // submit POSTs received with a key
+	duplicates int                 // of those, ones whose key had been seen before
+	lastID     uint64              // survives Reset, so ids are never reused
+}
+
+// account is one upstream identity, as named by its token's email claim.
+type account struct {
+	byID  map[string]*generation
+	byKey map[string]*generation
+	// active holds every generation whose endsAt is after prunedAt, and
+	// possibly some that ended since; see running.
+	active   []*generation
+	prunedAt time.Time
+
+	submitted, peak, refreshes int
+}
+
+// generation is one simulated job. It runs over [startedAt, endsAt);
+// cancelling moves endsAt to the time of the cancel.
+type generation struct {
+	id, key, typ, clientRef string
+	startedAt, endsAt       time.Time
+	fail, canceled          bool
+}
+
+// New returns a simulator configured by cfg (rates outside [0, 1] and
+// negative durations are clamped) and reading time from now, or from
+// time.Now if now is nil.
+func New(cfg Config, now func() time.Time) *Server {
+	if now == nil {
+		now = time.Now
+	}
+	s := &Server{now: now}
+	s.cfg = cfg.clamped()
+	s.clear()
+	s.mux = s.routes()
+	return s
+}
+
+func (s *Server) routes() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc(ltxstudio.RouteSubmit, s.handleSubmit)
+	mux.HandleFunc(ltxstudio.RouteGet, s.authed(s.handleGet))
+	mux.HandleFunc(ltxstudio.RouteLookup, s.authed(s.handleLookup))
+	mux.HandleFunc(ltxstudio.RouteCancel, s.authed(s.handleCancel))
+	mux.HandleFunc(ltxstudio.RouteRefresh, s.handleRefresh)
+	mux.HandleFunc(RouteStats, s.handleStats)
+	mux.HandleFunc(RouteReset, s.handleReset)
+	return mux
+}
+
+// ServeHTTP serves the LTX contract and the simulator's own routes.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mux.ServeHTTP(w, r)
+}
+
+// SetConfig replaces the configuration (clamped as in New) and reseeds the
+// random source from it. Generations already created keep their outcome
+// and duration.
+func (s *Server) SetConfig(cfg Config) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cfg = cfg.clamped()
+	s.rng = newRand(s.cfg.Seed)
+}
+
+// Reset forgets every account, generation and counter, and reseeds the
+// random source. Generation ids keep counting up, so an id from before a
+// Reset is never reissued.
+func (s *Server) Reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.clear()
+}
+
+func (s *Server) clear() {
+	s.rng = newRand(s.cfg.Seed)
+	s.accounts = make(map[string]*account)
+	s.submits = make(map[string]int)
+	s.total, s.duplicates = 0, 0
+}
+
+func newRand(seed int64) *rand.Rand {
+	return rand.New(rand.NewPCG(uint64(seed), uint64(seed)^0x9e3779b97f4a7c15))
+}
+
+// accountLocked returns the account for email, creating it on first use.
+func (s *Server) accountLocked(email string) *account {
+	a, ok := s.accounts[email]
+	if !ok {
+		a = &account{byID: make(map[string]*generation), byKey: make(map[string]*generation)}
+		s.accounts[email] = a
+	}
+	return a
+}
+
+// knownLocked returns email's account, or an empty one that is not
+// stored, so that reads do not create accounts.
+func (s *Server) knownLocked(email string) *account {
+	if a, ok := s.accounts[email]; ok {
+		return a
+	}
+	return &account{}
+}
+
+// countSubmit records one submit POST for key, before anything else is
+// decided about it, so every attempt poolgate makes is visible.
+func (s *Server) countSubmit(key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.total++
+	if s.submits[key] > 0 {
+		s.duplicates++
+	}
+	s.submits[key]++
+}
+
+// refusal is an error answer decided while holding the lock and written
+// after releasing it.
+type refusal struct {
+	status     int
+	code, msg  string
+	retryAfter time.Duration
+}
+
+func (f *refusal) write(w http.ResponseWriter) {
+	if f.retryAfter > 0 {
+		secs := (f.retryAfter + time.Second - 1) / time.Second
+		w.Header().Set(ltxstudio.HeaderRetryAfter, strconv.FormatInt(int64(secs), 10))
+	}
+	writeError(w, f.status, f.code, f.msg)
+}
+
+// submit creates the generation for key on email's account, or returns the
+// one created before; created says which.
+func (s *Server) submit(email, key string, req ltxstudio.SubmitRequest) (g ltxstudio.Generation, created bool, f *refusal) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	a := s.accountLocked(email)
+	if old, ok := a.byKey[key]; ok {
+		return old.view(now), false, nil
+	}
+	if f := s.injectLocked(); f != nil {
+		return ltxstudio.Generation{}, false, f
+	}
+	if moderated(req.Params) {
+		return ltxstudio.Generation{}, false, &refusal{status: http.StatusUnprocessableEntity,
+			code: ltxstudio.CodeModerated, msg: "prompt rejected by content moderation"}
+	}
+	return s.createLocked(a, key, req, now).view(now), true, nil
+}
+
+// injectLocked draws once to decide whether a new submission is refused.
+func (s *Server) injectLocked() *refusal {
+	c := s.cfg
+	u := s.rng.Float64()
+	switch {
+	case u < c.RateLimitRate:
+		return &refusal{status: http.StatusTooManyRequests, code: ltxstudio.CodeRateLimited,
+			msg: "simulated rate limit", retryAfter: c.RateLimitRetryAfter}
+	case u < c.RateLimitRate+c.AuthFailureRate:
+		return &refusal{status: http.StatusUnauthorized, code: ltxstudio.CodeUnauthorized,
+			msg: "simulated authentication failure"}
+	case u < c.RateLimitRate+c.AuthFailureRate+c.TransientRate:
+		return &refusal{status: http.StatusServiceUnavailable, code: ltxstudio.CodeUnavailable,
+			msg: "simulated service outage"}
+	}
+	return nil
+}
+
+func (s *Server) createLocked(a *account, key string, req ltxstudio.SubmitRequest, now time.Time) *generation {
+	c := s.cfg
+	fail := c.FailureRate > 0 && s.rng.Float64() < c.FailureRate
+	d := c.JobDuration
+	if c.Jitter > 0 {
+		d += time.Duration(s.rng.Int64N(2*int64(c.Jitter)+1)) - c.Jitter
+	}
+	s.lastID++
+	g := &generation{
+		id:        "gen_" + strconv.FormatUint(s.lastID, 10),
+		key:       key,
+		typ:       req.Type,
+		clientRef: req.ClientRef,
+		startedAt: now,
+		endsAt:    now.Add(max(d, 0)),
+		fail:      fail,
+	}
+	a.peak = max(a.peak, a.running(now)+1)
+	a.submitted++
+	a.byID[g.id] = g
+	a.byKey[key] = g
+	if g.endsAt.After(now) {
+		a.active = append(a.active, g)
+	}
+	return g
+}
+
+// running counts the account's generations running at now, dropping from
+// a.active those that ended by now. With a clock that never runs backwards
+// a dropped generation can never run again; if the clock did run
+// backwards, active is rebuilt from all generations first.
+func (a *account) running(now time.Time) int {
+	if now.Before(a.prunedAt) {
+		a.active = a.active[:0]
+		for _, g := range a.byID {
+			if g.endsAt.After(now) {
+				a.active = append(a.active, g)
+			}
+		}
+	}
+	a.prunedAt = now
+	n := 0
+	kept := a.active[:0]
+	for _, g := range a.active {
+		if !g.endsAt.After(now) {
+			continue
+		}
+		kept = append(kept, g)
+		if g.runningAt(now) {
+			n++
+		}
+	}
+	clear(a.active[len(kept):]) // let ended generations' memory go with them
+	a.active = kept
+	return n
+}
+
+func (g *generation) runningAt(t time.Time) bool {
+	return !t.Before(g.startedAt) && t.Before(g.endsAt)
+}
+
+// view renders g on the wire as it stands at now.
+func (g *generation) view(now time.Time) ltxstudio.Generation {
+	v := ltxstudio.Generation{ID: g.id, Type: g.typ, ClientRef: g.clientRef, IdempotencyKey: g.key}
+	switch {
+	case now.Before(g.endsAt):
+		v.Status = ltxstudio.StatusProcessing
+	case g.canceled:
+		v.Status = ltxstudio.StatusCanceled
+	case g.fail:
+		v.Status = ltxstudio.StatusFailed
+		v.Error = FailureMessage
+	default:
+		v.Status = ltxstudio.StatusCompleted
+		v.Result = resultOf(g)
+	}
+	return v
+}
+
+func resultOf(g *generation) []byte {
+	ext := ".mp4"
+	if g.typ == "image" {
+		ext = ".png"
+	}
+	// ids are "gen_<digits>", so no JSON escaping is needed.
+	return []byte(`{"url":"https://sim.invalid/` + g.id + ext + `"}`)
+}
+
+// status returns email's generation id as it stands now.
+func (s *Server) status(email, id string) (ltxstudio.Generation, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g := s.knownLocked(email).byID[id]
+	if g == nil {
+		return ltxstudio.Generation{}, false
+	}
+	return g.view(s.now()), true
+}
+
+// lookup returns the generation email created with key.
+func (s *Server) lookup(email, key string) (ltxstudio.Generation, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g := s.knownLocked(email).byKey[key]
+	if g == nil {
+		return ltxstudio.Generation{}, false
+	}
+	return g.view(s.now()), true
+}
+
+// cancel stops email's generation id if it is running; one that has
+// ended is left as it is.
+func (s *Server) cancel(email, id string) (ltxstudio.Generation, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g := s.knownLocked(email).byID[id]
+	if g == nil {
+		return ltxstudio.Generation{}, false
+	}
+	now := s.now()
+	if g.runningAt(now) {
+		g.endsAt = now
+		g.canceled = true
+	}
+	return g.view(now), true
+}
+
+// refresh issues a new token pair for email and counts it.
+func (s *Server) refresh(email string) ltxstudio.RefreshResponse {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	s.accountLocked(email).refreshes++
+	return ltxstudio.RefreshResponse{
+		Token:        token(email, useAccess, now, now.Add(s.cfg.TokenLifetime)),
+		RefreshToken: token(email, useRefresh, now, now.Add(s.cfg.RefreshTokenLifetime)),
+	}
+}
+
+// splitKey splits an idempotency key "<jobID>/<attempt>" at its last
+// slash; a key without one is all job id, with attempt "".
+func splitKey(key string) (jobID, attempt string) {
+	i := strings.LastIndexByte(key, '/')
+	if i < 0 {
+		return key, ""
+	}
+	return key[:i], key[i+1:]
+}
