@@ -32,18 +32,44 @@ func IsSecret(name, value string) bool {
 	return secretValue(value)
 }
 
+// minRevealLen is the shortest secret value Masked also hides inside other
+// cookies. Shorter values ("1", "true") are not credentials, and hiding
+// every cookie that shares them would hide harmless values.
+const minRevealLen = 8
+
 // Masked returns every cookie name mapped to its value, or to Secured when
-// IsSecret says the value must not be shown.
+// IsSecret says the value must not be shown or the value contains the value
+// of a cookie IsSecret hides.
+//
+// The second rule exists because IsSecret judges one cookie at a time: an
+// opaque or short credential (an lt_refresh_token like "r-8f3k2…", a small
+// JWT) copied into a cookie with an innocuous name (a "state" cookie) would
+// otherwise be displayed there. FuzzParseLTX checks this.
 func (j Jar) Masked() map[string]string {
+	var hidden []string
+	for _, p := range j.pairs {
+		if len(p.Value) >= minRevealLen && IsSecret(p.Name, p.Value) {
+			hidden = append(hidden, p.Value)
+		}
+	}
 	m := make(map[string]string, len(j.pairs))
 	for _, p := range j.pairs {
-		if IsSecret(p.Name, p.Value) {
+		if IsSecret(p.Name, p.Value) || containsAny(p.Value, hidden) {
 			m[p.Name] = Secured
 		} else {
 			m[p.Name] = p.Value
 		}
 	}
 	return m
+}
+
+func containsAny(v string, subs []string) bool {
+	for _, s := range subs {
+		if strings.Contains(v, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // secretValue reports whether v looks like a JWT or contains a long run of
