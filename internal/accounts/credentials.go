@@ -1,0 +1,54 @@
+package accounts
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/poolgate/poolgate/internal/dbx"
+	"github.com/poolgate/poolgate/internal/errs"
+	"github.com/poolgate/poolgate/internal/provider"
+	"github.com/poolgate/poolgate/internal/tenant"
+)
+
+// ErrGone is returned by Credentials for an account deleted since a job
+// was placed on it.
+var ErrGone = errors.New("account no longer exists")
+
+const accountCookieByID = `SELECT email, cookie FROM accounts WHERE tenant_id = $1 AND mode = $2 AND id = $3`
+
+// Credentials opens the cookie of account id so a call can run as it. The
+// result is a credential: never log it.
+func (s *Store) Credentials(ctx context.Context, scope tenant.Scope, id int64) (provider.Account, error) {
+	var (
+		email  string
+		sealed []byte
+	)
+	err := s.pool.QueryRow(ctx, accountCookieByID, scope.TenantID, scope.Mode, id).Scan(&email, &sealed)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return provider.Account{}, ErrGone
+	}
+	if err != nil {
+		return provider.Account{}, fmt.Errorf("read account %d: %w", id, err)
+	}
+	plain, err := s.box.Open(sealed, cookieAAD(scope, email))
+	if err != nil {
+		return provider.Account{}, errs.Internal(fmt.Errorf("open cookie of account %d: %w", id, err))
+	}
+	return provider.Account{Email: email, Cookie: string(plain)}, nil
+}
+
+const accountMarkError = `
+UPDATE accounts SET status = 'error', status_reason = $4, updated_at = $5
+WHERE tenant_id = $1 AND mode = $2 AND id = $3`
+
+// MarkError takes an account out of rotation because the upstream refused
+// its credentials; registering fresh cookies puts it back. It runs on db so
+// callers can make it part of the job transition that discovered it.
+func MarkError(ctx context.Context, db dbx.DBTX, scope tenant.Scope, id int64, reason string, now time.Time) error {
+	_, err := db.Exec(ctx, accountMarkError, scope.TenantID, scope.Mode, id, reason, now)
+	return err
+}

@@ -1,0 +1,252 @@
+package scheduler
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"math/rand/v2"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/poolgate/poolgate/internal/accounts"
+	"github.com/poolgate/poolgate/internal/provider"
+	"github.com/poolgate/poolgate/internal/tenant"
+)
+
+// FinishHook runs inside the transaction that ends a job; an error rolls
+// the transition back (it is retried later).
+type FinishHook func(ctx context.Context, tx pgx.Tx, j Job) error
+
+const executionColumns = `tenant_id, mode, id, type, params, attempt, max_attempts, account_id,
+	account_email, upstream_id, started_at, cancel_requested, created_at`
+
+// execution is a job this replica follows while it holds a slot.
+type execution struct {
+	scope           tenant.Scope
+	id, typ         string
+	params          json.RawMessage
+	attempt         int
+	maxAttempts     int
+	accountID       int64
+	email           string
+	upstreamID      *string
+	startedAt       time.Time
+	cancelRequested bool
+	createdAt       time.Time
+	acct            provider.Account
+}
+
+func scanExecution(row pgx.Row) (*execution, error) {
+	var e execution
+	err := row.Scan(&e.scope.TenantID, &e.scope.Mode, &e.id, &e.typ, &e.params, &e.attempt, &e.maxAttempts,
+		&e.accountID, &e.email, &e.upstreamID, &e.startedAt, &e.cancelRequested, &e.createdAt)
+	if err != nil {
+		return nil, err
+	}
+	return &e, nil
+}
+
+func (e *execution) idempotencyKey() string { return e.id + "/" + strconv.Itoa(e.attempt) }
+
+// follow runs start for e in its own goroutine unless this replica
+// already follows e. While it runs, the renewer keeps e's lease alive;
+// when it returns without ending the job, the lease lapses and the rescuer
+// (here or elsewhere) takes over.
+func (s *Scheduler) follow(e *execution, start func(context.Context, *execution)) {
+	s.mu.Lock()
+	if _, dup := s.inflight[e.id]; dup || s.runCtx == nil {
+		s.mu.Unlock()
+		return
+	}
+	s.inflight[e.id] = e
+	s.execs.Add(1)
+	ctx := s.runCtx
+	s.mu.Unlock()
+	go func() {
+		defer func() {
+			s.mu.Lock()
+			delete(s.inflight, e.id)
+			s.mu.Unlock()
+			s.execs.Done()
+		}()
+		start(ctx, e)
+	}()
+}
+
+// credentials loads the account's cookie; false means the job was settled
+// or handed off instead.
+func (s *Scheduler) credentials(ctx context.Context, e *execution) bool {
+	acct, err := s.cfg.Accounts.Credentials(ctx, e.scope, e.accountID)
+	if errors.Is(err, accounts.ErrGone) {
+		s.finish(ctx, e, outcome{state: StateFailed, code: CodeAccountDeleted,
+			message: "the account this job ran on was deleted"})
+		return false
+	}
+	if err != nil {
+		if !isShutdown(ctx, err) {
+			s.log.Error("load account credentials", "job", e.id, "err", err)
+		}
+		return false
+	}
+	e.acct = acct
+	return true
+}
+
+// submit starts a freshly placed attempt upstream and follows it.
+func (s *Scheduler) submit(ctx context.Context, e *execution) {
+	if !s.credentials(ctx, e) {
+		return
+	}
+	st, err := s.cfg.Provider.Submit(ctx, e.acct, provider.Submission{
+		IdempotencyKey: e.idempotencyKey(), JobID: e.id, Attempt: e.attempt, Type: e.typ, Params: e.params,
+	})
+	if err != nil {
+		if isShutdown(ctx, err) {
+			return // outcome unknown: the rescuer looks the attempt up
+		}
+		if provider.ClassOf(err) != provider.ClassTransient {
+			s.settleError(ctx, e, err)
+			return
+		}
+		// A timeout or 5xx may hide a generation that did start: ask
+		// before retrying, or the retry could run twice at once.
+		found, ferr := s.lookup(ctx, e)
+		if ferr != nil {
+			return // still unknown: leave it to the rescuer
+		}
+		if found == nil {
+			s.settleError(ctx, e, err)
+			return
+		}
+		st = *found
+	}
+	if s.markRunning(ctx, e, st.UpstreamID) {
+		s.track(ctx, e, st)
+	}
+}
+
+// lookup asks the upstream whether the attempt exists: (status, nil) if it
+// does, (nil, nil) if the upstream says it never saw it.
+func (s *Scheduler) lookup(ctx context.Context, e *execution) (*provider.Status, error) {
+	st, found, err := s.cfg.Provider.Lookup(ctx, e.acct, e.idempotencyKey())
+	if err != nil {
+		if !isShutdown(ctx, err) {
+			s.log.Warn("upstream lookup failed; will retry", "job", e.id, "err", err)
+		}
+		return nil, err
+	}
+	if !found {
+		return nil, nil
+	}
+	return &st, nil
+}
+
+const jobMarkRunning = `
+UPDATE jobs SET state = 'running', upstream_id = $3
+WHERE tenant_id = $1 AND id = $2 AND state IN ('dispatching', 'running') AND lease_owner = $4
+RETURNING cancel_requested`
+
+// markRunning records the upstream id. It returns false if this replica
+// no longer owns the job, or if a cancellation was waiting (then it is
+// carried out here).
+func (s *Scheduler) markRunning(ctx context.Context, e *execution, upstreamID string) bool {
+	err := s.cfg.Pool.QueryRow(ctx, jobMarkRunning, e.scope.TenantID, e.id, upstreamID, s.cfg.Owner).
+		Scan(&e.cancelRequested)
+	if err != nil {
+		if !errors.Is(err, pgx.ErrNoRows) && !isShutdown(ctx, err) {
+			s.log.Error("mark job running", "job", e.id, "err", err)
+		}
+		return false
+	}
+	e.upstreamID = &upstreamID
+	if e.cancelRequested {
+		s.cancelRunning(ctx, e)
+		return false
+	}
+	return true
+}
+
+// cancelRunning stops e upstream, then ends it as canceled.
+func (s *Scheduler) cancelRunning(ctx context.Context, e *execution) {
+	if err := s.cfg.Provider.Cancel(ctx, e.acct, *e.upstreamID); err != nil {
+		s.log.Warn("upstream cancel failed; will retry", "job", e.id, "err", err)
+		return
+	}
+	s.finish(ctx, e, outcome{state: StateCanceled, code: CodeCanceled, message: "canceled by request"})
+}
+
+// track polls the upstream until the attempt ends, then records how.
+func (s *Scheduler) track(ctx context.Context, e *execution, st provider.Status) {
+	failures := 0
+	for !st.State.Terminal() {
+		if s.now().Sub(e.startedAt) > s.cfg.JobTimeout {
+			s.cfg.Provider.Cancel(ctx, e.acct, *e.upstreamID)
+			s.finish(ctx, e, outcome{state: StateFailed, code: "timeout",
+				message: "the upstream did not finish within " + s.cfg.JobTimeout.String()})
+			return
+		}
+		if !sleep(ctx, s.backoff(s.cfg.PollInterval, failures)) {
+			return
+		}
+		next, err := s.cfg.Provider.Status(ctx, e.acct, *e.upstreamID)
+		if err != nil {
+			if isShutdown(ctx, err) {
+				return
+			}
+			failures++
+			s.log.Warn("upstream status failed", "job", e.id, "class", provider.ClassOf(err).String(), "err", err)
+			continue
+		}
+		failures = 0
+		st = next
+	}
+	switch st.State {
+	case provider.StateSucceeded:
+		s.finish(ctx, e, outcome{state: StateSucceeded, result: st.Result})
+	case provider.StateCanceled:
+		s.finish(ctx, e, outcome{state: StateCanceled, code: CodeCanceled, message: "canceled upstream"})
+	default:
+		s.finish(ctx, e, outcome{state: StateFailed, code: CodeUpstreamFailed, message: st.Error})
+	}
+}
+
+// backoff is base·2^failures, capped at RetryMax, with ±25% jitter.
+func (s *Scheduler) backoff(base time.Duration, failures int) time.Duration {
+	d := base << min(failures, 20)
+	if d > s.cfg.RetryMax || d <= 0 {
+		d = s.cfg.RetryMax
+	}
+	return time.Duration(float64(d) * (0.75 + rand.Float64()/2))
+}
+
+// settleError decides what an upstream error means for the job and the
+// account, and records it.
+func (s *Scheduler) settleError(ctx context.Context, e *execution, err error) {
+	msg := errorMessage(err)
+	switch provider.ClassOf(err) {
+	case provider.ClassAuth:
+		s.retry(ctx, e, retry{reason: "auth", message: msg, accountError: "upstream refused the credentials: " + msg})
+	case provider.ClassRateLimited:
+		wait := provider.RetryAfterOf(err)
+		if wait <= 0 {
+			wait = s.cfg.Quarantine
+		}
+		s.retry(ctx, e, retry{reason: "rate_limited", message: msg, quarantine: wait})
+	case provider.ClassInvalid:
+		s.finish(ctx, e, outcome{state: StateFailed, code: CodeInvalidInput, message: msg})
+	case provider.ClassPermanent:
+		s.finish(ctx, e, outcome{state: StateFailed, code: CodeRejected, message: msg})
+	default:
+		s.retry(ctx, e, retry{reason: "transient", message: msg, delay: s.backoff(s.cfg.RetryBase, e.attempt-1)})
+	}
+}
+
+// errorMessage is the user-safe part of an upstream error.
+func errorMessage(err error) string {
+	if pe, ok := errors.AsType[*provider.Error](err); ok && pe.Message != "" {
+		return pe.Message
+	}
+	return "upstream unavailable"
+}

@@ -1,0 +1,207 @@
+// Package scheduler is poolgate's durable job queue. Jobs and slot counts
+// live in Postgres and change together in one transaction, so any number of
+// replicas can share the queue without ever running more jobs on an account
+// than its maxJobs, losing a job, or leaking a slot.
+//
+// Each replica runs four loops: the dispatcher places queued jobs on random
+// free accounts (woken by LISTEN/NOTIFY, with a polling fallback); one
+// goroutine per placed job submits it upstream and follows it to the end;
+// the renewer keeps this replica's leases alive; the rescuer takes over jobs
+// whose lease lapsed (their replica died) and fails jobs that outwaited
+// their queue timeout.
+package scheduler
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/poolgate/poolgate/internal/accounts"
+	"github.com/poolgate/poolgate/internal/provider"
+)
+
+// Config holds the scheduler's dependencies and tuning.
+type Config struct {
+	Pool     *pgxpool.Pool
+	Accounts *accounts.Store
+	Provider provider.Provider
+	Logger   *slog.Logger
+	Metrics  *Metrics         // nil: no metrics
+	Now      func() time.Time // nil: time.Now
+
+	// Owner names this replica in leases; empty means a random name.
+	Owner string
+	// LeaseTTL is how long a replica may go silent before its jobs are
+	// rescued (default 30s); leases are renewed every LeaseTTL/3.
+	LeaseTTL time.Duration
+	// PollInterval is how often a running job's upstream status is read
+	// (default 1s).
+	PollInterval time.Duration
+	// WakeInterval is the polling fallback should a notification be lost
+	// (default 1s).
+	WakeInterval time.Duration
+	// RetryBase and RetryMax shape the exponential backoff of retries
+	// after transient failures (defaults 2s and 5m; ±25% jitter).
+	RetryBase, RetryMax time.Duration
+	// Quarantine is how long a rate-limited account rests when the
+	// upstream does not say (default 30m).
+	Quarantine time.Duration
+	// QueueTimeout is a job's default queueTimeout (default 1h).
+	QueueTimeout time.Duration
+	// JobTimeout bounds how long a job may run upstream (default 1h).
+	JobTimeout time.Duration
+	// MaxQueued is how many queued jobs a tenant may have (default 10000).
+	MaxQueued int
+	// Batch is how many jobs one placement transaction places at most
+	// (default 32).
+	Batch int
+	// OnFinish, if set, runs inside the transaction that ends a job (the
+	// webhook outbox hooks in here).
+	OnFinish FinishHook
+	// DispatchOff disables placement, rescue and execution: the replica
+	// only serves the API (used by tests that need a quiet queue).
+	DispatchOff bool
+}
+
+func (c *Config) defaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&c.LeaseTTL, 30*time.Second)
+	def(&c.PollInterval, time.Second)
+	def(&c.WakeInterval, time.Second)
+	def(&c.RetryBase, 2*time.Second)
+	def(&c.RetryMax, 5*time.Minute)
+	def(&c.Quarantine, 30*time.Minute)
+	def(&c.QueueTimeout, time.Hour)
+	def(&c.JobTimeout, time.Hour)
+	if c.MaxQueued <= 0 {
+		c.MaxQueued = 10000
+	}
+	if c.Batch <= 0 {
+		c.Batch = 32
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Owner == "" {
+		c.Owner = "replica-" + rand.Text()[:10]
+	}
+}
+
+// Scheduler is the job queue and this replica's share of running it.
+type Scheduler struct {
+	cfg     Config
+	log     *slog.Logger
+	metrics *Metrics
+	waiters *waiters
+	wake    chan struct{}
+
+	mu       sync.Mutex
+	inflight map[string]*execution // by job id: jobs this replica follows
+	cancel   context.CancelFunc    // stops the loops
+	runCtx   context.Context       // executions' context; ends after the grace period
+	stopRun  context.CancelFunc
+	loops    sync.WaitGroup
+	execs    sync.WaitGroup
+	started  bool
+}
+
+// New returns a scheduler; Start runs its share of the work.
+func New(cfg Config) *Scheduler {
+	cfg.defaults()
+	return &Scheduler{
+		cfg:      cfg,
+		log:      cfg.Logger.With("component", "scheduler", "owner", cfg.Owner),
+		metrics:  cfg.Metrics,
+		waiters:  newWaiters(),
+		wake:     make(chan struct{}, 1),
+		inflight: make(map[string]*execution),
+	}
+}
+
+func (s *Scheduler) now() time.Time { return s.cfg.Now().UTC().Truncate(time.Microsecond) }
+
+// Start runs the listener and, unless DispatchOff, the dispatcher, renewer
+// and rescuer, until Stop.
+func (s *Scheduler) Start(ctx context.Context) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started {
+		return
+	}
+	s.started = true
+	loopCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.cancel = cancel
+	s.runCtx, s.stopRun = context.WithCancel(context.WithoutCancel(ctx))
+	s.goLoop(func() { s.listen(loopCtx) })
+	if s.cfg.DispatchOff {
+		return
+	}
+	s.goLoop(func() { s.dispatchLoop(loopCtx) })
+	s.goLoop(func() { s.renewLoop(loopCtx) })
+	s.goLoop(func() { s.rescueLoop(loopCtx) })
+}
+
+func (s *Scheduler) goLoop(f func()) {
+	s.loops.Add(1)
+	go func() {
+		defer s.loops.Done()
+		f()
+	}()
+}
+
+// Stop stops taking jobs and gives the jobs in flight up to grace to end.
+// Whatever is still running then is handed over: its lease is expired at
+// once so another replica rescues it without waiting out the TTL.
+func (s *Scheduler) Stop(grace time.Duration) {
+	s.mu.Lock()
+	if !s.started {
+		s.mu.Unlock()
+		return
+	}
+	s.cancel()
+	s.mu.Unlock()
+
+	done := make(chan struct{})
+	go func() { s.execs.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(grace):
+	}
+	s.stopRun()
+	s.execs.Wait()
+	s.loops.Wait()
+	s.handOver()
+}
+
+// Wake nudges the dispatcher to look at the queue now.
+func (s *Scheduler) Wake() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// sleep waits d or until ctx ends; it reports whether ctx is still alive.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+func isShutdown(ctx context.Context, err error) bool {
+	return ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded))
+}

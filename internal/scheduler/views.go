@@ -1,0 +1,92 @@
+package scheduler
+
+import (
+	"context"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/poolgate/poolgate/internal/tenant"
+)
+
+// RunningJob is one job holding a slot, as useapi's scheduler view shows it.
+type RunningJob struct {
+	JobID    string  `json:"jobId"`
+	Email    string  `json:"email"`
+	Started  string  `json:"started"`
+	Elapsed  string  `json:"elapsed"`
+	ReplyURL *string `json:"replyUrl,omitempty"`
+	ReplyRef *string `json:"replyRef,omitempty"`
+}
+
+const jobsRunning = `
+SELECT id, account_email, started_at, reply_url, reply_ref FROM jobs
+WHERE tenant_id = $1 AND mode = $2 AND state IN ('dispatching', 'running')
+ORDER BY started_at`
+
+// Running lists the pool's jobs that hold a slot now.
+func (s *Scheduler) Running(ctx context.Context, scope tenant.Scope) ([]RunningJob, error) {
+	rows, err := s.cfg.Pool.Query(ctx, jobsRunning, scope.TenantID, scope.Mode)
+	if err != nil {
+		return nil, asDomain(err)
+	}
+	now := s.now()
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (RunningJob, error) {
+		var (
+			j       RunningJob
+			started time.Time
+		)
+		err := r.Scan(&j.JobID, &j.Email, &started, &j.ReplyURL, &j.ReplyRef)
+		j.Started, j.Elapsed = utc(started), now.Sub(started).Round(time.Second).String()
+		return j, err
+	})
+	return out, asDomain(err)
+}
+
+// Capacity is useapi's scheduler/available view of one account.
+type Capacity struct {
+	Email     string `json:"email"`
+	MaxJobs   int    `json:"maxJobs"`
+	Executing int    `json:"executing"`
+	Available int    `json:"available"`
+}
+
+// Availability sums the pool's capacity.
+type Availability struct {
+	Executing int        `json:"executing"`
+	Available []Capacity `json:"available"`
+}
+
+const accountsCapacity = `
+SELECT email, max_jobs, running FROM accounts
+WHERE tenant_id = $1 AND mode = $2 AND enabled AND status = 'active'
+	AND (quarantined_until IS NULL OR quarantined_until <= $3)
+	AND (token_expires_at IS NULL OR token_expires_at > $3)
+	AND (refresh_token_expires_at IS NULL OR refresh_token_expires_at > $3)
+ORDER BY email`
+
+// Available lists the accounts that can take jobs and their free slots.
+func (s *Scheduler) Available(ctx context.Context, scope tenant.Scope) (Availability, error) {
+	var executing int
+	if err := s.cfg.Pool.QueryRow(ctx, `SELECT coalesce(sum(running), 0) FROM accounts WHERE tenant_id = $1 AND mode = $2`,
+		scope.TenantID, scope.Mode).Scan(&executing); err != nil {
+		return Availability{}, asDomain(err)
+	}
+	rows, err := s.cfg.Pool.Query(ctx, accountsCapacity, scope.TenantID, scope.Mode, s.now())
+	if err != nil {
+		return Availability{}, asDomain(err)
+	}
+	caps, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Capacity, error) {
+		var c Capacity
+		err := r.Scan(&c.Email, &c.MaxJobs, &c.Executing)
+		c.Available = max(c.MaxJobs-c.Executing, 0)
+		return c, err
+	})
+	if err != nil {
+		return Availability{}, asDomain(err)
+	}
+	if caps == nil {
+		caps = []Capacity{}
+	}
+	return Availability{Executing: executing, Available: caps}, nil
+}
