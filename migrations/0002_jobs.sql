@@ -78,7 +78,7 @@ CREATE TABLE webhook_deliveries (
     tenant_id       bigint NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
     url             text NOT NULL,
     event           text NOT NULL,
-    payload         jsonb NOT NULL,
+    payload         text NOT NULL, -- the exact bytes sent and signed (jsonb would reorder keys)
     state           text NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'delivered', 'failed')),
     attempts        integer NOT NULL DEFAULT 0,
     next_attempt_at timestamptz NOT NULL,

@@ -67,6 +67,9 @@ type Job struct {
 	startedAt *time.Time
 }
 
+// TenantID is the tenant the job belongs to.
+func (j Job) TenantID() int64 { return j.tenantID }
+
 // JobError says why a job failed or was canceled.
 type JobError struct {
 	Code    string `json:"code"`

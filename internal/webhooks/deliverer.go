@@ -255,7 +255,7 @@ UPDATE webhook_deliveries d
 SET attempts = d.attempts + 1, next_attempt_at = $3
 FROM due
 WHERE d.id = due.id
-RETURNING d.id, d.tenant_id, d.url, d.event, d.payload::text, d.attempts, d.give_up_at`
+RETURNING d.id, d.tenant_id, d.url, d.event, d.payload, d.attempts, d.give_up_at`
 
 func (d *Deliverer) claim(ctx context.Context, n int) ([]claimed, error) {
 	now := d.now().UTC()

@@ -30,7 +30,7 @@ func TestEnqueue(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if state != "pending" || event != "job.succeeded" || payload != `{"id": "job_1"}` || attempts != 0 ||
+		if state != "pending" || event != "job.succeeded" || payload != `{"id":"job_1"}` || attempts != 0 ||
 			!next.Equal(now) || !giveUp.Equal(now.Add(24*time.Hour)) {
 			t.Fatalf("row = %s %s %s %d %s %s", state, event, payload, attempts, next, giveUp)
 		}

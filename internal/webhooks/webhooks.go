@@ -45,7 +45,7 @@ const DeliveryWindow = 24 * time.Hour
 
 const deliveryInsert = `
 INSERT INTO webhook_deliveries (id, tenant_id, url, event, payload, next_attempt_at, give_up_at, created_at)
-VALUES ($1, $2, $3, $4, $5::text::jsonb, $6, $7, $6)`
+VALUES ($1, $2, $3, $4, $5, $6, $7, $6)`
 
 // Enqueue records a pending delivery of payload (JSON-encoded; a
 // json.RawMessage or []byte is taken as JSON already) to url. Call it on the
