@@ -34,6 +34,7 @@ const (
 	StatusError      Status = "error"      // the upstream refused its credentials; re-register it
 	StatusExpired    Status = "expired"    // the refresh token has lapsed; re-register it
 	StatusRefreshing Status = "refreshing" // lt_token has lapsed; it needs a token refresh before taking jobs
+	StatusExpiring   Status = "expiring"   // works, but the refresh token lapses soon: register fresh cookies
 	StatusActive     Status = "active"
 )
 
@@ -50,6 +51,8 @@ type Account struct {
 	UpdatedAt             time.Time
 	TokenExpiresAt        *time.Time
 	RefreshTokenExpiresAt *time.Time
+	LastRefreshAt         *time.Time
+	NextRefreshAt         *time.Time // when the refresher will renew lt_token
 }
 
 // Registration is what an operator sends to add or update an account.
@@ -70,11 +73,31 @@ type Store struct {
 	pool *pgxpool.Pool
 	box  *secret.Box
 	now  func() time.Time
+	life Lifecycle
 }
+
+// Lifecycle holds the credential timings the account view reports.
+type Lifecycle struct {
+	// RefreshLead is how long before lt_token expires it is refreshed.
+	RefreshLead time.Duration
+	// ExpiringWithin is how close the refresh token's expiry must be for
+	// the account to show status expiring (the largest alert threshold).
+	ExpiringWithin time.Duration
+}
+
+// DefaultLifecycle matches the defaults of POOLGATE_REFRESH_LEAD and
+// POOLGATE_ALERT_THRESHOLDS.
+var DefaultLifecycle = Lifecycle{RefreshLead: 10 * time.Minute, ExpiringWithin: 7 * 24 * time.Hour}
 
 // NewStore returns a Store sealing cookies with box.
 func NewStore(pool *pgxpool.Pool, box *secret.Box, now func() time.Time) *Store {
-	return &Store{pool: pool, box: box, now: now}
+	return &Store{pool: pool, box: box, now: now, life: DefaultLifecycle}
+}
+
+// WithLifecycle returns s reporting statuses and refresh times by l.
+func (s *Store) WithLifecycle(l Lifecycle) *Store {
+	s.life = l
+	return s
 }
 
 // cookieAAD binds a sealed cookie to its row: a ciphertext copied into
@@ -84,7 +107,7 @@ func cookieAAD(scope tenant.Scope, email string) []byte {
 }
 
 const accountColumns = `id, email, cookie, max_jobs, enabled, status, status_reason, running,
-	updated_at, token_expires_at, refresh_token_expires_at`
+	updated_at, token_expires_at, refresh_token_expires_at, last_refresh_at`
 
 const accountUpsert = `
 INSERT INTO accounts (tenant_id, mode, email, cookie, max_jobs, token_expires_at,
@@ -97,6 +120,8 @@ ON CONFLICT (tenant_id, mode, email) DO UPDATE SET
 	refresh_token_expires_at = EXCLUDED.refresh_token_expires_at,
 	status = 'active',
 	status_reason = NULL,
+	refresh_failures = 0,
+	refresh_retry_at = NULL,
 	updated_at = EXCLUDED.updated_at
 RETURNING ` + accountColumns
 
@@ -114,10 +139,25 @@ func (s *Store) Register(ctx context.Context, scope tenant.Scope, r Registration
 	}
 	sealed := s.box.Seal([]byte(creds.Jar.String()), cookieAAD(scope, email))
 	now := s.now().UTC()
-	row := s.pool.QueryRow(ctx, accountUpsert, scope.TenantID, scope.Mode, email, sealed,
-		r.MaxJobs, timeOrNil(creds.TokenExpiry), timeOrNil(creds.RefreshTokenExpiry), now, DefaultMaxJobs)
-	return s.scanAccount(row, scope)
+	var a Account
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		row := tx.QueryRow(ctx, accountUpsert, scope.TenantID, scope.Mode, email, sealed,
+			r.MaxJobs, timeOrNil(creds.TokenExpiry), timeOrNil(creds.RefreshTokenExpiry), now, DefaultMaxJobs)
+		if a, err = s.scanAccount(row, scope); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, alertsResolve, scope.TenantID, a.ID, now)
+		return err
+	})
+	if err != nil {
+		return Account{}, errs.As(err)
+	}
+	return a, nil
 }
+
+// alertsResolve closes an account's open alerts: fresh cookies answer every
+// expiry and error alert about the old ones.
+const alertsResolve = `UPDATE alerts SET resolved_at = $3 WHERE tenant_id = $1 AND account_id = $2 AND resolved_at IS NULL`
 
 // accountEmail decides which email an account is registered under: the
 // token's own claim wins, and a body email that contradicts it is refused
@@ -252,7 +292,7 @@ func (s *Store) scanAccount(row pgx.Row, scope tenant.Scope) (Account, error) {
 		reason *string
 	)
 	err := row.Scan(&a.ID, &a.Email, &sealed, &a.MaxJobs, &a.Enabled, &status, &reason, &a.Running,
-		&a.UpdatedAt, &a.TokenExpiresAt, &a.RefreshTokenExpiresAt)
+		&a.UpdatedAt, &a.TokenExpiresAt, &a.RefreshTokenExpiresAt, &a.LastRefreshAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Account{}, err
 	}
@@ -269,12 +309,16 @@ func (s *Store) scanAccount(row pgx.Row, scope tenant.Scope) (Account, error) {
 		return Account{}, errs.Internal(fmt.Errorf("stored cookie of account %d does not parse", a.ID))
 	}
 	a.Cookie = jar.Masked()
-	a.Status, a.Reason = deriveStatus(a, status, reason, s.now())
+	a.Status, a.Reason = deriveStatus(a, status, reason, s.now(), s.life)
+	if a.TokenExpiresAt != nil && a.Enabled && status == string(StatusActive) {
+		next := a.TokenExpiresAt.Add(-s.life.RefreshLead)
+		a.NextRefreshAt = &next
+	}
 	return a, nil
 }
 
 // deriveStatus combines the stored status with the clock.
-func deriveStatus(a Account, stored string, reason *string, now time.Time) (Status, string) {
+func deriveStatus(a Account, stored string, reason *string, now time.Time, life Lifecycle) (Status, string) {
 	switch {
 	case !a.Enabled:
 		return StatusDisabled, "disabled by the operator"
@@ -287,6 +331,8 @@ func deriveStatus(a Account, stored string, reason *string, now time.Time) (Stat
 		return StatusExpired, "lt_refresh_token expired; register fresh cookies"
 	case a.TokenExpiresAt != nil && !a.TokenExpiresAt.After(now):
 		return StatusRefreshing, "lt_token expired; it must be refreshed before the account takes jobs"
+	case a.RefreshTokenExpiresAt != nil && a.RefreshTokenExpiresAt.Sub(now) <= life.ExpiringWithin:
+		return StatusExpiring, "lt_refresh_token expires at " + a.RefreshTokenExpiresAt.UTC().Format(time.RFC3339) + "; register fresh cookies before then"
 	default:
 		return StatusActive, ""
 	}

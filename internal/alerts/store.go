@@ -1,0 +1,207 @@
+package alerts
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/poolgate/poolgate/internal/errs"
+	"github.com/poolgate/poolgate/internal/tenant"
+	"github.com/poolgate/poolgate/internal/webhooks"
+)
+
+// Alert is one raised alert.
+type Alert struct {
+	ID          string
+	TenantID    int64
+	Mode        string
+	AccountID   int64
+	Email       string
+	Kind        string
+	Threshold   *string
+	ExpiresAt   *time.Time
+	Message     string
+	CreatedAt   time.Time
+	DeliveredAt *time.Time
+	AckedAt     *time.Time
+	ResolvedAt  *time.Time
+
+	dedupe string
+}
+
+// State is where an alert stands: open, acked or resolved.
+func (a Alert) State() string {
+	switch {
+	case a.ResolvedAt != nil:
+		return "resolved"
+	case a.AckedAt != nil:
+		return "acked"
+	default:
+		return "open"
+	}
+}
+
+// View is an alert as the API and webhooks show it.
+type View struct {
+	ID           string  `json:"id"`
+	State        string  `json:"state"`
+	Email        string  `json:"email"`
+	Kind         string  `json:"kind"`
+	Threshold    *string `json:"threshold"`
+	ExpiresUTC   *string `json:"expiresUTC"`
+	Message      string  `json:"message"`
+	CreatedUTC   string  `json:"createdUTC"`
+	DeliveredUTC *string `json:"deliveredUTC"`
+	AckedUTC     *string `json:"ackedUTC"`
+	ResolvedUTC  *string `json:"resolvedUTC"`
+}
+
+func (a Alert) view() View {
+	return View{ID: a.ID, State: a.State(), Email: a.Email, Kind: a.Kind, Threshold: a.Threshold,
+		ExpiresUTC: utcPtr(a.ExpiresAt), Message: a.Message, CreatedUTC: utc(a.CreatedAt),
+		DeliveredUTC: utcPtr(a.DeliveredAt), AckedUTC: utcPtr(a.AckedAt), ResolvedUTC: utcPtr(a.ResolvedAt)}
+}
+
+// View returns the alert as users see it.
+func (a Alert) View() View { return a.view() }
+
+func utc(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }
+
+func utcPtr(t *time.Time) *string {
+	if t == nil {
+		return nil
+	}
+	s := utc(*t)
+	return &s
+}
+
+// Store reads and changes alerts for the API.
+type Store struct {
+	pool         *pgxpool.Pool
+	now          func() time.Time
+	allowPrivate bool
+}
+
+// NewStore returns a Store; allowPrivate is POOLGATE_WEBHOOK_ALLOW_PRIVATE.
+func NewStore(pool *pgxpool.Pool, now func() time.Time, allowPrivate bool) *Store {
+	return &Store{pool: pool, now: now, allowPrivate: allowPrivate}
+}
+
+// delivered is the first time any of an alert's deliveries succeeded.
+const alertColumns = `a.id, a.tenant_id, a.mode, a.account_id, a.account_email, a.kind, a.threshold,
+	a.expires_at, a.message, a.created_at, a.acked_at, a.resolved_at,
+	(SELECT min(d.delivered_at) FROM webhook_deliveries d WHERE d.id = ANY(a.delivery_ids))`
+
+func scanAlert(r pgx.Row) (Alert, error) {
+	var a Alert
+	err := r.Scan(&a.ID, &a.TenantID, &a.Mode, &a.AccountID, &a.Email, &a.Kind, &a.Threshold, &a.ExpiresAt,
+		&a.Message, &a.CreatedAt, &a.AckedAt, &a.ResolvedAt, &a.DeliveredAt)
+	return a, err
+}
+
+// Filter selects alerts, newest first.
+type Filter struct {
+	State  string // "", open, acked, resolved
+	Limit  int
+	Cursor string
+}
+
+const alertList = `SELECT ` + alertColumns + ` FROM alerts a
+WHERE a.tenant_id = $1 AND a.mode = $2 AND ($4 = '' OR a.id < $4) AND (
+	$3 = '' OR
+	($3 = 'open' AND a.resolved_at IS NULL AND a.acked_at IS NULL) OR
+	($3 = 'acked' AND a.resolved_at IS NULL AND a.acked_at IS NOT NULL) OR
+	($3 = 'resolved' AND a.resolved_at IS NOT NULL))
+ORDER BY a.id DESC LIMIT $5`
+
+// List returns a page of the pool's alerts and the next page's cursor.
+func (s *Store) List(ctx context.Context, scope tenant.Scope, f Filter) ([]Alert, string, error) {
+	switch f.State {
+	case "", "open", "acked", "resolved":
+	default:
+		return nil, "", errs.Invalid("invalid_state", "state must be open, acked or resolved")
+	}
+	rows, err := s.pool.Query(ctx, alertList, scope.TenantID, scope.Mode, f.State, f.Cursor, f.Limit+1)
+	if err != nil {
+		return nil, "", errs.Unavailable(err)
+	}
+	list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Alert, error) { return scanAlert(r) })
+	if err != nil {
+		return nil, "", errs.Unavailable(err)
+	}
+	next := ""
+	if len(list) > f.Limit {
+		list = list[:f.Limit]
+		next = list[len(list)-1].ID
+	}
+	return list, next, nil
+}
+
+const alertAck = `
+WITH acked AS (
+	UPDATE alerts SET acked_at = coalesce(acked_at, $4)
+	WHERE tenant_id = $1 AND mode = $2 AND id = $3
+	RETURNING *
+)
+SELECT ` + alertColumns + ` FROM acked a`
+
+// Ack acknowledges an alert; acknowledging twice keeps the first time.
+func (s *Store) Ack(ctx context.Context, scope tenant.Scope, id string) (Alert, error) {
+	a, err := scanAlert(s.pool.QueryRow(ctx, alertAck, scope.TenantID, scope.Mode, id, s.now().UTC()))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Alert{}, errs.NotFound("alert_not_found", "no alert %q", id)
+	}
+	if err != nil {
+		return Alert{}, errs.Unavailable(err)
+	}
+	return a, nil
+}
+
+// Destination is where a tenant's alerts are POSTed.
+type Destination struct {
+	URL    string `json:"url"`
+	Format string `json:"format"`
+}
+
+const alertConfigUpsert = `
+INSERT INTO alert_config (tenant_id, url, format, updated_at) VALUES ($1, $2, $3, $4)
+ON CONFLICT (tenant_id) DO UPDATE SET url = EXCLUDED.url, format = EXCLUDED.format, updated_at = EXCLUDED.updated_at`
+
+// SetDestination sets (or, with an empty URL, removes) the tenant's alert
+// webhook. Alerts are per tenant, whichever mode's key sets it.
+func (s *Store) SetDestination(ctx context.Context, scope tenant.Scope, d Destination) (Destination, error) {
+	if d.URL == "" {
+		_, err := s.pool.Exec(ctx, `DELETE FROM alert_config WHERE tenant_id = $1`, scope.TenantID)
+		return Destination{}, errs.As(err)
+	}
+	if d.Format == "" {
+		d.Format = FormatJSON
+	}
+	if d.Format != FormatJSON && d.Format != FormatSlack {
+		return Destination{}, errs.Fields(errs.FieldError{Field: "format", Message: "must be one of: json, slack"})
+	}
+	if err := webhooks.CheckURL(d.URL, s.allowPrivate); err != nil {
+		return Destination{}, errs.Fields(errs.FieldError{Field: "url", Message: errs.As(err).Message})
+	}
+	if _, err := s.pool.Exec(ctx, alertConfigUpsert, scope.TenantID, d.URL, d.Format, s.now().UTC()); err != nil {
+		return Destination{}, errs.Unavailable(fmt.Errorf("set alert destination: %w", err))
+	}
+	return d, nil
+}
+
+// Destination returns the tenant's alert webhook, if any.
+func (s *Store) Destination(ctx context.Context, scope tenant.Scope) (*Destination, error) {
+	var d Destination
+	err := s.pool.QueryRow(ctx, tenantAlertConfig, scope.TenantID).Scan(&d.URL, &d.Format)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, errs.Unavailable(err)
+	}
+	return &d, nil
+}
