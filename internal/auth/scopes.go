@@ -44,8 +44,9 @@ func ValidateScopes(scopes []string) ([]string, error) {
 // Principal is who a verified key speaks for.
 type Principal struct {
 	tenant.Scope
-	KeyID  string
-	Scopes []string
+	KeyID     string
+	Scopes    []string
+	RateLimit *RateLimit // the key's own limit; nil: the server default
 }
 
 // Has reports whether p holds scope, directly or through ScopeAll.

@@ -24,7 +24,11 @@ type Key struct {
 	Scopes    []string
 	CreatedAt time.Time
 	ExpiresAt *time.Time
-	RevokedAt *time.Time
+	// RevokedAt may lie in the future: a rolled key works until then.
+	RevokedAt  *time.Time
+	RateLimit  *RateLimit // nil: the server default
+	ReplacedBy string     // the key that replaced it when rolled
+	LastUsedAt *time.Time // as of the last usage flush
 }
 
 // KeyParams are the settings of a new key.
@@ -33,6 +37,7 @@ type KeyParams struct {
 	Mode      tenant.Mode // "" means live
 	Scopes    []string    // empty means ScopeAll
 	ExpiresAt *time.Time
+	RateLimit *RateLimit // nil: the server default
 }
 
 // Store keeps API keys and tenants.
@@ -73,8 +78,9 @@ func (s *Store) Bootstrap(ctx context.Context, tenantName string, p KeyParams) (
 }
 
 const keyInsert = `
-INSERT INTO api_keys (tenant_id, id, name, hash, start, mode, scopes, created_at, expires_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`
+INSERT INTO api_keys (tenant_id, id, name, hash, start, mode, scopes, created_at, expires_at,
+                      rate_limit_requests, rate_limit_per_ms)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`
 
 func (s *Store) insert(ctx context.Context, db dbx.DBTX, tenantID int64, p KeyParams) (Key, string, error) {
 	if p.Mode == "" {
@@ -90,13 +96,22 @@ func (s *Store) insert(ctx context.Context, db dbx.DBTX, tenantID int64, p KeyPa
 	if err != nil {
 		return Key{}, "", err
 	}
+	var limitRequests, limitPerMS *int64
+	if p.RateLimit != nil {
+		if err := p.RateLimit.validate(); err != nil {
+			return Key{}, "", err
+		}
+		n, ms := int64(p.RateLimit.Requests), p.RateLimit.Per.Milliseconds()
+		limitRequests, limitPerMS = &n, &ms
+	}
 	now := s.now().UTC().Truncate(time.Microsecond)
 	secret := NewSecret(p.Mode)
 	k := Key{
 		ID: ids.New("key", now), Name: p.Name, Start: Start(secret), Mode: p.Mode,
-		Scopes: scopes, CreatedAt: now, ExpiresAt: p.ExpiresAt,
+		Scopes: scopes, CreatedAt: now, ExpiresAt: p.ExpiresAt, RateLimit: p.RateLimit,
 	}
-	_, err = db.Exec(ctx, keyInsert, tenantID, k.ID, k.Name, Hash(secret), k.Start, k.Mode, k.Scopes, k.CreatedAt, k.ExpiresAt)
+	_, err = db.Exec(ctx, keyInsert, tenantID, k.ID, k.Name, Hash(secret), k.Start, k.Mode, k.Scopes,
+		k.CreatedAt, k.ExpiresAt, limitRequests, limitPerMS)
 	if err != nil {
 		return Key{}, "", fmt.Errorf("insert api key: %w", err)
 	}
@@ -104,31 +119,63 @@ func (s *Store) insert(ctx context.Context, db dbx.DBTX, tenantID int64, p KeyPa
 }
 
 const keyByHash = `
-SELECT tenant_id, id, mode, scopes, expires_at, revoked_at
+SELECT tenant_id, id, mode, scopes, expires_at, revoked_at, rate_limit_requests, rate_limit_per_ms
 FROM api_keys WHERE hash = $1`
+
+// keyRecord is what verification reads about a key: enough to judge it at
+// any later instant, which is what the cache keeps.
+type keyRecord struct {
+	p                Principal
+	expires, revoked *time.Time
+}
+
+// lookup reads the key stored under hash; ErrInvalidKey if there is none.
+func (s *Store) lookup(ctx context.Context, hash []byte) (keyRecord, error) {
+	var (
+		r             keyRecord
+		requests, per *int64
+	)
+	err := s.pool.QueryRow(ctx, keyByHash, hash).
+		Scan(&r.p.TenantID, &r.p.KeyID, &r.p.Mode, &r.p.Scopes, &r.expires, &r.revoked, &requests, &per)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return keyRecord{}, ErrInvalidKey
+	case err != nil:
+		return keyRecord{}, errs.Unavailable(fmt.Errorf("verify api key: %w", err))
+	}
+	r.p.RateLimit = rateLimitOf(requests, per)
+	return r, nil
+}
+
+func rateLimitOf(requests, perMS *int64) *RateLimit {
+	if requests == nil || perMS == nil {
+		return nil
+	}
+	return &RateLimit{Requests: int(*requests), Per: time.Duration(*perMS) * time.Millisecond}
+}
+
+// judge decides, at now, whether a stored key may be used. A revocation
+// scheduled by a roll takes effect at its instant, cached or not.
+func (r keyRecord) judge(now time.Time) (Principal, error) {
+	switch {
+	case r.revoked != nil && !r.revoked.After(now):
+		return Principal{}, ErrInvalidKey
+	case r.expires != nil && !r.expires.After(now):
+		return Principal{}, ErrExpiredKey
+	}
+	return r.p, nil
+}
 
 // Verify returns the principal a presented key speaks for, or one of the
 // 401 errors. A key that fails the offline checksum never reaches the
-// database.
+// database. It reads the database every time; Cache is the fast path.
 func (s *Store) Verify(ctx context.Context, secret string) (Principal, error) {
 	if _, ok := ParseSecret(secret); !ok {
 		return Principal{}, ErrInvalidKey
 	}
-	var (
-		p                Principal
-		expires, revoked *time.Time
-	)
-	err := s.pool.QueryRow(ctx, keyByHash, Hash(secret)).
-		Scan(&p.TenantID, &p.KeyID, &p.Mode, &p.Scopes, &expires, &revoked)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		return Principal{}, ErrInvalidKey
-	case err != nil:
-		return Principal{}, errs.Unavailable(fmt.Errorf("verify api key: %w", err))
-	case revoked != nil && !revoked.After(s.now()):
-		return Principal{}, ErrInvalidKey
-	case expires != nil && !expires.After(s.now()):
-		return Principal{}, ErrExpiredKey
+	r, err := s.lookup(ctx, Hash(secret))
+	if err != nil {
+		return Principal{}, err
 	}
-	return p, nil
+	return r.judge(s.now())
 }
