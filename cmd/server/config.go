@@ -5,10 +5,16 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/poolgate/poolgate/internal/alerts"
+	"github.com/poolgate/poolgate/internal/auth"
+	"github.com/poolgate/poolgate/internal/errs"
 	"github.com/poolgate/poolgate/internal/secret"
+	"github.com/poolgate/poolgate/internal/webhooks"
 )
 
 // config is serve's configuration, read once from the environment. Only
@@ -19,6 +25,28 @@ type config struct {
 	SecretKey       []byte
 	LogLevel        slog.Level
 	ShutdownTimeout time.Duration
+
+	UpstreamURL         string
+	ReplicaID           string
+	MaxQueued           int
+	QueueTimeout        time.Duration
+	JobTimeout          time.Duration
+	LeaseTTL            time.Duration
+	PollInterval        time.Duration
+	Quarantine          time.Duration
+	WebhookAllowPrivate bool
+
+	RefreshLead     time.Duration
+	RefreshInterval time.Duration
+	AlertSchedule   string
+	AlertThresholds []alerts.Threshold
+	AlertWebhookURL string
+	AlertFormat     string
+
+	// keys
+	KeyRateLimit       auth.RateLimit
+	KeyCacheTTL        time.Duration
+	KeyUsageFlushEvery time.Duration
 }
 
 // env reads one variable with its default.
@@ -40,6 +68,24 @@ func (e env) duration(name, def string, errs *[]error) time.Duration {
 	return d
 }
 
+func (e env) integer(name string, def int, errs *[]error) int {
+	v := e.get(name, strconv.Itoa(def))
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		*errs = append(*errs, fmt.Errorf("%s=%q is not a positive integer", name, v))
+	}
+	return n
+}
+
+func (e env) boolean(name string, errs *[]error) bool {
+	v := e.get(name, "false")
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		*errs = append(*errs, fmt.Errorf("%s=%q must be true or false", name, v))
+	}
+	return b
+}
+
 func databaseURL(getenv func(string) string) (string, error) {
 	u := env(getenv).get("DATABASE_URL", "")
 	if u == "" {
@@ -54,8 +100,44 @@ func loadConfig(getenv func(string) string) (config, error) {
 	c := config{
 		Addr:            e.get("POOLGATE_ADDR", "127.0.0.1:8080"),
 		ShutdownTimeout: e.duration("POOLGATE_SHUTDOWN_TIMEOUT", "30s", &problems),
+
+		UpstreamURL:         e.get("POOLGATE_UPSTREAM_URL", "http://127.0.0.1:8090"),
+		ReplicaID:           e.get("POOLGATE_REPLICA_ID", ""),
+		MaxQueued:           e.integer("POOLGATE_MAX_QUEUED", 10000, &problems),
+		QueueTimeout:        e.duration("POOLGATE_QUEUE_TIMEOUT", "1h", &problems),
+		JobTimeout:          e.duration("POOLGATE_JOB_TIMEOUT", "1h", &problems),
+		LeaseTTL:            e.duration("POOLGATE_LEASE_TTL", "30s", &problems),
+		PollInterval:        e.duration("POOLGATE_POLL_INTERVAL", "1s", &problems),
+		Quarantine:          e.duration("POOLGATE_QUARANTINE", "30m", &problems),
+		WebhookAllowPrivate: e.boolean("POOLGATE_WEBHOOK_ALLOW_PRIVATE", &problems),
+	}
+	c.RefreshLead = e.duration("POOLGATE_REFRESH_LEAD", "10m", &problems)
+	c.RefreshInterval = e.duration("POOLGATE_REFRESH_INTERVAL", "30s", &problems)
+	c.AlertSchedule = e.get("POOLGATE_ALERT_SCHEDULE", "*/15 * * * *")
+	if _, err := alerts.ParseSchedule(c.AlertSchedule); err != nil {
+		problems = append(problems, fmt.Errorf("POOLGATE_ALERT_SCHEDULE: %w (use five cron fields like */15 * * * * or a descriptor like @every 1h)", err))
 	}
 	var err error
+	if c.AlertThresholds, err = alerts.ParseThresholds(e.get("POOLGATE_ALERT_THRESHOLDS", "7d,3d,1d")); err != nil {
+		problems = append(problems, fmt.Errorf("POOLGATE_ALERT_THRESHOLDS: %w", err))
+	}
+	c.AlertWebhookURL = e.get("POOLGATE_ALERT_WEBHOOK_URL", "")
+	c.AlertFormat = e.get("POOLGATE_ALERT_FORMAT", alerts.FormatJSON)
+	if c.AlertFormat != alerts.FormatJSON && c.AlertFormat != alerts.FormatSlack {
+		problems = append(problems, errors.New("POOLGATE_ALERT_FORMAT must be json or slack"))
+	}
+	if c.AlertWebhookURL != "" {
+		if err := webhooks.CheckURL(c.AlertWebhookURL, c.WebhookAllowPrivate); err != nil {
+			problems = append(problems, fmt.Errorf("POOLGATE_ALERT_WEBHOOK_URL: %s", errs.As(err).Message))
+		}
+	}
+	if u, err := url.Parse(c.UpstreamURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		problems = append(problems, fmt.Errorf("POOLGATE_UPSTREAM_URL=%q is not an http(s) URL", c.UpstreamURL))
+	}
+	if c.LeaseTTL < 3*time.Second {
+		problems = append(problems, errors.New("POOLGATE_LEASE_TTL must be at least 3s"))
+	}
+	loadKeyConfig(e, &c, &problems)
 	if c.DatabaseURL, err = databaseURL(getenv); err != nil {
 		problems = append(problems, err)
 	}
@@ -71,6 +153,20 @@ func loadConfig(getenv func(string) string) (config, error) {
 		}
 	}
 	return c, errors.Join(problems...)
+}
+
+// loadKeyConfig reads the API key settings: the default rate limit, how
+// long verifications are cached, how often usage counts are written.
+func loadKeyConfig(e env, c *config, problems *[]error) {
+	var err error
+	if c.KeyRateLimit, err = auth.ParseRateLimit(e.get("POOLGATE_KEY_RATE_LIMIT", "100/1s")); err != nil {
+		*problems = append(*problems, fmt.Errorf("POOLGATE_KEY_RATE_LIMIT: %w", err))
+	}
+	c.KeyCacheTTL = e.duration("POOLGATE_KEY_CACHE_TTL", "30s", problems)
+	c.KeyUsageFlushEvery = e.duration("POOLGATE_KEY_USAGE_FLUSH_INTERVAL", "5s", problems)
+	if c.KeyUsageFlushEvery <= 0 {
+		*problems = append(*problems, errors.New("POOLGATE_KEY_USAGE_FLUSH_INTERVAL must be above 0"))
+	}
 }
 
 func newLogger(w io.Writer, level slog.Level) *slog.Logger {

@@ -10,12 +10,20 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/poolgate/poolgate/internal/accounts"
+	"github.com/poolgate/poolgate/internal/alerts"
 	"github.com/poolgate/poolgate/internal/api"
 	"github.com/poolgate/poolgate/internal/auth"
+	"github.com/poolgate/poolgate/internal/provider/ltxstudio"
+	"github.com/poolgate/poolgate/internal/scheduler"
 	"github.com/poolgate/poolgate/internal/secret"
+	"github.com/poolgate/poolgate/internal/webhooks"
 	"github.com/poolgate/poolgate/migrations"
 )
 
@@ -40,11 +48,55 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if err != nil {
 		return err
 	}
+	accountStore := accounts.NewStore(pool, box, time.Now).WithLifecycle(accounts.Lifecycle{
+		RefreshLead: cfg.RefreshLead, ExpiringWithin: cfg.AlertThresholds[0].Before,
+	})
+	registry := prometheus.NewRegistry()
+	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	upstream := ltxstudio.New(cfg.UpstreamURL, nil)
+	deliveries := newDeliveryMetrics(registry)
+	deliverer := webhooks.NewDeliverer(webhooks.DelivererConfig{
+		Pool: pool, Secrets: webhooks.NewSecrets(pool, box), Logger: logger,
+		AllowPrivate: cfg.WebhookAllowPrivate, OnResult: deliveries.observe,
+	})
+	sched := scheduler.New(scheduler.Config{
+		Pool: pool, Accounts: accountStore, Provider: upstream, Logger: logger,
+		Metrics: scheduler.NewMetrics(registry, pool), Owner: cfg.ReplicaID,
+		LeaseTTL: cfg.LeaseTTL, PollInterval: cfg.PollInterval, Quarantine: cfg.Quarantine,
+		QueueTimeout: cfg.QueueTimeout, JobTimeout: cfg.JobTimeout, MaxQueued: cfg.MaxQueued,
+		OnFinish: jobWebhook(deliverer),
+	})
+	// keys
+	keyStore := auth.NewStore(pool, time.Now)
+	keyCache := auth.NewCache(keyStore, logger, cfg.KeyCacheTTL)
+	keyUsage := auth.NewUsage(pool, logger, time.Now, cfg.KeyUsageFlushEvery)
+
+	credMetrics := newCredentialMetrics(registry, pool)
+	refresher := accounts.NewRefresher(accounts.RefresherConfig{
+		Store: accountStore, Provider: upstream, Logger: logger,
+		Lead: cfg.RefreshLead, Interval: cfg.RefreshInterval, OnOutcome: credMetrics.refreshed,
+	})
+	alerter, err := alerts.New(alerts.Config{
+		Pool: pool, Logger: logger, Schedule: cfg.AlertSchedule, Thresholds: cfg.AlertThresholds,
+		URL: cfg.AlertWebhookURL, Format: cfg.AlertFormat, Wake: deliverer.Wake, OnRaised: credMetrics.raised,
+	})
+	if err != nil {
+		return err
+	}
 	handler := api.New(api.Deps{
-		Logger:   logger,
-		DB:       pool,
-		Keys:     auth.NewStore(pool, time.Now),
-		Accounts: accounts.NewStore(pool, box, time.Now),
+		Logger:               logger,
+		DB:                   pool,
+		Keys:                 keyStore,
+		Verifier:             keyCache,
+		Limits:               auth.NewLimiter(cfg.KeyRateLimit, time.Now),
+		Usage:                keyUsage,
+		Accounts:             accountStore,
+		Jobs:                 sched,
+		Alerts:               alerts.NewStore(pool, time.Now, cfg.WebhookAllowPrivate),
+		Metrics:              promhttp.HandlerFor(registry, promhttp.HandlerOpts{}),
+		AllowPrivateWebhooks: cfg.WebhookAllowPrivate,
+		OnJobCreated:         keyUsage.JobSubmitted,
 	})
 
 	ln, err := net.Listen("tcp", cfg.Addr)
@@ -59,7 +111,17 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
-	logger.Info("listening", "addr", ln.Addr().String())
+	logger.Info("listening", "addr", ln.Addr().String(), "upstream", cfg.UpstreamURL)
+	sched.Start(ctx)
+	deliverer.Start(ctx)
+	refresher.Start(ctx)
+	alerter.Start(ctx)
+	if err := keyCache.Start(ctx); err != nil {
+		return err
+	}
+	if err := keyUsage.Start(ctx); err != nil {
+		return err
+	}
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -71,14 +133,57 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	logger.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
+	shutdownErr := srv.Shutdown(sctx)
+	// Jobs in flight get what is left of the timeout to end; the rest are
+	// handed over to other replicas.
+	grace := time.Until(deadlineOf(sctx))
+	alerter.Stop()
+	refresher.Stop()
+	sched.Stop(max(grace, 0))
+	deliverer.Stop()
+	keyUsage.Stop() // writes the last usage counts
+	keyCache.Stop()
+	if shutdownErr != nil {
+		return fmt.Errorf("shutdown: %w", shutdownErr)
 	}
 	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
+	logger.Info("stopped")
 	return nil
 }
+
+func deadlineOf(ctx context.Context) time.Time {
+	d, _ := ctx.Deadline()
+	return d
+}
+
+// jobWebhook queues the job model for its replyUrl in the transaction that
+// ends the job, so a finished job and its notification commit together.
+func jobWebhook(d *webhooks.Deliverer) scheduler.FinishHook {
+	return func(ctx context.Context, tx pgx.Tx, j scheduler.Job) error {
+		if j.ReplyURL == nil {
+			return nil
+		}
+		if _, err := webhooks.Enqueue(ctx, tx, j.TenantID(), *j.ReplyURL, "job."+string(j.State), j, time.Now()); err != nil {
+			return err
+		}
+		d.Wake()
+		return nil
+	}
+}
+
+// deliveryMetrics counts webhook delivery attempts by outcome.
+type deliveryMetrics struct{ c *prometheus.CounterVec }
+
+func newDeliveryMetrics(reg prometheus.Registerer) deliveryMetrics {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "poolgate_webhook_deliveries_total", Help: "Webhook delivery attempts, by outcome."}, []string{"outcome"})
+	reg.MustRegister(c)
+	return deliveryMetrics{c}
+}
+
+func (m deliveryMetrics) observe(outcome string) { m.c.WithLabelValues(outcome).Inc() }
 
 // openDB connects and brings the schema up to date; it refuses a schema
 // newer than this binary knows, since it could misread its tables.
@@ -116,3 +221,23 @@ func migrate(ctx context.Context, getenv func(string) string, stdout, stderr io.
 	fmt.Fprintln(stdout, "schema is up to date")
 	return nil
 }
+
+// credentialMetrics count token refreshes and alerts, and report accounts
+// by status (read from Postgres at scrape time).
+type credentialMetrics struct {
+	refreshes, alerts *prometheus.CounterVec
+}
+
+func newCredentialMetrics(reg prometheus.Registerer, pool *pgxpool.Pool) credentialMetrics {
+	m := credentialMetrics{
+		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "poolgate_token_refreshes_total", Help: "Token refreshes, by outcome."}, []string{"outcome"}),
+		alerts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "poolgate_alerts_raised_total", Help: "Credential alerts raised, by kind."}, []string{"kind"}),
+	}
+	reg.MustRegister(m.refreshes, m.alerts, accounts.StatusCollector(pool))
+	return m
+}
+
+func (m credentialMetrics) refreshed(outcome string) { m.refreshes.WithLabelValues(outcome).Inc() }
+func (m credentialMetrics) raised(kind string)       { m.alerts.WithLabelValues(kind).Inc() }

@@ -30,6 +30,8 @@ type accountJSON struct {
 	TokenExpireUTC        *string           `json:"tokenExpireUTC"`
 	RefreshTokenExpire    *int64            `json:"refreshTokenExpire"`
 	RefreshTokenExpireUTC *string           `json:"refreshTokenExpireUTC"`
+	LastRefreshUTC        *string           `json:"lastRefreshUTC"`
+	NextRefreshUTC        *string           `json:"nextRefreshUTC"`
 }
 
 func accountOut(a accounts.Account) accountJSON {
@@ -43,6 +45,8 @@ func accountOut(a accounts.Account) accountJSON {
 	out.Updated, out.UpdatedUTC = a.UpdatedAt.UnixMilli(), utc(a.UpdatedAt)
 	out.TokenExpire, out.TokenExpireUTC = optionalTime(a.TokenExpiresAt)
 	out.RefreshTokenExpire, out.RefreshTokenExpireUTC = optionalTime(a.RefreshTokenExpiresAt)
+	_, out.LastRefreshUTC = optionalTime(a.LastRefreshAt)
+	_, out.NextRefreshUTC = optionalTime(a.NextRefreshAt)
 	return out
 }
 

@@ -113,11 +113,8 @@ func exactFieldNames(raw []byte, dst any) error {
 	if t.Kind() != reflect.Struct {
 		return nil
 	}
-	known := make(map[string]bool, t.NumField())
-	for i := range t.NumField() {
-		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
-		known[name] = true
-	}
+	known := make(map[string]bool)
+	jsonNames(t, known)
 	for k := range keys {
 		if !known[k] {
 			return errs.Fields(errs.FieldError{Field: k, Message: "is not a known field (names are case-sensitive)"})
@@ -197,4 +194,19 @@ func mediaType(c echo.Context) string {
 		return ""
 	}
 	return mt
+}
+
+// jsonNames collects the JSON names of t's fields, including those of
+// embedded structs, which encoding/json promotes.
+func jsonNames(t reflect.Type, into map[string]bool) {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		tag := f.Tag.Get("json")
+		if f.Anonymous && tag == "" && f.Type.Kind() == reflect.Struct {
+			jsonNames(f.Type, into)
+			continue
+		}
+		name, _, _ := strings.Cut(tag, ",")
+		into[name] = true
+	}
 }

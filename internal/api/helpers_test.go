@@ -16,14 +16,20 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/poolgate/poolgate/internal/accounts"
+	"github.com/poolgate/poolgate/internal/alerts"
 	"github.com/poolgate/poolgate/internal/api"
 	"github.com/poolgate/poolgate/internal/auth"
 	"github.com/poolgate/poolgate/internal/pgtest"
+	"github.com/poolgate/poolgate/internal/provider/ltxstudio"
+	"github.com/poolgate/poolgate/internal/provider/sim"
+	"github.com/poolgate/poolgate/internal/scheduler"
 	"github.com/poolgate/poolgate/internal/secret"
 	"github.com/poolgate/poolgate/internal/tenant"
+	"github.com/poolgate/poolgate/internal/webhooks"
 )
 
 // env is one test's world: a fresh database and one or more API servers on
@@ -34,6 +40,9 @@ type env struct {
 	box  *secret.Box
 	logs *syncBuffer
 	urls []string
+	// sim is the upstream every replica's scheduler talks to.
+	sim    *sim.Server
+	simURL string
 }
 
 func setup(t *testing.T) *env {
@@ -44,7 +53,12 @@ func setup(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, pool: pgtest.New(t), box: box, logs: &syncBuffer{}}
+	simCfg := sim.DefaultConfig()
+	simCfg.JobDuration, simCfg.Jitter = 100*time.Millisecond, 0
+	upstream := sim.New(simCfg, nil)
+	simSrv := httptest.NewServer(upstream)
+	t.Cleanup(simSrv.Close)
+	e := &env{t: t, pool: pgtest.New(t), box: box, logs: &syncBuffer{}, sim: upstream, simURL: simSrv.URL}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("server logs:\n%s", e.logs)
@@ -57,13 +71,26 @@ func setup(t *testing.T) *env {
 // addServer starts another replica on the same database.
 func (e *env) addServer() string {
 	logger := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	accountStore := accounts.NewStore(e.pool, e.box, time.Now)
+	sched := scheduler.New(scheduler.Config{
+		Pool: e.pool, Accounts: accountStore, Provider: ltxstudio.New(e.simURL, nil), Logger: logger,
+		LeaseTTL: 3 * time.Second, PollInterval: 20 * time.Millisecond, WakeInterval: 200 * time.Millisecond,
+		OnFinish: e.onFinish,
+	})
+	sched.Start(context.Background())
 	srv := httptest.NewServer(api.New(api.Deps{
-		Logger:   logger,
-		DB:       e.pool,
-		Keys:     auth.NewStore(e.pool, time.Now),
-		Accounts: accounts.NewStore(e.pool, e.box, time.Now),
+		Logger:               logger,
+		DB:                   e.pool,
+		Keys:                 auth.NewStore(e.pool, time.Now),
+		Accounts:             accountStore,
+		Jobs:                 sched,
+		Alerts:               alerts.NewStore(e.pool, time.Now, true),
+		AllowPrivateWebhooks: true,
 	}))
-	e.t.Cleanup(srv.Close)
+	e.t.Cleanup(func() {
+		srv.Close()
+		sched.Stop(time.Second)
+	})
 	e.urls = append(e.urls, srv.URL)
 	return srv.URL
 }
@@ -81,6 +108,36 @@ func (e *env) keyMode(tenantName string, mode tenant.Mode, scopes ...string) str
 		e.t.Fatalf("issue key: %v", err)
 	}
 	return secret
+}
+
+// startDeliverer runs a webhook deliverer on the test database.
+func (e *env) startDeliverer() {
+	d := webhooks.NewDeliverer(webhooks.DelivererConfig{
+		Pool: e.pool, Secrets: webhooks.NewSecrets(e.pool, e.box), AllowPrivate: true,
+		PollInterval: 50 * time.Millisecond,
+	})
+	d.Start(context.Background())
+	e.t.Cleanup(d.Stop)
+}
+
+// verifyWebhook checks a delivery's signature with the acme tenant's secret.
+func (e *env) verifyWebhook(h http.Header, body []byte) error {
+	var tenantID int64
+	e.pool.QueryRow(context.Background(), `SELECT id FROM tenants WHERE name = 'acme'`).Scan(&tenantID)
+	secret, err := webhooks.NewSecrets(e.pool, e.box).Get(context.Background(), tenantID)
+	if err != nil {
+		return err
+	}
+	return webhooks.Verify(secret, h, body, time.Now(), 5*time.Minute)
+}
+
+// onFinish queues job webhooks like the server does (see cmd/server).
+func (e *env) onFinish(ctx context.Context, tx pgx.Tx, j scheduler.Job) error {
+	if j.ReplyURL == nil {
+		return nil
+	}
+	_, err := webhooks.Enqueue(ctx, tx, j.TenantID(), *j.ReplyURL, "job."+string(j.State), j, time.Now())
+	return err
 }
 
 type response struct {

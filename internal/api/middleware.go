@@ -87,18 +87,22 @@ func limitBody(limit int64) echo.MiddlewareFunc {
 	}
 }
 
-// authenticate verifies the Bearer key and that it holds scope, then runs h.
+// authenticate verifies the Bearer key, applies its rate limit and checks
+// that it holds scope, then runs h.
 func (s *Server) authenticate(scope string, h echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		key, err := auth.BearerToken(c.Request().Header.Get(echo.HeaderAuthorization))
 		if err != nil {
 			return err
 		}
-		p, err := s.Keys.Verify(c.Request().Context(), key)
+		p, err := s.Verifier.Verify(c.Request().Context(), key)
 		if err != nil {
 			return err
 		}
 		c.Set(ctxPrincipal, p)
+		if err := s.admit(c, p); err != nil {
+			return err
+		}
 		if err := p.Require(scope); err != nil {
 			return err
 		}

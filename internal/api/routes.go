@@ -24,11 +24,33 @@ func (s *Server) routes() []route {
 		{http.MethodGet, "/healthz", public, s.healthz},
 		{http.MethodGet, "/readyz", public, s.readyz},
 		{http.MethodGet, "/openapi.yaml", public, s.openAPI},
+		{http.MethodGet, "/metrics", public, s.metrics},
 
 		{http.MethodPost, "/v1/accounts", auth.ScopeAccountsWrite, s.registerAccount},
 		{http.MethodGet, "/v1/accounts", auth.ScopeAccountsRead, s.listAccounts},
 		{http.MethodGet, "/v1/accounts/:email", auth.ScopeAccountsRead, s.getAccount},
 		{http.MethodPatch, "/v1/accounts/:email", auth.ScopeAccountsWrite, s.updateAccount},
 		{http.MethodDelete, "/v1/accounts/:email", auth.ScopeAccountsWrite, s.deleteAccount},
+
+		// keys
+		{http.MethodPost, "/v1/keys", auth.ScopeKeysAdmin, s.createKey},
+		{http.MethodGet, "/v1/keys", auth.ScopeKeysAdmin, s.listKeys},
+		{http.MethodGet, "/v1/keys/:id", auth.ScopeKeysAdmin, s.getKey},
+		{http.MethodDelete, "/v1/keys/:id", auth.ScopeKeysAdmin, s.revokeKey},
+		{http.MethodPost, "/v1/keys/:id/roll", auth.ScopeKeysAdmin, s.rollKey},
+
+		{http.MethodPost, "/v1/jobs", auth.ScopeJobsWrite, s.createJob},
+		{http.MethodPost, "/v1/videos/create", auth.ScopeJobsWrite, s.createVideo},
+		{http.MethodPost, "/v1/images/create", auth.ScopeJobsWrite, s.createImage},
+		{http.MethodGet, "/v1/jobs", auth.ScopeJobsRead, s.listJobs},
+		{http.MethodGet, "/v1/jobs/:id", auth.ScopeJobsRead, s.getJob},
+		{http.MethodDelete, "/v1/jobs/:id", auth.ScopeJobsWrite, s.cancelJob},
+		{http.MethodGet, "/v1/scheduler", auth.ScopeJobsRead, s.schedulerRunning},
+		{http.MethodGet, "/v1/scheduler/available", auth.ScopeJobsRead, s.schedulerAvailable},
+
+		{http.MethodGet, "/v1/alerts", auth.ScopeAlertsRead, s.listAlerts},
+		{http.MethodPost, "/v1/alerts/:id/ack", auth.ScopeAlertsWrite, s.ackAlert},
+		{http.MethodGet, "/v1/alerts/config", auth.ScopeAlertsRead, s.getAlertConfig},
+		{http.MethodPut, "/v1/alerts/config", auth.ScopeAlertsWrite, s.putAlertConfig},
 	}
 }

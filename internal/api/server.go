@@ -13,7 +13,9 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/poolgate/poolgate/internal/accounts"
+	"github.com/poolgate/poolgate/internal/alerts"
 	"github.com/poolgate/poolgate/internal/auth"
+	"github.com/poolgate/poolgate/internal/scheduler"
 )
 
 // MaxBodyBytes is the largest request body accepted; bigger ones get 413.
@@ -30,7 +32,28 @@ type Deps struct {
 	DB       Pinger
 	Keys     *auth.Store
 	Accounts *accounts.Store
+	Jobs     *scheduler.Scheduler
+	Alerts   *alerts.Store
 	Now      func() time.Time
+	// Metrics serves GET /metrics (Prometheus); nil answers 404.
+	Metrics http.Handler
+	// AllowPrivateWebhooks lets replyUrl point at private and loopback
+	// addresses (POOLGATE_WEBHOOK_ALLOW_PRIVATE).
+	AllowPrivateWebhooks bool
+	// OnJobCreated, if set, is told which key created a job (usage counts).
+	OnJobCreated func(keyID string)
+
+	// keys: Verifier checks Bearer keys (an *auth.Cache); nil means Keys,
+	// uncached. Limits applies per-key rate limits; nil means none. Usage
+	// counts requests per key; nil counts nothing.
+	Verifier Verifier
+	Limits   *auth.Limiter
+	Usage    *auth.Usage
+}
+
+// Verifier turns a presented key into the principal it speaks for.
+type Verifier interface {
+	Verify(ctx context.Context, secret string) (auth.Principal, error)
 }
 
 // Server holds the handlers' dependencies.
@@ -48,6 +71,9 @@ func New(d Deps) http.Handler {
 func NewServer(d Deps) *Server {
 	if d.Now == nil {
 		d.Now = time.Now
+	}
+	if d.Verifier == nil && d.Keys != nil {
+		d.Verifier = d.Keys
 	}
 	return &Server{Deps: d, validate: newValidator()}
 }

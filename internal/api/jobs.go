@@ -1,0 +1,263 @@
+package api
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/poolgate/poolgate/internal/errs"
+	"github.com/poolgate/poolgate/internal/scheduler"
+	"github.com/poolgate/poolgate/internal/webhooks"
+)
+
+// jobOptions are the fields every job creation takes, typed or not.
+type jobOptions struct {
+	Email        string `json:"email" validate:"max=254"`
+	ReplyURL     string `json:"replyUrl" validate:"max=2048"`
+	ReplyRef     string `json:"replyRef" validate:"max=1024"`
+	Priority     int    `json:"priority" validate:"min=-100,max=100"`
+	MaxAttempts  int    `json:"maxAttempts" validate:"omitempty,min=1,max=10"`
+	QueueTimeout string `json:"queueTimeout"`
+}
+
+type createJobRequest struct {
+	Type   string          `json:"type" validate:"required,oneof=video image"`
+	Params json.RawMessage `json:"params"`
+	jobOptions
+}
+
+// maxQueueTimeout bounds queueTimeout: a job older than a day is not
+// something a producer is still waiting for.
+const maxQueueTimeout = 24 * time.Hour
+
+// newJob checks the shared options and builds the scheduler's request.
+func (s *Server) newJob(typ string, params json.RawMessage, o jobOptions) (scheduler.NewJob, error) {
+	nj := scheduler.NewJob{Type: typ, Params: params, Email: strings.ToLower(strings.TrimSpace(o.Email)),
+		ReplyURL: o.ReplyURL, ReplyRef: o.ReplyRef, Priority: o.Priority, MaxAttempts: o.MaxAttempts}
+	var bad []errs.FieldError
+	if o.QueueTimeout != "" {
+		d, err := time.ParseDuration(o.QueueTimeout)
+		if err != nil || d < time.Second || d > maxQueueTimeout {
+			bad = append(bad, errs.FieldError{Field: "queueTimeout", Message: "must be a duration from 1s to 24h, like 10m"})
+		}
+		nj.QueueTimeout = d
+	}
+	if o.ReplyURL != "" {
+		if err := webhooks.CheckURL(o.ReplyURL, s.AllowPrivateWebhooks); err != nil {
+			bad = append(bad, errs.FieldError{Field: "replyUrl", Message: errs.As(err).Message})
+		}
+	}
+	if len(bad) > 0 {
+		return nj, errs.Fields(bad...)
+	}
+	return nj, nil
+}
+
+// createJob is POST /v1/jobs: any job type with free-form params.
+func (s *Server) createJob(c echo.Context) error {
+	var req createJobRequest
+	if err := s.decodeJSON(c, &req); err != nil {
+		return err
+	}
+	if len(req.Params) > 0 && (req.Params[0] != '{') {
+		return errs.Fields(errs.FieldError{Field: "params", Message: "must be an object"})
+	}
+	nj, err := s.newJob(req.Type, req.Params, req.jobOptions)
+	if err != nil {
+		return err
+	}
+	return s.submitJob(c, nj)
+}
+
+type videoRequest struct {
+	Prompt      string `json:"prompt" validate:"required"`
+	Model       string `json:"model"`
+	Duration    int    `json:"duration"`
+	Resolution  string `json:"resolution"`
+	AspectRatio string `json:"aspectRatio"`
+	ImageURL    string `json:"imageUrl" validate:"omitempty,http_url,max=2048"`
+	jobOptions
+}
+
+// createVideo is POST /v1/videos/create: a video job with checked fields.
+func (s *Server) createVideo(c echo.Context) error {
+	var req videoRequest
+	if err := s.decodeJSON(c, &req); err != nil {
+		return err
+	}
+	var bad []errs.FieldError
+	checkPrompt(req.Prompt, &bad)
+	oneOf("model", &req.Model, catalog.VideoModels, &bad)
+	oneOfInt("duration", &req.Duration, catalog.VideoDurations, &bad)
+	oneOf("resolution", &req.Resolution, catalog.VideoResolutions, &bad)
+	oneOf("aspectRatio", &req.AspectRatio, catalog.VideoAspectRatios, &bad)
+	if len(bad) > 0 {
+		return errs.Fields(bad...)
+	}
+	params, _ := json.Marshal(map[string]any{"prompt": req.Prompt, "model": req.Model, "duration": req.Duration,
+		"resolution": req.Resolution, "aspectRatio": req.AspectRatio, "imageUrl": req.ImageURL})
+	nj, err := s.newJob("video", params, req.jobOptions)
+	if err != nil {
+		return err
+	}
+	return s.submitJob(c, nj)
+}
+
+type imageRequest struct {
+	Prompt      string `json:"prompt" validate:"required"`
+	Model       string `json:"model"`
+	AspectRatio string `json:"aspectRatio"`
+	jobOptions
+}
+
+// createImage is POST /v1/images/create: an image job with checked fields.
+func (s *Server) createImage(c echo.Context) error {
+	var req imageRequest
+	if err := s.decodeJSON(c, &req); err != nil {
+		return err
+	}
+	var bad []errs.FieldError
+	checkPrompt(req.Prompt, &bad)
+	oneOf("model", &req.Model, catalog.ImageModels, &bad)
+	oneOf("aspectRatio", &req.AspectRatio, catalog.ImageAspectRatios, &bad)
+	if len(bad) > 0 {
+		return errs.Fields(bad...)
+	}
+	params, _ := json.Marshal(map[string]any{"prompt": req.Prompt, "model": req.Model, "aspectRatio": req.AspectRatio})
+	nj, err := s.newJob("image", params, req.jobOptions)
+	if err != nil {
+		return err
+	}
+	return s.submitJob(c, nj)
+}
+
+func checkPrompt(p string, bad *[]errs.FieldError) {
+	if n := utf8.RuneCountInString(p); n > MaxPromptLen {
+		*bad = append(*bad, errs.FieldError{Field: "prompt", Message: "must be at most " + strconv.Itoa(MaxPromptLen) + " characters"})
+	}
+}
+
+// submitJob queues nj, honouring Idempotency-Key: a replay answers 200
+// with the original job and Idempotent-Replayed: true.
+func (s *Server) submitJob(c echo.Context, nj scheduler.NewJob) error {
+	var idem *scheduler.Idempotency
+	if key := c.Request().Header.Get("Idempotency-Key"); key != "" {
+		if len(key) > 255 {
+			return errs.Invalid("invalid_idempotency_key", "Idempotency-Key must be at most 255 characters")
+		}
+		canonical, _ := json.Marshal(nj)
+		sum := sha256.Sum256(append([]byte(c.Path()+"\n"), canonical...))
+		idem = &scheduler.Idempotency{Key: key, Hash: sum[:]}
+	}
+	p := principal(c)
+	job, replayed, err := s.Jobs.Create(c.Request().Context(), p.Scope, nj, idem)
+	if err != nil {
+		return err
+	}
+	if replayed {
+		c.Response().Header().Set("Idempotent-Replayed", "true")
+		return c.JSON(http.StatusOK, job)
+	}
+	if s.OnJobCreated != nil {
+		s.OnJobCreated(p.KeyID)
+	}
+	c.Response().Header().Set(echo.HeaderLocation, "/v1/jobs/"+job.ID)
+	return c.JSON(http.StatusAccepted, job)
+}
+
+// maxWait bounds ?wait= long-polls (below the server's write timeout).
+const maxWait = 60 * time.Second
+
+// getJob is GET /v1/jobs/{id}, with ?wait=30s to hold the answer until the
+// job ends or the wait is over.
+func (s *Server) getJob(c echo.Context) error {
+	scope := principal(c).Scope
+	w := c.QueryParam("wait")
+	if w == "" {
+		j, err := s.Jobs.Get(c.Request().Context(), scope, c.Param("id"))
+		if err != nil {
+			return err
+		}
+		return c.JSON(http.StatusOK, j)
+	}
+	d, err := time.ParseDuration(w)
+	if err != nil || d < 0 || d > maxWait {
+		return errs.Invalid("invalid_wait", "wait must be a duration up to %s, like 30s", maxWait)
+	}
+	ctx, cancel := context.WithTimeout(c.Request().Context(), d)
+	defer cancel()
+	j, err := s.Jobs.Wait(ctx, scope, c.Param("id"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, j)
+}
+
+type jobPage struct {
+	Data       []scheduler.Job `json:"data"`
+	NextCursor *string         `json:"nextCursor"`
+}
+
+// listJobs is GET /v1/jobs?state=&limit=&cursor=, newest first.
+func (s *Server) listJobs(c echo.Context) error {
+	f := scheduler.ListFilter{State: c.QueryParam("state"), Cursor: c.QueryParam("cursor"), Limit: 50}
+	if f.State != "" && !scheduler.ValidState(f.State) {
+		return errs.Invalid("invalid_state", "state must be queued, dispatching, running, succeeded, failed or canceled")
+	}
+	if l := c.QueryParam("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > 500 {
+			return errs.Invalid("invalid_limit", "limit must be an integer from 1 to 500")
+		}
+		f.Limit = n
+	}
+	jobs, next, err := s.Jobs.List(c.Request().Context(), principal(c).Scope, f)
+	if err != nil {
+		return err
+	}
+	page := jobPage{Data: jobs}
+	if page.Data == nil {
+		page.Data = []scheduler.Job{}
+	}
+	if next != "" {
+		page.NextCursor = &next
+	}
+	return c.JSON(http.StatusOK, page)
+}
+
+// cancelJob is DELETE /v1/jobs/{id}.
+func (s *Server) cancelJob(c echo.Context) error {
+	j, err := s.Jobs.Cancel(c.Request().Context(), principal(c).Scope, c.Param("id"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, j)
+}
+
+// schedulerRunning is GET /v1/scheduler: the jobs holding slots now.
+func (s *Server) schedulerRunning(c echo.Context) error {
+	running, err := s.Jobs.Running(c.Request().Context(), principal(c).Scope)
+	if err != nil {
+		return err
+	}
+	if running == nil {
+		running = []scheduler.RunningJob{}
+	}
+	return c.JSON(http.StatusOK, running)
+}
+
+// schedulerAvailable is GET /v1/scheduler/available: free slots per account.
+func (s *Server) schedulerAvailable(c echo.Context) error {
+	a, err := s.Jobs.Available(c.Request().Context(), principal(c).Scope)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, a)
+}
