@@ -101,8 +101,12 @@ func (s *Server) createVideo(c echo.Context) error {
 	if len(bad) > 0 {
 		return errs.Fields(bad...)
 	}
-	params, _ := json.Marshal(map[string]any{"prompt": req.Prompt, "model": req.Model, "duration": req.Duration,
-		"resolution": req.Resolution, "aspectRatio": req.AspectRatio, "imageUrl": req.ImageURL})
+	p := map[string]any{"prompt": req.Prompt, "model": req.Model, "duration": req.Duration,
+		"resolution": req.Resolution, "aspectRatio": req.AspectRatio}
+	if req.ImageURL != "" {
+		p["imageUrl"] = req.ImageURL
+	}
+	params, _ := json.Marshal(p)
 	nj, err := s.newJob("video", params, req.jobOptions)
 	if err != nil {
 		return err
