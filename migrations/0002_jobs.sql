@@ -2,10 +2,11 @@
 -- 'dispatching' or 'running'; accounts.running counts those jobs and both
 -- change in the same transaction.
 
--- rkey places jobs uniformly at random in O(log n): a placement picks the
--- first free account at or after a random point on [0,1) (wrapping) and
--- gives the chosen account a fresh rkey. Keys stay i.i.d. uniform, so each
--- free account is equally likely whatever the pool size.
+-- rkey lets a placement choose a random free account in one index range
+-- read: it reads up to 64 free accounts after a random point on [0,1)
+-- (wrapping), picks one of them uniformly, and gives it a fresh rkey. Pools
+-- with fewer free accounts are read whole (exactly uniform); larger ones are
+-- fair in the long run (see scheduler.pickAccount).
 ALTER TABLE accounts
     ADD COLUMN rkey              double precision NOT NULL DEFAULT random(),
     ADD COLUMN quarantined_until timestamptz;

@@ -3,19 +3,24 @@ package scheduler_test
 import (
 	"context"
 	"crypto/rand"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http/httptest"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/poolgate/poolgate/internal/accounts"
+	"github.com/poolgate/poolgate/internal/errs"
 	"github.com/poolgate/poolgate/internal/pgtest"
+	"github.com/poolgate/poolgate/internal/provider"
 	"github.com/poolgate/poolgate/internal/provider/ltxstudio"
 	"github.com/poolgate/poolgate/internal/provider/sim"
 	"github.com/poolgate/poolgate/internal/scheduler"
@@ -31,6 +36,7 @@ type world struct {
 	sim      *sim.Server
 	simURL   string
 	accounts *accounts.Store
+	box      *secret.Box // seals the accounts' cookies
 	scope    tenant.Scope
 	maxJobs  map[string]int
 }
@@ -45,7 +51,7 @@ func newWorld(t *testing.T, cfg sim.Config) *world {
 	srv := httptest.NewServer(s)
 	t.Cleanup(srv.Close)
 	w := &world{t: t, pool: pool, sim: s, simURL: srv.URL, accounts: accounts.NewStore(pool, box, time.Now),
-		maxJobs: map[string]int{}}
+		box: box, maxJobs: map[string]int{}}
 	w.scope = w.tenant("acme", tenant.Live)
 	return w
 }
@@ -63,8 +69,9 @@ func (w *world) tenant(name string, mode tenant.Mode) tenant.Scope {
 // addAccounts registers n accounts a0@x.io… with maxJobs each.
 func (w *world) addAccounts(n, maxJobs int) []string {
 	var emails []string
+	first := len(w.maxJobs) // before the loop: addAccount grows it
 	for i := range n {
-		email := fmt.Sprintf("a%d@x.io", len(w.maxJobs)+i)
+		email := fmt.Sprintf("a%d@x.io", first+i)
 		w.addAccount(w.scope, email, maxJobs)
 		emails = append(emails, email)
 	}
@@ -84,17 +91,28 @@ func (w *world) addAccount(scope tenant.Scope, email string, maxJobs int) {
 
 // replica starts a scheduler on the shared database; it stops at cleanup.
 func (w *world) replica(tune func(*scheduler.Config)) *scheduler.Scheduler {
-	cfg := scheduler.Config{
-		Pool: w.pool, Accounts: w.accounts, Provider: ltxstudio.New(w.simURL, nil), Logger: testLogger(w.t),
-		LeaseTTL: 3 * time.Second, PollInterval: 20 * time.Millisecond, WakeInterval: 200 * time.Millisecond,
-		RetryBase: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond,
-	}
+	cfg := w.replicaConfig()
 	if tune != nil {
 		tune(&cfg)
 	}
+	return w.start(cfg)
+}
+
+// replicaConfig is a replica's configuration with fast timings.
+func (w *world) replicaConfig() scheduler.Config {
+	return scheduler.Config{
+		Pool: w.pool, Accounts: w.accounts, Provider: w.upstream(), Logger: testLogger(w.t),
+		LeaseTTL: 3 * time.Second, PollInterval: 20 * time.Millisecond, WakeInterval: 200 * time.Millisecond,
+		RetryBase: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond,
+	}
+}
+
+// start starts a scheduler configured by cfg; it stops at cleanup.
+func (w *world) start(cfg scheduler.Config) *scheduler.Scheduler {
 	s := scheduler.New(cfg)
 	s.Start(context.Background())
-	w.t.Cleanup(func() { s.Stop(5 * time.Second) })
+	// No grace: whatever a test leaves running is handed over, not awaited.
+	w.t.Cleanup(func() { s.Stop(0) })
 	return s
 }
 
@@ -149,3 +167,215 @@ func testLogger(t *testing.T) *slog.Logger {
 }
 
 func hasPrefix(s, p string) bool { return strings.HasPrefix(s, p) }
+
+// simWith returns a simulator config with short jobs and no injected failures;
+// tune adjusts it.
+func simWith(tune func(*sim.Config)) sim.Config {
+	c := fastSim()
+	if tune != nil {
+		tune(&c)
+	}
+	return c
+}
+
+// video is a job request with the given prompt.
+func video(prompt string) scheduler.NewJob {
+	params, _ := json.Marshal(map[string]string{"prompt": prompt})
+	return scheduler.NewJob{Type: "video", Params: params}
+}
+
+// create queues nj through s in the world's tenant and fails the test on error.
+func (w *world) create(s *scheduler.Scheduler, nj scheduler.NewJob) scheduler.Job {
+	w.t.Helper()
+	j, _, err := s.Create(context.Background(), w.scope, nj, nil)
+	if err != nil {
+		w.t.Fatalf("create job: %v", err)
+	}
+	return j
+}
+
+// get reads a job of the world's tenant.
+func (w *world) get(s *scheduler.Scheduler, id string) scheduler.Job {
+	w.t.Helper()
+	j, err := s.Get(context.Background(), w.scope, id)
+	if err != nil {
+		w.t.Fatalf("get job %s: %v", id, err)
+	}
+	return j
+}
+
+// await long-polls job id until it is terminal, failing after timeout.
+func (w *world) await(s *scheduler.Scheduler, id string, timeout time.Duration) scheduler.Job {
+	w.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	j, err := s.Wait(ctx, w.scope, id)
+	if err != nil {
+		w.t.Fatalf("wait for job %s: %v", id, err)
+	}
+	if !j.State.Terminal() {
+		w.t.Fatalf("job %s still %s after %s", id, j.State, timeout)
+	}
+	return j
+}
+
+// waitFor polls job id until cond holds, failing after timeout.
+func (w *world) waitFor(s *scheduler.Scheduler, id string, what string, cond func(scheduler.Job) bool, timeout time.Duration) scheduler.Job {
+	w.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		j := w.get(s, id)
+		if cond(j) {
+			return j
+		}
+		if time.Now().After(deadline) {
+			w.t.Fatalf("job %s: not %s after %s (state %s)", id, what, timeout, j.State)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func inState(st scheduler.State) func(scheduler.Job) bool {
+	return func(j scheduler.Job) bool { return j.State == st }
+}
+
+// waitUntil polls cond until it holds, failing after timeout.
+func (w *world) waitUntil(what string, cond func() bool, timeout time.Duration) {
+	w.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			w.t.Fatalf("still not %s after %s", what, timeout)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// count runs a count(*)-style query.
+func (w *world) count(sql string, args ...any) int {
+	w.t.Helper()
+	var n int
+	if err := w.pool.QueryRow(context.Background(), sql, args...).Scan(&n); err != nil {
+		w.t.Fatalf("%s: %v", sql, err)
+	}
+	return n
+}
+
+// slotsHeld sums accounts.running over every account of the database.
+func (w *world) slotsHeld() int {
+	return w.count(`SELECT coalesce(sum(running), 0)::int FROM accounts`)
+}
+
+// settled checks that nothing is left in flight: every slot is free, the
+// upstream runs nothing, and the invariants hold.
+func (w *world) settled() sim.Stats {
+	w.t.Helper()
+	if n := w.slotsHeld(); n != 0 {
+		w.t.Errorf("%d slots still held with no job in flight", n)
+	}
+	st := w.checkInvariants()
+	for email, a := range st.Accounts {
+		if a.Running != 0 {
+			w.t.Errorf("upstream still runs %d jobs on %s", a.Running, email)
+		}
+	}
+	return st
+}
+
+// wantCode fails unless err is an *errs.Error with the given kind and code.
+func wantCode(t *testing.T, err error, kind errs.Kind, code string) *errs.Error {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("got no error, want %s", code)
+	}
+	e, ok := errors.AsType[*errs.Error](err)
+	if !ok || e.Code != code || e.Kind != kind {
+		t.Fatalf("got error %v, want kind %d code %s", err, kind, code)
+	}
+	return e
+}
+
+// wantEnded fails unless j ended in state with the error code ("" for none).
+func wantEnded(t *testing.T, j scheduler.Job, state scheduler.State, code string) {
+	t.Helper()
+	if j.State != state {
+		t.Fatalf("job %s ended %s (error %+v), want %s", j.ID, j.State, j.Error, state)
+	}
+	switch {
+	case code == "" && j.Error != nil:
+		t.Fatalf("job %s: unexpected error %+v", j.ID, *j.Error)
+	case code != "" && (j.Error == nil || j.Error.Code != code):
+		t.Fatalf("job %s: error %+v, want code %s", j.ID, j.Error, code)
+	}
+	if j.FinishedUTC == nil {
+		t.Errorf("job %s is %s but has no finishedUTC", j.ID, j.State)
+	}
+}
+
+// proxy stands between a replica and the upstream so a test can watch and
+// steer the calls. Hooks are optional.
+type proxy struct {
+	provider.Provider
+	calls   atomic.Int64 // every call made through the proxy
+	submits atomic.Int64
+
+	// submit, if set, runs instead of a plain Submit; forward makes the
+	// real call.
+	submit func(ctx context.Context, a provider.Account, n int64, forward func() (provider.Status, error)) (provider.Status, error)
+
+	// Once frozen is closed, every call blocks until its context ends,
+	// like a process that stopped running.
+	frozen chan struct{}
+}
+
+func newProxy(p provider.Provider) *proxy { return &proxy{Provider: p, frozen: make(chan struct{})} }
+
+func (p *proxy) freeze() { close(p.frozen) }
+
+// gate blocks a frozen proxy's call until ctx ends.
+func (p *proxy) gate(ctx context.Context) error {
+	p.calls.Add(1)
+	select {
+	case <-p.frozen:
+		<-ctx.Done()
+		return ctx.Err()
+	default:
+		return nil
+	}
+}
+
+func (p *proxy) Submit(ctx context.Context, a provider.Account, s provider.Submission) (provider.Status, error) {
+	if err := p.gate(ctx); err != nil {
+		return provider.Status{}, err
+	}
+	n := p.submits.Add(1)
+	forward := func() (provider.Status, error) { return p.Provider.Submit(ctx, a, s) }
+	if p.submit != nil {
+		return p.submit(ctx, a, n, forward)
+	}
+	return forward()
+}
+
+func (p *proxy) Status(ctx context.Context, a provider.Account, id string) (provider.Status, error) {
+	if err := p.gate(ctx); err != nil {
+		return provider.Status{}, err
+	}
+	return p.Provider.Status(ctx, a, id)
+}
+
+func (p *proxy) Lookup(ctx context.Context, a provider.Account, key string) (provider.Status, bool, error) {
+	if err := p.gate(ctx); err != nil {
+		return provider.Status{}, false, err
+	}
+	return p.Provider.Lookup(ctx, a, key)
+}
+
+func (p *proxy) Cancel(ctx context.Context, a provider.Account, id string) error {
+	if err := p.gate(ctx); err != nil {
+		return err
+	}
+	return p.Provider.Cancel(ctx, a, id)
+}
+
+// upstream is a plain client of the world's simulator.
+func (w *world) upstream() provider.Provider { return ltxstudio.New(w.simURL, nil) }

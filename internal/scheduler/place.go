@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -128,14 +129,21 @@ WHERE tenant_id = $1 AND mode = $2 AND state = 'queued' AND pinned_email IS NULL
 ORDER BY priority DESC, created_at, id
 LIMIT 1 FOR UPDATE SKIP LOCKED`
 
-	// freeAccountFrom is the first free account at or after rkey $4. FOR
-	// UPDATE re-checks running < max_jobs on the latest row version, so two
-	// transactions can never both take an account's last slot.
-	freeAccountFrom = `
-SELECT id, email FROM accounts
+	// freeAccountsFrom lists up to $5 free accounts at or after rkey $4,
+	// without locking them.
+	freeAccountsFrom = `
+SELECT id FROM accounts
 WHERE tenant_id = $1 AND mode = $2 AND ` + eligible + ` AND rkey >= $4
 ORDER BY rkey
-LIMIT 1 FOR UPDATE SKIP LOCKED`
+LIMIT $5`
+
+	// freeAccountLock takes the chosen account if it is still free. FOR
+	// UPDATE re-checks running < max_jobs on the latest row version, so two
+	// transactions can never both take an account's last slot.
+	freeAccountLock = `
+SELECT email FROM accounts
+WHERE tenant_id = $1 AND mode = $2 AND id = $4 AND ` + eligible + `
+FOR UPDATE SKIP LOCKED`
 
 	// nextPinned is the oldest pinned job whose account has a free slot.
 	nextPinned = `
@@ -150,8 +158,8 @@ WHERE j.tenant_id = $1 AND j.mode = $2 AND j.state = 'queued' AND j.pinned_email
 ORDER BY j.priority DESC, j.created_at, j.id
 LIMIT 1 FOR UPDATE SKIP LOCKED`
 
-	// accountTakeSlot gives the account a fresh rkey so the keys stay
-	// independent uniform draws.
+	// accountTakeSlot gives the chosen account a fresh rkey, so that where
+	// it sits on the circle does not keep deciding its chances.
 	accountTakeSlot = `UPDATE accounts SET running = running + 1, rkey = random() WHERE tenant_id = $1 AND id = $2`
 
 	jobDispatch = `
@@ -180,21 +188,65 @@ func (s *Scheduler) placeNext(ctx context.Context, tx pgx.Tx, pool tenant.Scope,
 	return s.dispatch(ctx, tx, pool, jobID, accountID, email, now)
 }
 
-// pickAccount chooses uniformly among free accounts: the successor of a
-// random point on the rkey circle. Accounts locked by a concurrent
-// placement are skipped rather than waited for.
+// pickWindow is how many free accounts a placement draws from.
+const pickWindow = 64
+
+// pickAccount chooses a free account at random. It reads the free accounts
+// that follow a random point on the rkey circle (wrapping round), at most
+// pickWindow of them, and picks one of those uniformly. A pool with fewer
+// free accounts than that is read whole, so the choice is exactly uniform;
+// in a larger one it is uniform among a random window, whose position
+// depends on the gaps between keys — fair in the long run, since every
+// chosen account draws a fresh key, with little correlation between picks
+// because the window is wide. The cost is one index range read whatever
+// the pool size. Accounts taken meanwhile by a concurrent placement are
+// skipped rather than waited for.
 func pickAccount(ctx context.Context, tx pgx.Tx, pool tenant.Scope, now time.Time) (id int64, email string, ok bool, err error) {
-	r := rand.Float64()
-	for _, from := range []float64{r, 0} { // then wrap around
-		err = tx.QueryRow(ctx, freeAccountFrom, pool.TenantID, pool.Mode, now, from).Scan(&id, &email)
+	candidates, err := freeWindow(ctx, tx, pool, now)
+	if err != nil {
+		return 0, "", false, err
+	}
+	for len(candidates) > 0 {
+		i := rand.IntN(len(candidates))
+		id = candidates[i]
+		err = tx.QueryRow(ctx, freeAccountLock, pool.TenantID, pool.Mode, now, id).Scan(&email)
 		if err == nil {
 			return id, email, true, nil
 		}
 		if !errors.Is(err, pgx.ErrNoRows) {
 			return 0, "", false, err
 		}
+		candidates[i] = candidates[len(candidates)-1]
+		candidates = candidates[:len(candidates)-1]
 	}
 	return 0, "", false, nil
+}
+
+// freeWindow returns up to pickWindow free accounts after a random point,
+// continuing from the start of the circle when the end is reached.
+func freeWindow(ctx context.Context, tx pgx.Tx, pool tenant.Scope, now time.Time) ([]int64, error) {
+	r := rand.Float64()
+	ids, err := collectIDs(tx.Query(ctx, freeAccountsFrom, pool.TenantID, pool.Mode, now, r, pickWindow))
+	if err != nil || len(ids) == pickWindow {
+		return ids, err
+	}
+	more, err := collectIDs(tx.Query(ctx, freeAccountsFrom, pool.TenantID, pool.Mode, now, 0.0, pickWindow-len(ids)))
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range more {
+		if !slices.Contains(ids, id) { // the wrap reached accounts already read
+			ids = append(ids, id)
+		}
+	}
+	return ids, nil
+}
+
+func collectIDs(rows pgx.Rows, err error) ([]int64, error) {
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[int64])
 }
 
 func (s *Scheduler) placePinned(ctx context.Context, tx pgx.Tx, pool tenant.Scope, now time.Time) (*execution, error) {

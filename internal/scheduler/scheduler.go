@@ -104,14 +104,16 @@ type Scheduler struct {
 	waiters *waiters
 	wake    chan struct{}
 
-	mu       sync.Mutex
-	inflight map[string]*execution // by job id: jobs this replica follows
-	cancel   context.CancelFunc    // stops the loops
-	runCtx   context.Context       // executions' context; ends after the grace period
-	stopRun  context.CancelFunc
-	loops    sync.WaitGroup
-	execs    sync.WaitGroup
-	started  bool
+	mu        sync.Mutex
+	inflight  map[string]*execution // by job id: jobs this replica follows
+	cancel    context.CancelFunc    // stops the loops
+	runCtx    context.Context       // executions' context; ends after the grace period
+	stopRun   context.CancelFunc
+	stopRenew context.CancelFunc // stops the renewer, once no execution is left
+	loops     sync.WaitGroup
+	renewer   sync.WaitGroup
+	execs     sync.WaitGroup
+	started   bool
 }
 
 // New returns a scheduler; Start runs its share of the work.
@@ -141,13 +143,22 @@ func (s *Scheduler) Start(ctx context.Context) {
 	loopCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
 	s.runCtx, s.stopRun = context.WithCancel(context.WithoutCancel(ctx))
+	// The renewer has its own context: Stop ends it only after the jobs in
+	// flight, or their leases would lapse during the grace period and
+	// another replica would rescue jobs this one still follows.
+	renewCtx, stopRenew := context.WithCancel(context.WithoutCancel(ctx))
+	s.stopRenew = stopRenew
 	s.goLoop(func() { s.listen(loopCtx) })
 	if s.cfg.DispatchOff {
 		return
 	}
 	s.goLoop(func() { s.dispatchLoop(loopCtx) })
-	s.goLoop(func() { s.renewLoop(loopCtx) })
 	s.goLoop(func() { s.rescueLoop(loopCtx) })
+	s.renewer.Add(1)
+	go func() {
+		defer s.renewer.Done()
+		s.renewLoop(renewCtx)
+	}()
 }
 
 func (s *Scheduler) goLoop(f func()) {
@@ -158,9 +169,10 @@ func (s *Scheduler) goLoop(f func()) {
 	}()
 }
 
-// Stop stops taking jobs and gives the jobs in flight up to grace to end.
-// Whatever is still running then is handed over: its lease is expired at
-// once so another replica rescues it without waiting out the TTL.
+// Stop stops taking jobs and gives the jobs in flight up to grace to end,
+// renewing their leases meanwhile. Whatever is still running then is
+// handed over: its lease is expired at once so another replica rescues it
+// without waiting out the TTL.
 func (s *Scheduler) Stop(grace time.Duration) {
 	s.mu.Lock()
 	if !s.started {
@@ -169,6 +181,9 @@ func (s *Scheduler) Stop(grace time.Duration) {
 	}
 	s.cancel()
 	s.mu.Unlock()
+	// Once the dispatcher and rescuer have returned, no execution starts
+	// (follow is only called from them), so the waits below are final.
+	s.loops.Wait()
 
 	done := make(chan struct{})
 	go func() { s.execs.Wait(); close(done) }()
@@ -178,7 +193,8 @@ func (s *Scheduler) Stop(grace time.Duration) {
 	}
 	s.stopRun()
 	s.execs.Wait()
-	s.loops.Wait()
+	s.stopRenew()
+	s.renewer.Wait()
 	s.handOver()
 }
 
