@@ -146,14 +146,36 @@ func (s *Store) Register(ctx context.Context, scope tenant.Scope, r Registration
 		if a, err = s.scanAccount(row, scope); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, alertsResolve, scope.TenantID, a.ID, now)
-		return err
+		if _, err := tx.Exec(ctx, alertsResolve, scope.TenantID, a.ID, now); err != nil {
+			return err
+		}
+		var adopted int
+		if err := tx.QueryRow(ctx, accountAdoptJobs, scope.TenantID, scope.Mode, a.ID, email).Scan(&adopted); err != nil {
+			return err
+		}
+		a.Running += adopted
+		return nil
 	})
 	if err != nil {
 		return Account{}, errs.As(err)
 	}
 	return a, nil
 }
+
+// accountAdoptJobs hands jobs still running under this email on a deleted
+// account row to the new row, with their slots: the upstream account is the
+// same, so its maxJobs must count them, and their ends must free these slots.
+const accountAdoptJobs = `
+WITH moved AS (
+	UPDATE jobs SET account_id = $3
+	WHERE tenant_id = $1 AND mode = $2 AND account_email = $4
+		AND state IN ('dispatching', 'running') AND account_id <> $3
+	RETURNING 1
+), counted AS (
+	UPDATE accounts SET running = running + (SELECT count(*) FROM moved)
+	WHERE tenant_id = $1 AND id = $3
+)
+SELECT count(*) FROM moved`
 
 // alertsResolve closes an account's open alerts: fresh cookies answer every
 // expiry and error alert about the old ones.

@@ -94,6 +94,14 @@ func (s *Scheduler) credentials(ctx context.Context, e *execution) bool {
 	return true
 }
 
+// reloadCredentials re-reads the account's cookie, keeping the old one if
+// that fails.
+func (s *Scheduler) reloadCredentials(ctx context.Context, e *execution) {
+	if acct, err := s.cfg.Accounts.Credentials(ctx, e.scope, e.accountID); err == nil {
+		e.acct = acct
+	}
+}
+
 // submit starts a freshly placed attempt upstream and follows it.
 func (s *Scheduler) submit(ctx context.Context, e *execution) {
 	if !s.credentials(ctx, e) {
@@ -194,6 +202,10 @@ func (s *Scheduler) track(ctx context.Context, e *execution, st provider.Status)
 		if err != nil {
 			if isShutdown(ctx, err) {
 				return
+			}
+			if provider.ClassOf(err) == provider.ClassAuth {
+				// The token may have been refreshed since the job started.
+				s.reloadCredentials(ctx, e)
 			}
 			failures++
 			s.log.Warn("upstream status failed", "job", e.id, "class", provider.ClassOf(err).String(), "err", err)
