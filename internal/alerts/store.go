@@ -11,6 +11,7 @@ import (
 
 	"github.com/poolgate/poolgate/internal/errs"
 	"github.com/poolgate/poolgate/internal/tenant"
+	"github.com/poolgate/poolgate/internal/timefmt"
 	"github.com/poolgate/poolgate/internal/webhooks"
 )
 
@@ -62,22 +63,12 @@ type View struct {
 
 func (a Alert) view() View {
 	return View{ID: a.ID, State: a.State(), Email: a.Email, Kind: a.Kind, Threshold: a.Threshold,
-		ExpiresUTC: utcPtr(a.ExpiresAt), Message: a.Message, CreatedUTC: utc(a.CreatedAt),
-		DeliveredUTC: utcPtr(a.DeliveredAt), AckedUTC: utcPtr(a.AckedAt), ResolvedUTC: utcPtr(a.ResolvedAt)}
+		ExpiresUTC: timefmt.UTCPtr(a.ExpiresAt), Message: a.Message, CreatedUTC: timefmt.UTC(a.CreatedAt),
+		DeliveredUTC: timefmt.UTCPtr(a.DeliveredAt), AckedUTC: timefmt.UTCPtr(a.AckedAt), ResolvedUTC: timefmt.UTCPtr(a.ResolvedAt)}
 }
 
 // View returns the alert as users see it.
 func (a Alert) View() View { return a.view() }
-
-func utc(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }
-
-func utcPtr(t *time.Time) *string {
-	if t == nil {
-		return nil
-	}
-	s := utc(*t)
-	return &s
-}
 
 // Store reads and changes alerts for the API.
 type Store struct {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/poolgate/poolgate/internal/accounts"
 	"github.com/poolgate/poolgate/internal/errs"
+	"github.com/poolgate/poolgate/internal/timefmt"
 )
 
 // accountJSON is useapi.net's LTX Studio account model plus poolgate's
@@ -42,7 +43,7 @@ func accountOut(a accounts.Account) accountJSON {
 	if a.Reason != "" {
 		out.Error = &a.Reason
 	}
-	out.Updated, out.UpdatedUTC = a.UpdatedAt.UnixMilli(), utc(a.UpdatedAt)
+	out.Updated, out.UpdatedUTC = a.UpdatedAt.UnixMilli(), timefmt.UTC(a.UpdatedAt)
 	out.TokenExpire, out.TokenExpireUTC = optionalTime(a.TokenExpiresAt)
 	out.RefreshTokenExpire, out.RefreshTokenExpireUTC = optionalTime(a.RefreshTokenExpiresAt)
 	_, out.LastRefreshUTC = optionalTime(a.LastRefreshAt)
@@ -50,14 +51,11 @@ func accountOut(a accounts.Account) accountJSON {
 	return out
 }
 
-// utc formats t like useapi does: "2025-06-03T12:13:14.000Z".
-func utc(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }
-
 func optionalTime(t *time.Time) (*int64, *string) {
 	if t == nil {
 		return nil, nil
 	}
-	ms, s := t.UnixMilli(), utc(*t)
+	ms, s := t.UnixMilli(), timefmt.UTC(*t)
 	return &ms, &s
 }
 

@@ -9,6 +9,7 @@ import (
 	"github.com/poolgate/poolgate/internal/auth"
 	"github.com/poolgate/poolgate/internal/errs"
 	"github.com/poolgate/poolgate/internal/tenant"
+	"github.com/poolgate/poolgate/internal/timefmt"
 )
 
 // usageDays is how many recent days GET /v1/keys/{id} itemises.
@@ -60,7 +61,7 @@ type replacedJSON struct {
 func (s *Server) keyOut(k auth.Key) keyJSON {
 	out := keyJSON{
 		ID: k.ID, Name: k.Name, Start: k.Start, Mode: k.Mode, Scopes: k.Scopes,
-		Status: k.Status(s.Now()), CreatedUTC: utc(k.CreatedAt),
+		Status: k.Status(s.Now()), CreatedUTC: timefmt.UTC(k.CreatedAt),
 	}
 	_, out.ExpiresUTC = optionalTime(k.ExpiresAt)
 	_, out.RevokedUTC = optionalTime(k.RevokedAt)
@@ -190,7 +191,7 @@ func (s *Server) rollKey(c echo.Context) error {
 	}
 	out := s.keyOut(k)
 	out.Secret = secret
-	out.Replaces = &replacedJSON{ID: c.Param("id"), RevokedUTC: utc(k.CreatedAt.Add(grace))}
+	out.Replaces = &replacedJSON{ID: c.Param("id"), RevokedUTC: timefmt.UTC(k.CreatedAt.Add(grace))}
 	c.Response().Header().Set(echo.HeaderCacheControl, "no-store")
 	return c.JSON(http.StatusCreated, out)
 }

@@ -86,14 +86,3 @@ const (
 	CodeAccountDeleted  = "account_deleted"   // its account was deleted and its replica died
 	CodeCanceled        = "canceled"          // canceled by the producer
 )
-
-// utc formats t like useapi does: "2025-06-03T12:13:14.000Z".
-func utc(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }
-
-func utcPtr(t *time.Time) *string {
-	if t == nil {
-		return nil
-	}
-	s := utc(*t)
-	return &s
-}

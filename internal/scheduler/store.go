@@ -14,6 +14,7 @@ import (
 	"github.com/poolgate/poolgate/internal/errs"
 	"github.com/poolgate/poolgate/internal/ids"
 	"github.com/poolgate/poolgate/internal/tenant"
+	"github.com/poolgate/poolgate/internal/timefmt"
 )
 
 // NewJob is a producer's request for a job.
@@ -63,8 +64,8 @@ func scanJob(row pgx.Row) (Job, error) {
 	if err != nil {
 		return Job{}, err
 	}
-	j.Created, j.CreatedUTC = j.createdAt.UnixMilli(), utc(j.createdAt)
-	j.StartedUTC, j.FinishedUTC, j.QueueDeadline = utcPtr(j.startedAt), utcPtr(finished), utc(deadline)
+	j.Created, j.CreatedUTC = j.createdAt.UnixMilli(), timefmt.UTC(j.createdAt)
+	j.StartedUTC, j.FinishedUTC, j.QueueDeadline = timefmt.UTCPtr(j.startedAt), timefmt.UTCPtr(finished), timefmt.UTC(deadline)
 	if errCode != nil {
 		j.Error = &JobError{Code: *errCode, Message: deref(errMsg)}
 	}

@@ -7,6 +7,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/poolgate/poolgate/internal/tenant"
+	"github.com/poolgate/poolgate/internal/timefmt"
 )
 
 // RunningJob is one job holding a slot, as useapi's scheduler view shows it.
@@ -37,7 +38,7 @@ func (s *Scheduler) Running(ctx context.Context, scope tenant.Scope) ([]RunningJ
 			started time.Time
 		)
 		err := r.Scan(&j.JobID, &j.Email, &started, &j.ReplyURL, &j.ReplyRef)
-		j.Started, j.Elapsed = utc(started), now.Sub(started).Round(time.Second).String()
+		j.Started, j.Elapsed = timefmt.UTC(started), now.Sub(started).Round(time.Second).String()
 		return j, err
 	})
 	return out, asDomain(err)
