@@ -57,7 +57,6 @@ CREATE INDEX jobs_pinned_idx ON jobs (tenant_id, mode, pinned_email, priority DE
     WHERE state = 'queued' AND pinned_email IS NOT NULL;
 CREATE INDEX jobs_deadline_idx ON jobs (queue_deadline) WHERE state = 'queued';
 CREATE INDEX jobs_inflight_idx ON jobs (lease_expires_at) WHERE state IN ('dispatching', 'running');
-CREATE INDEX jobs_account_idx ON jobs (tenant_id, account_id) WHERE state IN ('dispatching', 'running');
 CREATE INDEX jobs_list_idx ON jobs (tenant_id, mode, id DESC);
 
 -- Idempotency-Key on job creation: the same key and body within 24 h return

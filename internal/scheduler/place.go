@@ -40,10 +40,22 @@ func (s *Scheduler) dispatchLoop(ctx context.Context) {
 }
 
 // freePools lists the (tenant, mode) pools with at least one account that
-// could take a job; only their queues can make progress.
+// could take a job; only their queues can make progress. It skips through
+// accounts_free_idx one pool at a time (a loose index scan), so it reads a
+// few index entries per pool instead of every free account.
 const freePools = `
-SELECT DISTINCT tenant_id, mode FROM accounts
-WHERE enabled AND status = 'active' AND running < max_jobs`
+WITH RECURSIVE pools (tenant_id, mode) AS (
+	(SELECT tenant_id, mode FROM accounts
+	 WHERE enabled AND status = 'active' AND running < max_jobs
+	 ORDER BY tenant_id, mode LIMIT 1)
+	UNION ALL
+	SELECT next.tenant_id, next.mode FROM pools, LATERAL (
+		SELECT a.tenant_id, a.mode FROM accounts a
+		WHERE a.enabled AND a.status = 'active' AND a.running < a.max_jobs
+			AND (a.tenant_id, a.mode) > (pools.tenant_id, pools.mode)
+		ORDER BY a.tenant_id, a.mode LIMIT 1) next
+)
+SELECT tenant_id, mode FROM pools`
 
 // placeRound places what it can in every pool and reports how many jobs
 // it placed.
@@ -137,12 +149,15 @@ WHERE tenant_id = $1 AND mode = $2 AND ` + eligible + ` AND rkey >= $4
 ORDER BY rkey
 LIMIT $5`
 
-	// freeAccountLock takes the chosen account if it is still free. FOR
-	// UPDATE re-checks running < max_jobs on the latest row version, so two
-	// transactions can never both take an account's last slot.
+	// freeAccountLock locks the chosen account by its primary key and says
+	// whether it is still free. A row returned by FOR UPDATE is its latest
+	// version, so two transactions can never both take an account's last
+	// slot. (The check is in the select list, not the WHERE, so that the
+	// planner probes the primary key instead of scanning the partial index
+	// whose predicate the WHERE would repeat.)
 	freeAccountLock = `
-SELECT email FROM accounts
-WHERE tenant_id = $1 AND mode = $2 AND id = $4 AND ` + eligible + `
+SELECT email, mode = $2 AND ` + eligible + ` FROM accounts
+WHERE tenant_id = $1 AND id = $4
 FOR UPDATE SKIP LOCKED`
 
 	// nextPinned is the oldest pinned job whose account has a free slot.
@@ -209,11 +224,12 @@ func pickAccount(ctx context.Context, tx pgx.Tx, pool tenant.Scope, now time.Tim
 	for len(candidates) > 0 {
 		i := rand.IntN(len(candidates))
 		id = candidates[i]
-		err = tx.QueryRow(ctx, freeAccountLock, pool.TenantID, pool.Mode, now, id).Scan(&email)
-		if err == nil {
+		var free bool
+		err = tx.QueryRow(ctx, freeAccountLock, pool.TenantID, pool.Mode, now, id).Scan(&email, &free)
+		if err == nil && free {
 			return id, email, true, nil
 		}
-		if !errors.Is(err, pgx.ErrNoRows) {
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			return 0, "", false, err
 		}
 		candidates[i] = candidates[len(candidates)-1]

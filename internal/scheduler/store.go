@@ -91,7 +91,7 @@ const (
 
 	accountExists = `SELECT EXISTS (SELECT 1 FROM accounts WHERE tenant_id = $1 AND mode = $2 AND email = $3)`
 
-	enabledAccounts = `SELECT count(*) FROM accounts WHERE tenant_id = $1 AND mode = $2 AND enabled`
+	anyEnabledAccount = `SELECT EXISTS (SELECT 1 FROM accounts WHERE tenant_id = $1 AND mode = $2 AND enabled)`
 
 	idempotencyClaim = `
 INSERT INTO job_idempotency (tenant_id, mode, key, request_hash, job_id, created_at)
@@ -210,11 +210,11 @@ func (s *Scheduler) admit(ctx context.Context, tx pgx.Tx, scope tenant.Scope, nj
 // capacityWarning tells a producer its job will wait because nothing can
 // run it yet: not an error, since an operator may add an account.
 func capacityWarning(ctx context.Context, tx pgx.Tx, scope tenant.Scope) (*string, error) {
-	var n int
-	if err := tx.QueryRow(ctx, enabledAccounts, scope.TenantID, scope.Mode).Scan(&n); err != nil {
+	var any bool
+	if err := tx.QueryRow(ctx, anyEnabledAccount, scope.TenantID, scope.Mode).Scan(&any); err != nil {
 		return nil, err
 	}
-	if n > 0 {
+	if any {
 		return nil, nil
 	}
 	w := "no enabled account in this pool: the job waits until one is registered or its queueTimeout passes"
