@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -42,6 +43,11 @@ func (s *Server) newJob(typ string, params json.RawMessage, o jobOptions) (sched
 	nj := scheduler.NewJob{Type: typ, Params: params, Email: strings.ToLower(strings.TrimSpace(o.Email)),
 		ReplyURL: o.ReplyURL, ReplyRef: o.ReplyRef, Priority: o.Priority, MaxAttempts: o.MaxAttempts}
 	var bad []errs.FieldError
+	// Postgres's jsonb cannot store NUL characters; refuse them here rather
+	// than fail on insert with a 503.
+	if bytes.Contains(params, []byte(`\u0000`)) {
+		bad = append(bad, errs.FieldError{Field: "params", Message: "must not contain NUL characters (\\u0000)"})
+	}
 	if o.QueueTimeout != "" {
 		d, err := time.ParseDuration(o.QueueTimeout)
 		if err != nil || d < time.Second || d > maxQueueTimeout {

@@ -240,3 +240,18 @@ func TestWebhookOnFinish(t *testing.T) {
 		t.Fatal("no webhook within 20s")
 	}
 }
+
+func TestJobParamsWithNULAreRefused(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	key := e.key("acme")
+	for path, body := range map[string]string{
+		"/v1/jobs":          `{"type":"video","params":{"prompt":"a\u0000b"}}`,
+		"/v1/videos/create": `{"prompt":"a\u0000b"}`,
+	} {
+		r := expect(t, e.do(req{method: "POST", path: path, key: key, body: body}), 400)
+		if r.errorCode(t) != "validation_failed" {
+			t.Errorf("%s: %s", path, r.body)
+		}
+	}
+}
