@@ -2,7 +2,7 @@
 #   make run    start Postgres (a throwaway local cluster unless DATABASE_URL
 #               is set), the upstream simulator and the server
 #   make test   go vet + the whole test suite with -race against real Postgres
-.PHONY: run test build vet fuzz clean stop-db
+.PHONY: run test build vet fuzz clean stop-db bench bench-compare chaos
 
 GO ?= go
 
@@ -24,6 +24,39 @@ fuzz:
 	@for t in FuzzParse FuzzParseLTX FuzzDecodeJWT; do \
 		$(GO) test ./internal/cookies -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) || exit 1; \
 	done
+	@for t in FuzzJobRequest FuzzQueueTimeout; do \
+		$(GO) test ./internal/api -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) || exit 1; \
+	done
+
+# bench runs the four benchmark scenarios of BENCHMARKS.md against a real
+# Postgres (in databases it creates and drops) and prints a table, then one
+# JSON line. BENCH_JOBS scales scenario 1 (the issue's figure is 100000; on
+# a small machine start with 10000); BENCH_RUNS > 1 reports medians;
+# BENCH_FLAGS passes anything else (poolgate bench -h).
+BENCH_JOBS ?= 100000
+BENCH_RUNS ?= 1
+BENCH_FLAGS ?=
+bench: build
+	@url="$$(scripts/pg.sh url-test)" || { echo "make bench: no PostgreSQL could be reached or started (see above)" >&2; exit 1; }; \
+	DATABASE_URL="$$url" bin/poolgate bench -jobs $(BENCH_JOBS) -runs $(BENCH_RUNS) $(BENCH_FLAGS)
+
+# bench-compare runs River's equivalent of scenario 1 (bench/river, its own
+# Go module) and ours on the same server, and prints the ratio.
+RIVER_FLAGS ?=
+bench-compare: build
+	@url="$$(scripts/pg.sh url-test)" || { echo "make bench-compare: no PostgreSQL could be reached or started (see above)" >&2; exit 1; }; \
+	set -e; \
+	(cd bench/river && DATABASE_URL="$$url" $(GO) run . -jobs $(BENCH_JOBS) -runs $(BENCH_RUNS) $(RIVER_FLAGS) >../../bin/river-bench.out); \
+	cat bin/river-bench.out; \
+	DATABASE_URL="$$url" bin/poolgate bench -scenarios throughput -jobs $(BENCH_JOBS) -runs $(BENCH_RUNS) $(BENCH_FLAGS) -compare bin/river-bench.out
+
+# chaos runs three servers and the simulator on loopback under a steady
+# load, SIGKILLs and restarts servers at random (and restarts Postgres once
+# when it started its own throwaway cluster), then checks the invariants.
+# About 70 s; CHAOS_FLAGS passes flags (go run ./cmd/chaos -h).
+CHAOS_FLAGS ?=
+chaos: build
+	@$(GO) build -o bin/chaos ./cmd/chaos && bin/chaos $(CHAOS_FLAGS)
 
 stop-db:
 	@scripts/pg.sh stop

@@ -4,6 +4,7 @@
 //	poolgate migrate      apply database migrations and exit
 //	poolgate keys create  create a tenant if needed and issue an API key
 //	poolgate sim          run the upstream simulator
+//	poolgate bench        measure throughput and latency, check invariants
 //
 // Configuration comes from the environment; see the README's table.
 package main
@@ -40,6 +41,7 @@ commands:
   keys create  --tenant NAME --name NAME [--scopes a,b] [--mode live|test]
                create the tenant if needed and print a new API key
   sim          run the upstream simulator (flags: poolgate sim -h)
+  bench        benchmark against DATABASE_URL's server (flags: poolgate bench -h)
 
 configuration is read from the environment; see README.md
 `
@@ -60,6 +62,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return keys(ctx, args, getenv, stdout, stderr)
 	case "sim":
 		return simulate(ctx, args, getenv, stderr)
+	case "bench":
+		return benchmark(ctx, args, getenv, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -1,0 +1,114 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/poolgate/poolgate/internal/bench"
+)
+
+// errBenchFailed says a bench run broke an invariant or failed; the report
+// has already said which.
+var errBenchFailed = errors.New("bench: an invariant was broken or a run failed (see above)")
+
+// benchmark is "poolgate bench": it measures the scheduler and the API
+// against the Postgres server of DATABASE_URL (in databases it creates and
+// drops) and an in-process simulator, prints a table, then one JSON line.
+func benchmark(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	d := bench.Defaults()
+	cfg := d
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	scenarios := fs.String("scenarios", "throughput,placement,http,saturation", "scenarios to run, by name or number (1-4)")
+	fs.IntVar(&cfg.Runs, "runs", d.Runs, "runs of each scenario; figures are medians")
+	fs.IntVar(&cfg.Replicas, "replicas", d.Replicas, "schedulers sharing the database")
+	fs.IntVar(&cfg.Producers, "producers", d.Producers, "goroutines queueing jobs in insert phases")
+	fs.IntVar(&cfg.Jobs, "jobs", d.Jobs, "scenario 1: jobs through the lifecycle")
+	fs.IntVar(&cfg.Accounts, "accounts", d.Accounts, "scenarios 1 and 3: accounts in the pool")
+	fs.IntVar(&cfg.Slots, "slots", d.Slots, "scenarios 1-3: maxJobs of each account")
+	pools := fs.String("placement-pools", joinInts(d.PlacementPools), "scenario 2: pool sizes")
+	fs.IntVar(&cfg.PlacementJobs, "placement-jobs", d.PlacementJobs, "scenario 2: jobs per pool size")
+	fs.IntVar(&cfg.HTTPRequests, "http-requests", d.HTTPRequests, "scenario 3: requests of each kind")
+	fs.IntVar(&cfg.HTTPConcurrency, "http-concurrency", d.HTTPConcurrency, "scenario 3: concurrent clients")
+	fs.IntVar(&cfg.SatAccounts, "sat-accounts", d.SatAccounts, "scenario 4: accounts")
+	fs.IntVar(&cfg.SatSlots, "sat-slots", d.SatSlots, "scenario 4: maxJobs of each account")
+	fs.IntVar(&cfg.SatQueued, "sat-queued", d.SatQueued, "scenario 4: jobs queued behind the full slots")
+	fs.DurationVar(&cfg.SatJobDuration, "sat-job-duration", d.SatJobDuration, "scenario 4: how long a job runs upstream")
+	fs.DurationVar(&cfg.SatJitter, "sat-jitter", d.SatJitter, "scenario 4: ± spread of the job duration")
+	fs.DurationVar(&cfg.SatWindow, "sat-window", d.SatWindow, "scenario 4: how long to measure")
+	fs.DurationVar(&cfg.PollInterval, "poll-interval", d.PollInterval, "how often replicas read a running job's status")
+	fs.IntVar(&cfg.UpstreamConns, "upstream-conns", 0, "idle connections per host to the upstream (0: net/http's default, as serve)")
+	fs.DurationVar(&cfg.Timeout, "timeout", d.Timeout, "how long one run may take to drain its jobs")
+	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of each scenario's measured phase to FILE.<scenario>")
+	compare := fs.String("compare", "", "a file holding another bench's JSON line (bench/river) to compare scenario 1 with")
+	verbose := fs.Bool("v", false, "show the replicas' warnings and errors")
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: bench takes only flags", errUsage)
+	}
+	var err error
+	if cfg.PlacementPools, err = parseInts(*pools); err != nil {
+		return fmt.Errorf("%w: -placement-pools: %v", errUsage, err)
+	}
+	cfg.Scenarios = splitList(*scenarios)
+	if cfg.ServerURL, err = databaseURL(getenv); err != nil {
+		return err
+	}
+	cfg.Progress = stderr
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	if *verbose {
+		cfg.Logger = newLogger(stderr, slog.LevelWarn)
+	}
+
+	rep, err := bench.Run(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	if *compare != "" {
+		raw, err := os.ReadFile(*compare)
+		if err != nil {
+			return err
+		}
+		if err := rep.CompareWith(bytes.NewReader(raw)); err != nil {
+			return err
+		}
+	}
+	rep.WriteTable(stdout)
+	if err := rep.WriteJSON(stdout); err != nil {
+		return err
+	}
+	if !rep.OK {
+		return errBenchFailed
+	}
+	return nil
+}
+
+func joinInts(xs []int) string {
+	s := make([]string, len(xs))
+	for i, x := range xs {
+		s[i] = strconv.Itoa(x)
+	}
+	return strings.Join(s, ",")
+}
+
+func parseInts(s string) ([]int, error) {
+	var out []int
+	for _, p := range splitList(s) {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%q is not a positive integer", p)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}

@@ -1,0 +1,304 @@
+// Package bench measures poolgate end to end against a real Postgres and
+// the upstream simulator on loopback, with several replicas in one
+// process, and checks the scheduler's invariants after every run:
+//
+//  1. throughput: N jobs through the whole lifecycle (insert, place, run on
+//     an instant upstream, complete, free the slot);
+//  2. placement: the same for pools of 10, 1,000 and 10,000 accounts;
+//  3. http: authenticated POST /v1/jobs and GET /v1/jobs/{id} at a fixed
+//     concurrency;
+//  4. saturation: every slot full and a deep queue, measuring how long a
+//     freed slot stays idle before the next job takes it.
+//
+// Each scenario runs in its own fresh database; every database the bench
+// creates is dropped when it ends.
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config says what to measure. Zero fields take Defaults' values.
+type Config struct {
+	// ServerURL names a Postgres database whose user may CREATE DATABASE;
+	// the bench creates and drops its own databases on that server.
+	ServerURL string
+	// Scenarios to run, by name (throughput, placement, http, saturation)
+	// or number (1-4); empty means all.
+	Scenarios []string
+	// Runs is how often each scenario runs; figures are medians of runs.
+	Runs int
+	// Replicas is how many schedulers share the database.
+	Replicas int
+	// Producers is how many goroutines create jobs in insert phases.
+	Producers int
+
+	// Scenario 1: Jobs through a pool of Accounts × Slots.
+	Jobs, Accounts, Slots int
+	// Scenario 2: PlacementJobs through pools of each size.
+	PlacementPools []int
+	PlacementJobs  int
+	// Scenario 3: HTTPRequests of each kind from HTTPConcurrency clients.
+	HTTPRequests, HTTPConcurrency int
+	// Scenario 4: SatAccounts × SatSlots slots, SatQueued jobs waiting
+	// behind them, jobs lasting SatJobDuration ± SatJitter upstream,
+	// measured for SatWindow (then the rest of the queue is canceled).
+	SatAccounts, SatSlots, SatQueued int
+	SatJobDuration, SatJitter        time.Duration
+	SatWindow                        time.Duration
+
+	// PollInterval is how often replicas read a running job's status.
+	PollInterval time.Duration
+	// UpstreamConns sets the idle connections per host of the replicas'
+	// upstream HTTP client; 0 keeps net/http's default (2), which is what
+	// poolgate serve uses.
+	UpstreamConns int
+	// Timeout bounds how long a run may take to drain its jobs.
+	Timeout time.Duration
+	// CPUProfile, if set, receives a CPU profile of the measured phase of
+	// each scenario's first run, as CPUProfile + "." + scenario.
+	CPUProfile string
+
+	// Logger receives the replicas' logs; Progress, one line per step.
+	Logger   *slog.Logger
+	Progress io.Writer
+}
+
+// Defaults are the figures: 100k jobs, 100 accounts × 20 slots,
+// pools of 10 to 10,000 accounts, 64 HTTP clients, 2,000 slots with
+// 50,000 jobs queued behind them.
+func Defaults() Config {
+	return Config{
+		Runs: 1, Replicas: 4, Producers: 16,
+		Jobs: 100_000, Accounts: 100, Slots: 20,
+		PlacementPools: []int{10, 1_000, 10_000}, PlacementJobs: 20_000,
+		HTTPRequests: 20_000, HTTPConcurrency: 64,
+		SatAccounts: 100, SatSlots: 20, SatQueued: 50_000,
+		SatJobDuration: 2 * time.Second, SatJitter: 500 * time.Millisecond, SatWindow: 30 * time.Second,
+		PollInterval: time.Second,
+		Timeout:      15 * time.Minute,
+	}
+}
+
+func (c *Config) defaults() {
+	d := Defaults()
+	setInt := func(v *int, def int) {
+		if *v <= 0 {
+			*v = def
+		}
+	}
+	setDur := func(v *time.Duration, def time.Duration) {
+		if *v <= 0 {
+			*v = def
+		}
+	}
+	setInt(&c.Runs, d.Runs)
+	setInt(&c.Replicas, d.Replicas)
+	setInt(&c.Producers, d.Producers)
+	setInt(&c.Jobs, d.Jobs)
+	setInt(&c.Accounts, d.Accounts)
+	setInt(&c.Slots, d.Slots)
+	setInt(&c.PlacementJobs, d.PlacementJobs)
+	setInt(&c.HTTPRequests, d.HTTPRequests)
+	setInt(&c.HTTPConcurrency, d.HTTPConcurrency)
+	setInt(&c.SatAccounts, d.SatAccounts)
+	setInt(&c.SatSlots, d.SatSlots)
+	setInt(&c.SatQueued, d.SatQueued)
+	setDur(&c.SatJobDuration, d.SatJobDuration)
+	setDur(&c.SatWindow, d.SatWindow)
+	setDur(&c.PollInterval, d.PollInterval)
+	setDur(&c.Timeout, d.Timeout)
+	if c.SatJitter < 0 {
+		c.SatJitter = 0
+	}
+	if len(c.PlacementPools) == 0 {
+		c.PlacementPools = d.PlacementPools
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Progress == nil {
+		c.Progress = io.Discard
+	}
+}
+
+// scenario is one named measurement; run performs one run of it.
+type scenario struct {
+	name string
+	run  func(b *runner, ctx context.Context, tag string) (*sample, Invariants, error)
+}
+
+func (c Config) plan() ([]scenario, error) {
+	want := c.Scenarios
+	if len(want) == 0 {
+		want = []string{"throughput", "placement", "http", "saturation"}
+	}
+	var out []scenario
+	for _, name := range want {
+		switch strings.TrimSpace(name) {
+		case "1", "throughput":
+			out = append(out, scenario{"throughput", func(b *runner, ctx context.Context, tag string) (*sample, Invariants, error) {
+				return b.throughput(ctx, tag, "throughput", c.Accounts, c.Slots, c.Jobs)
+			}})
+		case "2", "placement":
+			for _, n := range c.PlacementPools {
+				name := "placement_" + strconv.Itoa(n)
+				out = append(out, scenario{name, func(b *runner, ctx context.Context, tag string) (*sample, Invariants, error) {
+					return b.throughput(ctx, tag, name, n, c.Slots, c.PlacementJobs)
+				}})
+			}
+		case "3", "http":
+			out = append(out, scenario{"http", (*runner).http})
+		case "4", "saturation":
+			out = append(out, scenario{"saturation", (*runner).saturation})
+		default:
+			return nil, fmt.Errorf("unknown scenario %q (want throughput, placement, http, saturation or 1-4)", name)
+		}
+	}
+	return out, nil
+}
+
+// runner carries what every scenario run needs.
+type runner struct {
+	cfg Config
+	dbs *databases
+}
+
+func (b *runner) progress(format string, args ...any) {
+	fmt.Fprintf(b.cfg.Progress, "bench: "+format+"\n", args...)
+}
+
+// Run performs the configured scenarios and returns their figures. A run
+// that breaks an invariant does not stop the others: Report.OK says
+// whether everything held.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	cfg.defaults()
+	plan, err := cfg.plan()
+	if err != nil {
+		return nil, err
+	}
+	dbs, err := newDatabases(ctx, cfg.ServerURL)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err := dbs.close(); err != nil {
+			fmt.Fprintf(cfg.Progress, "bench: dropping databases: %v\n", err)
+		}
+	}()
+	rep := &Report{Bench: "poolgate", Machine: machine(ctx, cfg.ServerURL), Config: cfg.summary(), OK: true}
+	b := &runner{cfg: cfg, dbs: dbs}
+	for _, sc := range plan {
+		res := Scenario{Name: sc.name}
+		for i := range cfg.Runs {
+			b.progress("%s: run %d of %d", sc.name, i+1, cfg.Runs)
+			s, inv, err := sc.run(b, ctx, fmt.Sprintf("%s_%d", shortTag(sc.name), i))
+			if err != nil {
+				if ctx.Err() != nil {
+					return rep, ctx.Err()
+				}
+				res.Errors = append(res.Errors, err.Error())
+				b.progress("%s: run %d failed: %v", sc.name, i+1, err)
+				continue
+			}
+			res.add(s)
+			res.Invariants.add(inv)
+			res.Runs++
+			for _, msg := range inv.Broken() {
+				b.progress("%s: run %d BROKE AN INVARIANT: %s", sc.name, i+1, msg)
+			}
+		}
+		res.Broken = res.Invariants.Broken()
+		res.OK = len(res.Broken) == 0 && len(res.Errors) == 0 && res.Runs > 0
+		rep.OK = rep.OK && res.OK
+		rep.Scenarios = append(rep.Scenarios, res)
+	}
+	return rep, nil
+}
+
+func shortTag(name string) string {
+	return strings.NewReplacer("throughput", "t", "placement_", "p", "http", "h", "saturation", "s").Replace(name)
+}
+
+// sample is one run's figures, in the order they are shown.
+type sample struct {
+	names []string
+	units map[string]string
+	vals  map[string]float64
+	diag  map[string]float64 // Postgres counters per job, see pgCounters
+}
+
+func newSample() *sample {
+	return &sample{units: map[string]string{}, vals: map[string]float64{}}
+}
+
+func (s *sample) set(name, unit string, v float64) {
+	if _, ok := s.vals[name]; !ok {
+		s.names = append(s.names, name)
+	}
+	s.units[name], s.vals[name] = unit, v
+}
+
+// cpu records CPU per job of a phase, in milliseconds.
+func (s *sample) cpu(prefix string, self, pg time.Duration, jobs int) {
+	if jobs <= 0 {
+		return
+	}
+	s.set(prefix+"go_cpu_ms_per_job", "ms", ms(self)/float64(jobs))
+	if pg >= 0 {
+		s.set(prefix+"pg_cpu_ms_per_job", "ms", ms(pg)/float64(jobs))
+	}
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func perSec(n int, d time.Duration) float64 {
+	if d <= 0 {
+		return 0
+	}
+	return float64(n) / d.Seconds()
+}
+
+// percentile returns the p-th percentile (0..100) of sorted xs, nearest rank.
+func percentile(xs []float64, p float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	i := int(float64(len(xs))*p/100+0.5) - 1
+	return xs[min(max(i, 0), len(xs)-1)]
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	n := len(s)
+	switch {
+	case n == 0:
+		return 0
+	case n%2 == 1:
+		return s[n/2]
+	default:
+		return (s[n/2-1] + s[n/2]) / 2
+	}
+}
+
+func (c Config) summary() map[string]any {
+	return map[string]any{
+		"runs": c.Runs, "replicas": c.Replicas, "producers": c.Producers,
+		"jobs": c.Jobs, "accounts": c.Accounts, "slots_per_account": c.Slots,
+		"placement_pools": c.PlacementPools, "placement_jobs": c.PlacementJobs,
+		"http_requests": c.HTTPRequests, "http_concurrency": c.HTTPConcurrency,
+		"sat_accounts": c.SatAccounts, "sat_slots_per_account": c.SatSlots, "sat_queued": c.SatQueued,
+		"sat_job_duration": c.SatJobDuration.String(), "sat_jitter": c.SatJitter.String(),
+		"sat_window": c.SatWindow.String(), "poll_interval": c.PollInterval.String(),
+		"upstream_conns": c.UpstreamConns, "gomaxprocs": runtime.GOMAXPROCS(0),
+	}
+}

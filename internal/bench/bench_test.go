@@ -1,0 +1,97 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/poolgate/poolgate/internal/pgtest"
+)
+
+func TestMeasureRefills(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	// One account with 2 slots: two jobs start at once; each freed slot is
+	// taken again 5 ms and 15 ms later; the last job still runs at the end.
+	uses := []slotUse{
+		{account: 1, start: at(10), finish: at(100)},
+		{account: 1, start: at(20), finish: at(150)},
+		{account: 1, start: at(105), finish: at(200)},
+		{account: 1, start: at(165)},
+	}
+	r := measureRefills(uses, 2, 2, t0, at(220))
+	if r.fill != 20*time.Millisecond {
+		t.Errorf("fill = %s, want 20ms (the second slot was first taken at 20ms)", r.fill)
+	}
+	if len(r.gaps) != 2 || r.gaps[0] != 5 || r.gaps[1] != 15 {
+		t.Errorf("gaps = %v, want [5 15]", r.gaps)
+	}
+	// After the fill (20..220 ms, 2 slots = 400 slot-ms) the slots were
+	// idle 100..105, 150..165 and 200..220: 40 ms.
+	if want := 360.0 / 400; math.Abs(r.busy-want) > 1e-9 {
+		t.Errorf("busy = %v, want %v", r.busy, want)
+	}
+	if r.done != 3 || r.windowDone != 3 {
+		t.Errorf("done = %d and %d in the window, want 3 and 3", r.done, r.windowDone)
+	}
+}
+
+func TestInvariantsBroken(t *testing.T) {
+	t.Parallel()
+	if b := (Invariants{MaxPeak: 3}).Broken(); len(b) != 0 {
+		t.Errorf("clean run reported broken: %v", b)
+	}
+	v := Invariants{PeakOver: 1, MaxPeak: 4, Lost: 2, SlotsHeld: 1, DoubleSubmits: 1}
+	if b := v.Broken(); len(b) != 4 {
+		t.Errorf("want 4 broken invariants (peak, lost, slots, double), got %v", b)
+	}
+}
+
+// TestRunSmall runs every scenario at a tiny scale against the test
+// server: the bench must work, and the scheduler must keep its invariants.
+func TestRunSmall(t *testing.T) {
+	t.Parallel()
+	var progress bytes.Buffer
+	rep, err := Run(context.Background(), Config{
+		ServerURL: pgtest.ServerURL(), Replicas: 2, Producers: 4,
+		Jobs: 150, Accounts: 5, Slots: 3,
+		PlacementPools: []int{2, 40}, PlacementJobs: 60,
+		HTTPRequests: 60, HTTPConcurrency: 8,
+		SatAccounts: 3, SatSlots: 2, SatQueued: 60,
+		SatJobDuration: 150 * time.Millisecond, SatWindow: 1500 * time.Millisecond,
+		PollInterval: 30 * time.Millisecond, Timeout: time.Minute,
+		Progress: &progress,
+	})
+	if err != nil {
+		t.Fatalf("Run: %v\n%s", err, progress.String())
+	}
+	var names []string
+	for _, s := range rep.Scenarios {
+		names = append(names, s.Name)
+		if !s.OK {
+			t.Errorf("%s: broken %v, errors %v", s.Name, s.Broken, s.Errors)
+		}
+		if s.Name == "throughput" && s.Metrics["jobs_per_sec"].Median <= 0 {
+			t.Errorf("throughput: no jobs/s figure: %+v", s.Metrics)
+		}
+	}
+	if got := strings.Join(names, ","); got != "throughput,placement_2,placement_40,http,saturation" {
+		t.Errorf("scenarios = %s", got)
+	}
+	var out bytes.Buffer
+	rep.WriteTable(&out)
+	if err := rep.WriteJSON(&out); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if last := lines[len(lines)-1]; !strings.HasPrefix(last, `{"bench":"poolgate"`) {
+		t.Errorf("last line is not the JSON report: %s", last)
+	}
+	if t.Failed() {
+		t.Logf("progress:\n%s\n%s", progress.String(), out.String())
+	}
+}
