@@ -129,20 +129,24 @@ func (h *harness) run(ctx context.Context) (figures, error) {
 		len(h.servers), h.cfg.killMin, h.cfg.killMax)
 	until := time.Now().Add(h.cfg.duration)
 	var (
-		wg       sync.WaitGroup
-		accepted []string
-		retries  int
-		unknown  int
+		wg        sync.WaitGroup
+		accepted  []string
+		submitted int
+		retries   int
+		unknown   int
 	)
-	wg.Go(func() { accepted, retries, unknown = h.load(ctx, until) })
+	wg.Go(func() { submitted, accepted, retries, unknown = h.load(ctx, until) })
 	kills, restarts := h.chaos(ctx, until)
 	wg.Wait()
 	if ctx.Err() != nil {
 		return fig, ctx.Err()
 	}
-	fig.Accepted, fig.SubmitErrors, fig.Kills, fig.Restarts, fig.PGRestarts = len(accepted), retries, kills, restarts, h.pgRestarts
+	fig.Submitted, fig.Accepted, fig.SubmitErrors, fig.Kills, fig.Restarts, fig.PGRestarts = submitted, len(accepted), retries, kills, restarts, h.pgRestarts
 	if unknown > 0 {
 		fig.Violations = append(fig.Violations, fmt.Sprintf("%d job submissions never got an answer", unknown))
+	}
+	if refused := submitted - unknown - len(accepted); refused > 0 {
+		fig.Violations = append(fig.Violations, fmt.Sprintf("%d valid job submissions were refused (see the log above)", refused))
 	}
 	if err := h.allUp(ctx); err != nil {
 		return fig, err

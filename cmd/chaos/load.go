@@ -21,9 +21,11 @@ import (
 // own Idempotency-Key, so a submission that failed in transit (its server
 // killed, Postgres down) is retried on another server without risk of a
 // second job: a job counts as accepted once some server answered 2xx.
-// It returns the accepted ids, how many retries that took, and how many
-// submissions never got an answer.
-func (h *harness) load(ctx context.Context, until time.Time) (accepted []string, retries, unknown int) {
+// It returns how many jobs it submitted, the accepted ids, how many
+// retries that took, and how many submissions never got an answer. The
+// rate is a ceiling: when all 64 submissions in flight are retrying (say,
+// Postgres is down) ticks are skipped.
+func (h *harness) load(ctx context.Context, until time.Time) (submitted int, accepted []string, retries, unknown int) {
 	var (
 		mu  sync.Mutex
 		wg  sync.WaitGroup
@@ -38,6 +40,7 @@ func (h *harness) load(ctx context.Context, until time.Time) (accepted []string,
 		case <-tick.C:
 		}
 		sem <- struct{}{}
+		submitted++
 		wg.Go(func() {
 			defer func() { <-sem }()
 			id, tries := h.submit(ctx, fmt.Sprintf("chaos-job-%d", n))
@@ -55,7 +58,7 @@ func (h *harness) load(ctx context.Context, until time.Time) (accepted []string,
 	for id := range ids {
 		accepted = append(accepted, id)
 	}
-	return accepted, retries, unknown
+	return submitted, accepted, retries, unknown
 }
 
 // submit creates one job, retrying on other servers until one answers,
@@ -297,8 +300,8 @@ func (h *harness) countLogLines(msg string) int {
 }
 
 func printFigures(w io.Writer, f figures) {
-	fmt.Fprintf(w, "chaos: %d jobs accepted in %.0fs (%d submissions retried on another server), %d in the database; states %v; lost %d\n",
-		f.Accepted, f.Seconds, f.SubmitErrors, f.JobsInDB, f.States, f.Lost)
+	fmt.Fprintf(w, "chaos: %d jobs submitted, %d accepted in %.0fs (%d submissions retried on another server), %d in the database; states %v; lost %d\n",
+		f.Submitted, f.Accepted, f.Seconds, f.SubmitErrors, f.JobsInDB, f.States, f.Lost)
 	fmt.Fprintf(w, "chaos: %d SIGKILLs, %d restarts, %d rescued jobs; Postgres restarts: %d (%s)\n",
 		f.Kills, f.Restarts, f.Rescues, f.PGRestarts, f.PGRestart)
 	fmt.Fprintf(w, "chaos: peak %d (maxJobs %d, %d accounts over); slots held %d, in flight %d, %d accounts differ; %d double submissions\n",

@@ -94,6 +94,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 
 // figures are what the run ends with.
 type figures struct {
+	Submitted    int            `json:"submitted"`
 	Accepted     int            `json:"accepted"`
 	JobsInDB     int            `json:"jobs_in_db"`
 	States       map[string]int `json:"states"`
