@@ -18,17 +18,21 @@ import (
 // was placed on it.
 var ErrGone = errors.New("account no longer exists")
 
-const accountCookieByID = `SELECT email, cookie FROM accounts WHERE tenant_id = $1 AND mode = $2 AND id = $3`
+// accountCookieByID probes the primary key and checks the mode in the
+// select list: with mode in the WHERE the planner may prefer the
+// (tenant_id, mode, email) index and read the tenant's whole pool.
+const accountCookieByID = `SELECT email, cookie, mode = $2 FROM accounts WHERE tenant_id = $1 AND id = $3`
 
 // Credentials opens the cookie of account id so a call can run as it. The
 // result is a credential: never log it.
 func (s *Store) Credentials(ctx context.Context, scope tenant.Scope, id int64) (provider.Account, error) {
 	var (
-		email  string
-		sealed []byte
+		email    string
+		sealed   []byte
+		sameMode bool
 	)
-	err := s.pool.QueryRow(ctx, accountCookieByID, scope.TenantID, scope.Mode, id).Scan(&email, &sealed)
-	if errors.Is(err, pgx.ErrNoRows) {
+	err := s.pool.QueryRow(ctx, accountCookieByID, scope.TenantID, scope.Mode, id).Scan(&email, &sealed, &sameMode)
+	if errors.Is(err, pgx.ErrNoRows) || (err == nil && !sameMode) {
 		return provider.Account{}, ErrGone
 	}
 	if err != nil {
