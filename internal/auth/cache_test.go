@@ -10,20 +10,22 @@ import (
 
 	"github.com/poolgate/poolgate/internal/errs"
 	"github.com/poolgate/poolgate/internal/pgtest"
+
+	"github.com/poolgate/poolgate/internal/fakeclock"
 )
 
 type fixture struct {
 	t     *testing.T
 	pool  *pgxpool.Pool
-	clock *fakeClock
+	clock *fakeclock.Clock
 	store *Store
 }
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	pool := pgtest.New(t)
-	clock := &fakeClock{t: time.Now().UTC().Truncate(time.Microsecond)}
-	return &fixture{t: t, pool: pool, clock: clock, store: NewStore(pool, clock.now)}
+	clock := fakeclock.New(time.Now().UTC().Truncate(time.Microsecond))
+	return &fixture{t: t, pool: pool, clock: clock, store: NewStore(pool, clock.Now)}
 }
 
 // issue makes a key in tenant and returns its principal and secret.
@@ -135,7 +137,7 @@ func TestCacheJudgesTimeOnEveryRequest(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	admin, _ := f.issue("acme", KeyParams{})
-	exp := f.clock.now().Add(10 * time.Second)
+	exp := f.clock.Now().Add(10 * time.Second)
 	_, expiring := f.issue("acme", KeyParams{ExpiresAt: &exp})
 	rolled, rolledSecret := f.issue("acme", KeyParams{Name: "rolled"})
 	c := f.startCache()
@@ -152,14 +154,14 @@ func TestCacheJudgesTimeOnEveryRequest(t *testing.T) {
 		}
 	}
 	hits := c.Stats().Hits
-	f.clock.advance(6 * time.Second)
+	f.clock.Advance(6 * time.Second)
 	if _, err := c.Verify(ctx, rolledSecret); !errs.Is(err, "invalid_api_key") {
 		t.Errorf("rolled key after its grace: %v; want invalid_api_key", err)
 	}
 	if _, err := c.Verify(ctx, expiring); err != nil {
 		t.Errorf("key before its expiry: %v", err)
 	}
-	f.clock.advance(5 * time.Second)
+	f.clock.Advance(5 * time.Second)
 	if _, err := c.Verify(ctx, expiring); !errs.Is(err, "expired_api_key") {
 		t.Errorf("key after its expiry: %v; want expired_api_key", err)
 	}

@@ -1,28 +1,11 @@
 package auth
 
 import (
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/poolgate/poolgate/internal/fakeclock"
 )
-
-// fakeClock is a settable clock safe to share with the code under test.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 func TestParseRateLimit(t *testing.T) {
 	cases := []struct {
@@ -60,8 +43,8 @@ func TestParseRateLimit(t *testing.T) {
 }
 
 func TestLimiterGCRA(t *testing.T) {
-	clock := &fakeClock{t: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
-	l := NewLimiter(RateLimit{Requests: 3, Per: 3 * time.Second}, clock.now)
+	clock := fakeclock.New(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
+	l := NewLimiter(RateLimit{Requests: 3, Per: 3 * time.Second}, clock.Now)
 
 	// A fresh key may burst up to the limit.
 	for i, wantRemaining := range []int{2, 1, 0} {
@@ -81,11 +64,11 @@ func TestLimiterGCRA(t *testing.T) {
 	for range 5 {
 		l.Allow("key_a", nil)
 	}
-	clock.advance(999 * time.Millisecond)
+	clock.Advance(999 * time.Millisecond)
 	if d, _ := l.Allow("key_a", nil); d.Allowed || d.RetryAfter != time.Millisecond {
 		t.Fatalf("just before one interval: %+v", d)
 	}
-	clock.advance(time.Millisecond)
+	clock.Advance(time.Millisecond)
 	if d, _ := l.Allow("key_a", nil); !d.Allowed || d.Remaining != 0 {
 		t.Fatalf("after one interval: %+v; want exactly one more", d)
 	}
@@ -97,13 +80,13 @@ func TestLimiterGCRA(t *testing.T) {
 		t.Fatalf("own limit exhausted: %+v", d)
 	}
 	// A full refill is the same as a key never seen, and is swept.
-	clock.advance(2 * time.Hour)
+	clock.Advance(2 * time.Hour)
 	if d, _ := l.Allow("key_a", nil); !d.Allowed || d.Remaining != 2 {
 		t.Fatalf("after a long pause: %+v; want a full burst", d)
 	}
 	n := 0
 	for i := range l.shards {
-		l.shards[i].sweep(clock.now())
+		l.shards[i].sweep(clock.Now())
 		n += len(l.shards[i].tat)
 	}
 	if n != 1 {

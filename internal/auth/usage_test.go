@@ -12,7 +12,7 @@ func TestUsageBatchesAndFlushes(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	p, _ := f.issue("acme", KeyParams{})
-	u := NewUsage(f.pool, slog.New(slog.DiscardHandler), f.clock.now, time.Hour)
+	u := NewUsage(f.pool, slog.New(slog.DiscardHandler), f.clock.Now, time.Hour)
 
 	for range 3 {
 		u.Request(p)
@@ -20,7 +20,7 @@ func TestUsageBatchesAndFlushes(t *testing.T) {
 	u.JobSubmitted(p.KeyID)
 	u.JobSubmitted(p.KeyID)
 	u.JobSubmitted("key_never_seen_here") // ignored: its tenant is unknown
-	firstUse := f.clock.now()
+	firstUse := f.clock.Now()
 	var rows int
 	f.pool.QueryRow(ctx, `SELECT count(*) FROM api_key_usage`).Scan(&rows)
 	if rows != 0 {
@@ -38,7 +38,7 @@ func TestUsageBatchesAndFlushes(t *testing.T) {
 	}
 
 	// The next day's use is a new row; the totals add up.
-	f.clock.advance(24 * time.Hour)
+	f.clock.Advance(24 * time.Hour)
 	u.Request(p)
 	if err := u.Flush(ctx); err != nil {
 		t.Fatal(err)

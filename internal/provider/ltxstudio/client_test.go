@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -18,34 +17,19 @@ import (
 	"github.com/poolgate/poolgate/internal/provider"
 	"github.com/poolgate/poolgate/internal/provider/ltxstudio"
 	"github.com/poolgate/poolgate/internal/provider/sim"
+
+	"github.com/poolgate/poolgate/internal/fakeclock"
 )
 
 // epoch is where fake clocks start, on a whole second so token exp claims
 // compare exactly.
 var epoch = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // setupSim starts a simulator with cfg on a fake clock and returns a client
 // for it.
-func setupSim(t *testing.T, cfg sim.Config) (*ltxstudio.Client, *sim.Server, *fakeClock) {
+func setupSim(t *testing.T, cfg sim.Config) (*ltxstudio.Client, *sim.Server, *fakeclock.Clock) {
 	t.Helper()
-	clock := &fakeClock{t: epoch}
+	clock := fakeclock.New(epoch)
 	s := sim.New(cfg, clock.Now)
 	srv := httptest.NewServer(s)
 	t.Cleanup(srv.Close)

@@ -9,36 +9,19 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/poolgate/poolgate/internal/provider"
 	"github.com/poolgate/poolgate/internal/provider/ltxstudio"
 	"github.com/poolgate/poolgate/internal/provider/sim"
+
+	"github.com/poolgate/poolgate/internal/fakeclock"
 )
 
 // epoch is where every fake clock starts, on a whole second so token exp
 // claims (whole seconds) compare exactly.
 var epoch = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
-
-// fakeClock is a clock tests move by hand.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 // env is one simulator behind a real HTTP server, with the real client.
 type env struct {
@@ -46,12 +29,12 @@ type env struct {
 	sim    *sim.Server
 	srv    *httptest.Server
 	client *ltxstudio.Client
-	clock  *fakeClock
+	clock  *fakeclock.Clock
 }
 
 func setup(t *testing.T, cfg sim.Config) *env {
 	t.Helper()
-	clock := &fakeClock{t: epoch}
+	clock := fakeclock.New(epoch)
 	s := sim.New(cfg, clock.Now)
 	srv := httptest.NewServer(s)
 	t.Cleanup(srv.Close)

@@ -16,6 +16,8 @@ import (
 	"github.com/poolgate/poolgate/internal/provider"
 	"github.com/poolgate/poolgate/internal/provider/ltxstudio"
 	"github.com/poolgate/poolgate/internal/provider/sim"
+
+	"github.com/poolgate/poolgate/internal/fakeclock"
 )
 
 func TestLifecycle(t *testing.T) {
@@ -752,7 +754,7 @@ func mustUnmarshal(t *testing.T, b []byte, v any) {
 // BenchmarkSubmit measures one submission through the handler, without a
 // network, on an account that accumulates b.N generations.
 func BenchmarkSubmit(b *testing.B) {
-	clock := &fakeClock{t: epoch}
+	clock := fakeclock.New(epoch)
 	cfg := testConfig()
 	s := sim.New(cfg, clock.Now)
 	cookie := sim.Cookie("bench@example.com", epoch.Add(24*time.Hour), epoch.Add(720*time.Hour))
