@@ -46,8 +46,8 @@ func accountOut(a accounts.Account) accountJSON {
 	out.Updated, out.UpdatedUTC = a.UpdatedAt.UnixMilli(), timefmt.UTC(a.UpdatedAt)
 	out.TokenExpire, out.TokenExpireUTC = optionalTime(a.TokenExpiresAt)
 	out.RefreshTokenExpire, out.RefreshTokenExpireUTC = optionalTime(a.RefreshTokenExpiresAt)
-	_, out.LastRefreshUTC = optionalTime(a.LastRefreshAt)
-	_, out.NextRefreshUTC = optionalTime(a.NextRefreshAt)
+	out.LastRefreshUTC = timefmt.UTCPtr(a.LastRefreshAt)
+	out.NextRefreshUTC = timefmt.UTCPtr(a.NextRefreshAt)
 	return out
 }
 

@@ -63,9 +63,9 @@ func (s *Server) keyOut(k auth.Key) keyJSON {
 		ID: k.ID, Name: k.Name, Start: k.Start, Mode: k.Mode, Scopes: k.Scopes,
 		Status: k.Status(s.Now()), CreatedUTC: timefmt.UTC(k.CreatedAt),
 	}
-	_, out.ExpiresUTC = optionalTime(k.ExpiresAt)
-	_, out.RevokedUTC = optionalTime(k.RevokedAt)
-	_, out.LastUsedUTC = optionalTime(k.LastUsedAt)
+	out.ExpiresUTC = timefmt.UTCPtr(k.ExpiresAt)
+	out.RevokedUTC = timefmt.UTCPtr(k.RevokedAt)
+	out.LastUsedUTC = timefmt.UTCPtr(k.LastUsedAt)
 	if k.ReplacedBy != "" {
 		out.ReplacedBy = &k.ReplacedBy
 	}
