@@ -161,14 +161,20 @@ func deadlineOf(ctx context.Context) time.Time {
 // jobWebhook queues the job model for its replyUrl in the transaction that
 // ends the job, so a finished job and its notification commit together.
 func jobWebhook(d *webhooks.Deliverer) scheduler.FinishHook {
-	return func(ctx context.Context, tx pgx.Tx, j scheduler.Job) error {
-		if j.ReplyURL == nil {
-			return nil
+	return func(ctx context.Context, tx pgx.Tx, jobs []scheduler.Job) error {
+		queued := false
+		for _, j := range jobs {
+			if j.ReplyURL == nil {
+				continue
+			}
+			if _, err := webhooks.Enqueue(ctx, tx, j.TenantID(), *j.ReplyURL, "job."+string(j.State), j, time.Now()); err != nil {
+				return err
+			}
+			queued = true
 		}
-		if _, err := webhooks.Enqueue(ctx, tx, j.TenantID(), *j.ReplyURL, "job."+string(j.State), j, time.Now()); err != nil {
-			return err
+		if queued {
+			d.Wake()
 		}
-		d.Wake()
 		return nil
 	}
 }
@@ -235,7 +241,7 @@ func newCredentialMetrics(reg prometheus.Registerer, pool *pgxpool.Pool) credent
 		alerts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "poolgate_alerts_raised_total", Help: "Credential alerts raised, by kind."}, []string{"kind"}),
 	}
-	reg.MustRegister(m.refreshes, m.alerts, accounts.StatusCollector(pool))
+	reg.MustRegister(m.refreshes, m.alerts, accounts.StatusCollector(pool), accounts.SlotCollector(pool))
 	return m
 }
 

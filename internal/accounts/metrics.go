@@ -8,7 +8,45 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-var statusDesc = prometheus.NewDesc("poolgate_accounts", "Accounts by status.", []string{"status"}, nil)
+var (
+	statusDesc  = prometheus.NewDesc("poolgate_accounts", "Accounts by status.", []string{"status"}, nil)
+	runningDesc = prometheus.NewDesc("poolgate_account_running_jobs", "Jobs holding a slot, per account.",
+		[]string{"tenant", "mode", "email"}, nil)
+	maxJobsDesc = prometheus.NewDesc("poolgate_account_max_jobs", "Concurrent job limit, per account.",
+		[]string{"tenant", "mode", "email"}, nil)
+)
+
+// SlotCollector reports each account's running jobs and maxJobs, read from
+// Postgres at scrape time, so every replica reports the same true numbers.
+func SlotCollector(pool *pgxpool.Pool) prometheus.Collector { return slotCollector{pool} }
+
+type slotCollector struct{ pool *pgxpool.Pool }
+
+func (slotCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- runningDesc
+	ch <- maxJobsDesc
+}
+
+const accountSlotsAll = `SELECT t.name, a.mode, a.email, a.running, a.max_jobs FROM accounts a
+JOIN tenants t ON t.id = a.tenant_id`
+
+func (c slotCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	rows, err := c.pool.Query(ctx, accountSlotsAll)
+	if err != nil {
+		return
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var name, mode, email string
+		var running, maxJobs float64
+		if rows.Scan(&name, &mode, &email, &running, &maxJobs) == nil {
+			ch <- prometheus.MustNewConstMetric(runningDesc, prometheus.GaugeValue, running, name, mode, email)
+			ch <- prometheus.MustNewConstMetric(maxJobsDesc, prometheus.GaugeValue, maxJobs, name, mode, email)
+		}
+	}
+}
 
 // StatusCollector reports how many accounts are in each status, read from
 // Postgres at scrape time with the same rules the API uses.

@@ -132,12 +132,16 @@ func (e *env) verifyWebhook(h http.Header, body []byte) error {
 }
 
 // onFinish queues job webhooks like the server does (see cmd/server).
-func (e *env) onFinish(ctx context.Context, tx pgx.Tx, j scheduler.Job) error {
-	if j.ReplyURL == nil {
-		return nil
+func (e *env) onFinish(ctx context.Context, tx pgx.Tx, jobs []scheduler.Job) error {
+	for _, j := range jobs {
+		if j.ReplyURL == nil {
+			continue
+		}
+		if _, err := webhooks.Enqueue(ctx, tx, j.TenantID(), *j.ReplyURL, "job."+string(j.State), j, time.Now()); err != nil {
+			return err
+		}
 	}
-	_, err := webhooks.Enqueue(ctx, tx, j.TenantID(), *j.ReplyURL, "job."+string(j.State), j, time.Now())
-	return err
+	return nil
 }
 
 type response struct {

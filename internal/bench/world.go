@@ -218,7 +218,10 @@ func (w *world) newReplicas(ctx context.Context, n int, tune func(*scheduler.Con
 		sc := scheduler.Config{
 			Pool: pool, Accounts: store, Provider: ltxstudio.New(w.simURL, hc), Logger: w.cfg.Logger,
 			Owner: fmt.Sprintf("bench-%d", i), PollInterval: w.cfg.PollInterval, MaxQueued: 10_000_000,
-			OnFinish: func(context.Context, pgx.Tx, scheduler.Job) error { w.finished.Add(1); return nil },
+			OnFinish: func(_ context.Context, _ pgx.Tx, jobs []scheduler.Job) error {
+				w.finished.Add(int64(len(jobs)))
+				return nil
+			},
 		}
 		if tune != nil {
 			tune(&sc)

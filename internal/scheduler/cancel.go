@@ -33,8 +33,11 @@ func (s *Scheduler) Cancel(ctx context.Context, scope tenant.Scope, id string) (
 		state      State
 		upstreamID *string
 		accountID  *int64
+		ended      []Job
 	)
+	now := s.now()
 	err := pgx.BeginFunc(ctx, s.cfg.Pool, func(tx pgx.Tx) error {
+		ended = nil
 		err := tx.QueryRow(ctx, jobLock, scope.TenantID, scope.Mode, id).Scan(&state, &upstreamID, &accountID)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return errs.NotFound("job_not_found", "no job %q", id)
@@ -46,12 +49,15 @@ func (s *Scheduler) Cancel(ctx context.Context, scope tenant.Scope, id string) (
 		case state.Terminal():
 			return errs.Conflict("job_finished", "the job already ended (%s)", state)
 		case state == StateQueued:
-			j, err := scanJob(tx.QueryRow(ctx, jobCancelQueued, scope.TenantID, id, CodeCanceled, "canceled by request", s.now()))
+			j, err := scanJob(tx.QueryRow(ctx, jobCancelQueued, scope.TenantID, id, CodeCanceled, "canceled by request", now))
 			if err != nil {
 				return err
 			}
-			s.metrics.finished(j, s.now())
-			return s.ended(ctx, tx, j)
+			ended = []Job{j}
+			if err := queueDepthAdd(ctx, tx, scope, sideOut, 1); err != nil {
+				return err
+			}
+			return s.runFinishHook(ctx, tx, ended)
 		default:
 			_, err := tx.Exec(ctx, jobRequestCancel, scope.TenantID, id)
 			return err
@@ -60,6 +66,7 @@ func (s *Scheduler) Cancel(ctx context.Context, scope tenant.Scope, id string) (
 	if err != nil {
 		return Job{}, asDomain(err)
 	}
+	s.afterEnded(ended, now)
 	if state == StateRunning && upstreamID != nil {
 		if err := s.cancelUpstream(ctx, scope, id, *accountID, *upstreamID); err != nil {
 			return Job{}, err
@@ -82,12 +89,16 @@ func (s *Scheduler) cancelUpstream(ctx context.Context, scope tenant.Scope, id s
 			return e
 		}
 	}
+	var ended []Job
 	err = pgx.BeginFunc(ctx, s.cfg.Pool, func(tx pgx.Tx) error {
-		_, err := s.finishTx(ctx, tx, scope, id, "", outcome{state: StateCanceled, code: CodeCanceled, message: "canceled by request"})
+		var err error
+		ended, err = s.finishNow(ctx, tx, []completion{{scope: scope, id: id,
+			ended: &outcome{state: StateCanceled, code: CodeCanceled, message: "canceled by request"}}})
 		return err
 	})
-	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+	if err != nil {
 		return asDomain(err)
 	}
+	s.afterEnded(ended, s.now())
 	return nil
 }

@@ -3,6 +3,8 @@ package scheduler
 import (
 	"encoding/json"
 	"time"
+
+	"github.com/poolgate/poolgate/internal/tenant"
 )
 
 // State is where a job is in its lifecycle:
@@ -62,6 +64,7 @@ type Job struct {
 	Warning         *string         `json:"warning,omitempty"`
 
 	tenantID  int64
+	mode      tenant.Mode
 	accountID *int64
 	createdAt time.Time
 	startedAt *time.Time
@@ -69,6 +72,8 @@ type Job struct {
 
 // TenantID is the tenant the job belongs to.
 func (j Job) TenantID() int64 { return j.tenantID }
+
+func (j Job) scope() tenant.Scope { return tenant.Scope{TenantID: j.tenantID, Mode: j.mode} }
 
 // JobError says why a job failed or was canceled.
 type JobError struct {

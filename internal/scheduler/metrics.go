@@ -83,48 +83,33 @@ func (m *Metrics) createdJob() {
 	}
 }
 
-// gauges reads the queue's current shape from Postgres on each scrape.
+// gauges reads the queue's current depth from Postgres on each scrape
+// (the O(1) counters admission uses).
 type gauges struct{ pool *pgxpool.Pool }
 
-var (
-	queuedDesc = prometheus.NewDesc("poolgate_jobs_queued", "Jobs waiting for a slot, per tenant and mode.",
-		[]string{"tenant", "mode"}, nil)
-	runningDesc = prometheus.NewDesc("poolgate_account_running_jobs", "Jobs holding a slot, per account.",
-		[]string{"tenant", "mode", "email"}, nil)
-	maxJobsDesc = prometheus.NewDesc("poolgate_account_max_jobs", "Concurrent job limit, per account.",
-		[]string{"tenant", "mode", "email"}, nil)
-)
+var queuedDesc = prometheus.NewDesc("poolgate_jobs_queued", "Jobs waiting for a slot, per tenant and mode.",
+	[]string{"tenant", "mode"}, nil)
 
-func (g *gauges) Describe(ch chan<- *prometheus.Desc) {
-	ch <- queuedDesc
-	ch <- runningDesc
-	ch <- maxJobsDesc
-}
+func (g *gauges) Describe(ch chan<- *prometheus.Desc) { ch <- queuedDesc }
+
+const queueDepthAll = `
+SELECT t.name, q.mode, sum(CASE q.side WHEN 'in' THEN q.n ELSE -q.n END)
+FROM queue_depth q JOIN tenants t ON t.id = q.tenant_id
+GROUP BY 1, 2`
 
 func (g *gauges) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if rows, err := g.pool.Query(ctx, `SELECT t.name, j.mode, count(*) FROM jobs j JOIN tenants t ON t.id = j.tenant_id
-		WHERE j.state = 'queued' GROUP BY 1, 2`); err == nil {
-		for rows.Next() {
-			var name, mode string
-			var n float64
-			if rows.Scan(&name, &mode, &n) == nil {
-				ch <- prometheus.MustNewConstMetric(queuedDesc, prometheus.GaugeValue, n, name, mode)
-			}
-		}
-		rows.Close()
+	rows, err := g.pool.Query(ctx, queueDepthAll)
+	if err != nil {
+		return
 	}
-	if rows, err := g.pool.Query(ctx, `SELECT t.name, a.mode, a.email, a.running, a.max_jobs FROM accounts a
-		JOIN tenants t ON t.id = a.tenant_id`); err == nil {
-		for rows.Next() {
-			var name, mode, email string
-			var running, maxJobs float64
-			if rows.Scan(&name, &mode, &email, &running, &maxJobs) == nil {
-				ch <- prometheus.MustNewConstMetric(runningDesc, prometheus.GaugeValue, running, name, mode, email)
-				ch <- prometheus.MustNewConstMetric(maxJobsDesc, prometheus.GaugeValue, maxJobs, name, mode, email)
-			}
+	defer rows.Close()
+	for rows.Next() {
+		var name, mode string
+		var n float64
+		if rows.Scan(&name, &mode, &n) == nil {
+			ch <- prometheus.MustNewConstMetric(queuedDesc, prometheus.GaugeValue, n, name, mode)
 		}
-		rows.Close()
 	}
 }

@@ -2,12 +2,15 @@ package scheduler
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/poolgate/poolgate/internal/backoff"
 )
 
-// Notification channels. channelWork says a job was queued or a slot freed
-// (the dispatcher should look); channelDone carries the id of a job that
+// Notification channels. channelWork says jobs were queued (the dispatchers
+// should look); channelDone carries the comma-separated ids of jobs that
 // just ended (long-polls should look).
 const (
 	channelWork = "poolgate_work"
@@ -18,45 +21,148 @@ const (
 // wake-ups, reconnecting after failures. Losing it costs latency only: the
 // dispatcher also polls every WakeInterval and waiters re-read every 5s.
 func (s *Scheduler) listen(ctx context.Context) {
-	backoff := 100 * time.Millisecond
-	for ctx.Err() == nil {
-		err := s.listenOnce(ctx)
+	for attempt := 0; ctx.Err() == nil; attempt++ {
+		up, err := s.listenOnce(ctx)
 		if ctx.Err() != nil {
 			return
 		}
-		s.log.Warn("notification listener lost its connection; reconnecting", "err", err, "in", backoff.String())
-		if !sleep(ctx, backoff) {
+		if up {
+			attempt = 0
+		}
+		wait := backoff.Exp(attempt, 100*time.Millisecond, 5*time.Second)
+		s.log.Warn("notification listener lost its connection; reconnecting", "err", err, "in", wait.String())
+		if !sleep(ctx, wait) {
 			return
 		}
-		backoff = min(backoff*2, 5*time.Second)
 	}
 }
 
-func (s *Scheduler) listenOnce(ctx context.Context) error {
-	conn, err := s.cfg.Pool.Acquire(ctx)
+func (s *Scheduler) listenOnce(ctx context.Context) (up bool, err error) {
+	conn, err := s.cfg.Listen(ctx)
 	if err != nil {
-		return err
+		return false, err
 	}
-	// The connection leaves the pool for good: a LISTENing connection must
-	// not be handed to anyone else.
-	pc := conn.Hijack()
-	defer pc.Close(context.WithoutCancel(ctx))
+	defer conn.Close(context.WithoutCancel(ctx))
 	for _, ch := range []string{channelWork, channelDone} {
-		if _, err := pc.Exec(ctx, "LISTEN "+ch); err != nil {
-			return err
+		if _, err := conn.Exec(ctx, "LISTEN "+ch); err != nil {
+			return false, err
 		}
 	}
 	s.Wake() // anything sent while we were not listening
 	for {
-		n, err := pc.WaitForNotification(ctx)
+		n, err := conn.WaitForNotification(ctx)
 		if err != nil {
-			return err
+			return true, err
 		}
 		switch n.Channel {
 		case channelWork:
 			s.Wake()
 		case channelDone:
-			s.waiters.notify(n.Payload)
+			for id := range strings.SplitSeq(n.Payload, ",") {
+				s.waiters.notify(id)
+			}
+		}
+	}
+}
+
+// signals coalesces the notifications other replicas need: at most one
+// "work" and a few "done" notifications per interval, each sent in a
+// transaction of its own that does not wait for its WAL flush. A notifying
+// commit holds a cluster-wide lock through its flush; keeping NOTIFY out
+// of the transactions that create and end jobs lets those group-commit.
+// A lost notification costs latency only (dispatchers poll, long-polls
+// re-read).
+type signals struct {
+	s        *Scheduler
+	interval time.Duration
+	kick     chan struct{}
+
+	mu   sync.Mutex
+	work bool
+	done []string
+}
+
+func newSignals(s *Scheduler, interval time.Duration) *signals {
+	return &signals{s: s, interval: interval, kick: make(chan struct{}, 1)}
+}
+
+// workQueued asks other replicas' dispatchers to look at the queue.
+func (g *signals) workQueued() {
+	g.mu.Lock()
+	g.work = true
+	g.mu.Unlock()
+	g.nudge()
+}
+
+// jobsDone tells other replicas' long-polls that jobs ended.
+func (g *signals) jobsDone(jobs []Job) {
+	g.mu.Lock()
+	for _, j := range jobs {
+		g.done = append(g.done, j.ID)
+	}
+	g.mu.Unlock()
+	g.nudge()
+}
+
+func (g *signals) nudge() {
+	select {
+	case g.kick <- struct{}{}:
+	default:
+	}
+}
+
+// run sends what accumulated, then rests an interval, until ctx ends.
+func (g *signals) run(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			g.send(context.WithoutCancel(ctx)) // the last word, best effort
+			return
+		case <-g.kick:
+		}
+		g.send(ctx)
+		if !sleep(ctx, g.interval) {
+			g.send(context.WithoutCancel(ctx))
+			return
+		}
+	}
+}
+
+// notifyAsync sends one notification in a transaction that commits
+// without waiting for its WAL flush.
+const notifyAsync = `SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, $2)`
+
+// maxPayload keeps a notification well under Postgres' 8000-byte limit.
+const maxPayload = 7000
+
+func (g *signals) send(ctx context.Context) {
+	g.mu.Lock()
+	work, done := g.work, g.done
+	g.work, g.done = false, nil
+	g.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if work {
+		if _, err := g.s.cfg.Pool.Exec(ctx, notifyAsync, channelWork, ""); err != nil {
+			g.s.log.Debug("notify work", "err", err)
+		}
+	}
+	for len(done) > 0 {
+		var b strings.Builder
+		for len(done) > 0 && b.Len()+len(done[0]) < maxPayload {
+			if b.Len() > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(done[0])
+			done = done[1:]
+		}
+		if b.Len() == 0 { // an id longer than a payload: nobody waits for it by that name
+			done = done[1:]
+			continue
+		}
+		if _, err := g.s.cfg.Pool.Exec(ctx, notifyAsync, channelDone, b.String()); err != nil {
+			g.s.log.Debug("notify done", "err", err)
+			return
 		}
 	}
 }

@@ -2,13 +2,12 @@ package scheduler
 
 import (
 	"context"
-	"errors"
 	"math/rand/v2"
-	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/poolgate/poolgate/internal/accounts"
 	"github.com/poolgate/poolgate/internal/tenant"
 )
 
@@ -39,36 +38,10 @@ func (s *Scheduler) dispatchLoop(ctx context.Context) {
 	}
 }
 
-// freePools lists the (tenant, mode) pools with at least one account that
-// could take a job; only their queues can make progress. It skips through
-// accounts_free_idx one pool at a time (a loose index scan), so it reads a
-// few index entries per pool instead of every free account.
-const freePools = `
-WITH RECURSIVE pools (tenant_id, mode) AS (
-	(SELECT tenant_id, mode FROM accounts
-	 WHERE enabled AND status = 'active' AND running < max_jobs
-	 ORDER BY tenant_id, mode LIMIT 1)
-	UNION ALL
-	SELECT next.tenant_id, next.mode FROM pools, LATERAL (
-		SELECT a.tenant_id, a.mode FROM accounts a
-		WHERE a.enabled AND a.status = 'active' AND a.running < a.max_jobs
-			AND (a.tenant_id, a.mode) > (pools.tenant_id, pools.mode)
-		ORDER BY a.tenant_id, a.mode LIMIT 1) next
-)
-SELECT tenant_id, mode FROM pools`
-
-// placeRound places what it can in every pool and reports how many jobs
-// it placed.
+// placeRound places what it can in every pool with a free account and
+// reports how many jobs it placed.
 func (s *Scheduler) placeRound(ctx context.Context) (int, error) {
-	rows, err := s.cfg.Pool.Query(ctx, freePools)
-	if err != nil {
-		return 0, err
-	}
-	pools, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (tenant.Scope, error) {
-		var p tenant.Scope
-		err := r.Scan(&p.TenantID, &p.Mode)
-		return p, err
-	})
+	pools, err := accounts.FreePools(ctx, s.cfg.Pool)
 	if err != nil {
 		return 0, err
 	}
@@ -89,30 +62,9 @@ func (s *Scheduler) placeRound(ctx context.Context) (int, error) {
 func (s *Scheduler) placePool(ctx context.Context, pool tenant.Scope) (int, error) {
 	var placed []*execution
 	err := pgx.BeginFunc(ctx, s.cfg.Pool, func(tx pgx.Tx) error {
-		placed = placed[:0]
-		now := s.now()
-		pinnedLeft := true
-		for len(placed) < s.cfg.Batch {
-			var (
-				e   *execution
-				err error
-			)
-			if pinnedLeft {
-				e, err = s.placePinned(ctx, tx, pool, now)
-				pinnedLeft = e != nil
-			}
-			if e == nil && err == nil {
-				e, err = s.placeNext(ctx, tx, pool, now)
-			}
-			if err != nil {
-				return err
-			}
-			if e == nil {
-				break
-			}
-			placed = append(placed, e)
-		}
-		return nil
+		var err error
+		placed, err = s.placeBatch(ctx, tx, pool)
+		return err
 	})
 	if err != nil {
 		return 0, err
@@ -124,167 +76,253 @@ func (s *Scheduler) placePool(ctx context.Context, pool tenant.Scope) (int, erro
 	return len(placed), nil
 }
 
-// eligible is the condition an account must meet to take a job now ($now
-// is the placement's clock); with running < max_jobs it is exactly the
-// partial index accounts_free_idx plus the time-dependent checks.
-const eligible = `enabled AND status = 'active' AND running < max_jobs
-	AND (quarantined_until IS NULL OR quarantined_until <= $3)
-	AND (token_expires_at IS NULL OR token_expires_at > $3)
-	AND (refresh_token_expires_at IS NULL OR refresh_token_expires_at > $3)`
+// slots is what one placement transaction holds: the accounts it locked,
+// their free slots, and the slots it has handed out so far.
+type slots struct {
+	free  map[int64]*accounts.Free
+	order []int64 // accounts with a free slot left, for uniform picks
+	taken map[int64]int32
+}
+
+func newSlots() *slots {
+	return &slots{free: map[int64]*accounts.Free{}, taken: map[int64]int32{}}
+}
+
+// add records accounts the transaction locked.
+func (sl *slots) add(fs []accounts.Free) {
+	for i := range fs {
+		f := fs[i]
+		if _, dup := sl.free[f.ID]; dup {
+			continue
+		}
+		sl.free[f.ID] = &f
+		sl.order = append(sl.order, f.ID)
+	}
+}
+
+func (sl *slots) total() int {
+	n := 0
+	for _, id := range sl.order {
+		n += sl.free[id].Slots
+	}
+	return n
+}
+
+// take hands out one slot of account id; it reports false if none is left.
+func (sl *slots) take(id int64) bool {
+	f := sl.free[id]
+	if f == nil || f.Slots == 0 {
+		return false
+	}
+	f.Slots--
+	sl.taken[id]++
+	if f.Slots == 0 {
+		for i, o := range sl.order {
+			if o == id {
+				sl.order[i] = sl.order[len(sl.order)-1]
+				sl.order = sl.order[:len(sl.order)-1]
+				break
+			}
+		}
+	}
+	return true
+}
+
+// pick hands out a slot of an account chosen uniformly among those that
+// still have one.
+func (sl *slots) pick() (int64, bool) {
+	if len(sl.order) == 0 {
+		return 0, false
+	}
+	id := sl.order[rand.IntN(len(sl.order))]
+	sl.take(id)
+	return id, true
+}
+
+// placement is one job and the account it goes to.
+type placement struct {
+	jobID     string
+	accountID int64
+}
+
+// placeBatch places up to Batch queued jobs of the pool: pinned jobs first,
+// then the unpinned queue by priority and age, each on an account chosen
+// uniformly among those that still have a free slot after the earlier
+// picks. It locks only as many queued jobs as there are free slots, takes
+// the slots and dispatches the jobs in a handful of statements, whatever
+// the batch size.
+func (s *Scheduler) placeBatch(ctx context.Context, tx pgx.Tx, pool tenant.Scope) ([]*execution, error) {
+	now := s.now()
+	sl := newSlots()
+	ps, err := s.placePinned(ctx, tx, pool, now, sl, s.cfg.Batch)
+	if err != nil {
+		return nil, err
+	}
+	if left := s.cfg.Batch - len(ps); left > 0 {
+		more, err := s.placeUnpinned(ctx, tx, pool, now, sl, left)
+		if err != nil {
+			return nil, err
+		}
+		ps = append(ps, more...)
+	}
+	if len(ps) == 0 {
+		return nil, nil
+	}
+	ids := make([]int64, 0, len(sl.taken))
+	ns := make([]int32, 0, len(sl.taken))
+	for id, n := range sl.taken {
+		ids = append(ids, id)
+		ns = append(ns, n)
+	}
+	if err := accounts.TakeSlots(ctx, tx, pool, ids, ns); err != nil {
+		return nil, err
+	}
+	placed, err := s.dispatch(ctx, tx, pool, ps, sl, now)
+	if err != nil {
+		return nil, err
+	}
+	return placed, queueDepthAdd(ctx, tx, pool, sideOut, len(placed))
+}
+
+// pickWindow is how many eligible accounts a placement reads at most: a
+// batch draws from them, so it must be wide compared with the batch.
+func (s *Scheduler) pickWindow() int { return max(64, 2*s.cfg.Batch) }
 
 const (
-	// nextJob is the head of a pool's unpinned queue: FIFO within priority.
-	nextJob = `
+	// jobPinnedEmails lists the accounts that queued pinned jobs wait for:
+	// usually none, read from jobs_pinned_idx.
+	jobPinnedEmails = `
+SELECT DISTINCT pinned_email FROM jobs
+WHERE tenant_id = $1 AND mode = $2 AND state = 'queued' AND pinned_email IS NOT NULL
+	AND run_after <= $3 AND queue_deadline > $3`
+
+	// jobLockPinned locks, per account, as many of its oldest pinned jobs
+	// as it has free slots.
+	jobLockPinned = `
+SELECT j.id, x.account_id FROM unnest($4::text[], $5::bigint[], $6::integer[]) AS x (email, account_id, n),
+LATERAL (
+	SELECT id, priority, created_at FROM jobs
+	WHERE tenant_id = $1 AND mode = $2 AND state = 'queued' AND pinned_email = x.email
+		AND run_after <= $3 AND queue_deadline > $3
+	ORDER BY priority DESC, created_at, id
+	LIMIT x.n
+	FOR UPDATE SKIP LOCKED
+) j
+ORDER BY j.priority DESC, j.created_at, j.id`
+
+	// jobLockQueued locks the head of the pool's unpinned queue: FIFO
+	// within priority, at most $4 jobs.
+	jobLockQueued = `
 SELECT id FROM jobs
 WHERE tenant_id = $1 AND mode = $2 AND state = 'queued' AND pinned_email IS NULL
 	AND run_after <= $3 AND queue_deadline > $3
 ORDER BY priority DESC, created_at, id
-LIMIT 1 FOR UPDATE SKIP LOCKED`
-
-	// freeAccountsFrom lists up to $5 free accounts at or after rkey $4,
-	// without locking them.
-	freeAccountsFrom = `
-SELECT id FROM accounts
-WHERE tenant_id = $1 AND mode = $2 AND ` + eligible + ` AND rkey >= $4
-ORDER BY rkey
-LIMIT $5`
-
-	// freeAccountLock locks the chosen account by its primary key and says
-	// whether it is still free. A row returned by FOR UPDATE is its latest
-	// version, so two transactions can never both take an account's last
-	// slot. (The check is in the select list, not the WHERE, so that the
-	// planner probes the primary key instead of scanning the partial index
-	// whose predicate the WHERE would repeat.)
-	freeAccountLock = `
-SELECT email, mode = $2 AND ` + eligible + ` FROM accounts
-WHERE tenant_id = $1 AND id = $4
+LIMIT $4
 FOR UPDATE SKIP LOCKED`
-
-	// nextPinned is the oldest pinned job whose account has a free slot.
-	nextPinned = `
-SELECT j.id, a.id, a.email FROM jobs j
-JOIN accounts a ON a.tenant_id = j.tenant_id AND a.mode = j.mode AND a.email = j.pinned_email
-WHERE j.tenant_id = $1 AND j.mode = $2 AND j.state = 'queued' AND j.pinned_email IS NOT NULL
-	AND j.run_after <= $3 AND j.queue_deadline > $3
-	AND a.enabled AND a.status = 'active' AND a.running < a.max_jobs
-	AND (a.quarantined_until IS NULL OR a.quarantined_until <= $3)
-	AND (a.token_expires_at IS NULL OR a.token_expires_at > $3)
-	AND (a.refresh_token_expires_at IS NULL OR a.refresh_token_expires_at > $3)
-ORDER BY j.priority DESC, j.created_at, j.id
-LIMIT 1 FOR UPDATE SKIP LOCKED`
-
-	// accountTakeSlot gives the chosen account a fresh rkey, so that where
-	// it sits on the circle does not keep deciding its chances.
-	accountTakeSlot = `UPDATE accounts SET running = running + 1, rkey = random() WHERE tenant_id = $1 AND id = $2`
-
-	jobDispatch = `
-UPDATE jobs SET state = 'dispatching', account_id = $3, account_email = $4, attempt = attempt + 1,
-	lease_owner = $5, lease_expires_at = $6, started_at = $7, upstream_id = NULL
-WHERE tenant_id = $1 AND id = $2
-RETURNING ` + executionColumns
 )
 
-// placeNext places the head of the pool's unpinned queue on a uniformly
-// random free account. It returns nil when the queue is empty or no
-// account is free.
-func (s *Scheduler) placeNext(ctx context.Context, tx pgx.Tx, pool tenant.Scope, now time.Time) (*execution, error) {
-	var jobID string
-	err := tx.QueryRow(ctx, nextJob, pool.TenantID, pool.Mode, now).Scan(&jobID)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, nil
-	}
+// placePinned places pinned jobs whose accounts have a free slot.
+func (s *Scheduler) placePinned(ctx context.Context, tx pgx.Tx, pool tenant.Scope, now time.Time, sl *slots, limit int) ([]placement, error) {
+	rows, err := tx.Query(ctx, jobPinnedEmails, pool.TenantID, pool.Mode, now)
 	if err != nil {
 		return nil, err
 	}
-	accountID, email, ok, err := pickAccount(ctx, tx, pool, now)
-	if err != nil || !ok {
+	emails, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil || len(emails) == 0 {
 		return nil, err
 	}
-	return s.dispatch(ctx, tx, pool, jobID, accountID, email, now)
-}
-
-// pickWindow is how many free accounts a placement draws from.
-const pickWindow = 64
-
-// pickAccount chooses a free account at random. It reads the free accounts
-// that follow a random point on the rkey circle (wrapping round), at most
-// pickWindow of them, and picks one of those uniformly. A pool with fewer
-// free accounts than that is read whole, so the choice is exactly uniform;
-// in a larger one it is uniform among a random window, whose position
-// depends on the gaps between keys — fair in the long run, since every
-// chosen account draws a fresh key, with little correlation between picks
-// because the window is wide. The cost is one index range read whatever
-// the pool size. Accounts taken meanwhile by a concurrent placement are
-// skipped rather than waited for.
-func pickAccount(ctx context.Context, tx pgx.Tx, pool tenant.Scope, now time.Time) (id int64, email string, ok bool, err error) {
-	candidates, err := freeWindow(ctx, tx, pool, now)
-	if err != nil {
-		return 0, "", false, err
-	}
-	for len(candidates) > 0 {
-		i := rand.IntN(len(candidates))
-		id = candidates[i]
-		var free bool
-		err = tx.QueryRow(ctx, freeAccountLock, pool.TenantID, pool.Mode, now, id).Scan(&email, &free)
-		if err == nil && free {
-			return id, email, true, nil
-		}
-		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-			return 0, "", false, err
-		}
-		candidates[i] = candidates[len(candidates)-1]
-		candidates = candidates[:len(candidates)-1]
-	}
-	return 0, "", false, nil
-}
-
-// freeWindow returns up to pickWindow free accounts after a random point,
-// continuing from the start of the circle when the end is reached.
-func freeWindow(ctx context.Context, tx pgx.Tx, pool tenant.Scope, now time.Time) ([]int64, error) {
-	r := rand.Float64()
-	ids, err := collectIDs(tx.Query(ctx, freeAccountsFrom, pool.TenantID, pool.Mode, now, r, pickWindow))
-	if err != nil || len(ids) == pickWindow {
-		return ids, err
-	}
-	more, err := collectIDs(tx.Query(ctx, freeAccountsFrom, pool.TenantID, pool.Mode, now, 0.0, pickWindow-len(ids)))
-	if err != nil {
+	free, err := accounts.LockFreeByEmail(ctx, tx, pool, now, emails)
+	if err != nil || len(free) == 0 {
 		return nil, err
 	}
-	for _, id := range more {
-		if !slices.Contains(ids, id) { // the wrap reached accounts already read
-			ids = append(ids, id)
-		}
-	}
-	return ids, nil
-}
-
-func collectIDs(rows pgx.Rows, err error) ([]int64, error) {
-	if err != nil {
-		return nil, err
-	}
-	return pgx.CollectRows(rows, pgx.RowTo[int64])
-}
-
-func (s *Scheduler) placePinned(ctx context.Context, tx pgx.Tx, pool tenant.Scope, now time.Time) (*execution, error) {
+	sl.add(free)
 	var (
-		jobID, email string
-		accountID    int64
+		es  = make([]string, len(free))
+		ids = make([]int64, len(free))
+		ns  = make([]int32, len(free))
 	)
-	err := tx.QueryRow(ctx, nextPinned, pool.TenantID, pool.Mode, now).Scan(&jobID, &accountID, &email)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, nil
+	for i, f := range free {
+		es[i], ids[i], ns[i] = f.Email, f.ID, int32(min(f.Slots, limit))
 	}
+	rows, err = tx.Query(ctx, jobLockPinned, pool.TenantID, pool.Mode, now, es, ids, ns)
 	if err != nil {
 		return nil, err
 	}
-	return s.dispatch(ctx, tx, pool, jobID, accountID, email, now)
+	var (
+		out []placement
+		p   placement
+	)
+	_, err = pgx.ForEachRow(rows, []any{&p.jobID, &p.accountID}, func() error {
+		if len(out) < limit && sl.take(p.accountID) {
+			out = append(out, p)
+		}
+		return nil
+	})
+	return out, err
 }
 
-// dispatch takes the slot and hands the job to this replica under a lease.
-func (s *Scheduler) dispatch(ctx context.Context, tx pgx.Tx, pool tenant.Scope, jobID string, accountID int64, email string, now time.Time) (*execution, error) {
-	if _, err := tx.Exec(ctx, accountTakeSlot, pool.TenantID, accountID); err != nil {
+// placeUnpinned places up to limit jobs from the head of the unpinned
+// queue on random accounts with a free slot.
+func (s *Scheduler) placeUnpinned(ctx context.Context, tx pgx.Tx, pool tenant.Scope, now time.Time, sl *slots, limit int) ([]placement, error) {
+	window, err := accounts.FreeWindow(ctx, tx, pool, now, s.pickWindow())
+	if err != nil {
 		return nil, err
 	}
-	return scanExecution(tx.QueryRow(ctx, jobDispatch, pool.TenantID, jobID, accountID, email,
-		s.cfg.Owner, now.Add(s.cfg.LeaseTTL), now))
+	fresh := window[:0]
+	for _, id := range window {
+		if _, locked := sl.free[id]; !locked {
+			fresh = append(fresh, id)
+		}
+	}
+	free, err := accounts.LockFree(ctx, tx, pool, now, fresh)
+	if err != nil {
+		return nil, err
+	}
+	sl.add(free)
+	n := min(limit, sl.total())
+	if n == 0 {
+		return nil, nil
+	}
+	rows, err := tx.Query(ctx, jobLockQueued, pool.TenantID, pool.Mode, now, n)
+	if err != nil {
+		return nil, err
+	}
+	jobIDs, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, err
+	}
+	out := make([]placement, 0, len(jobIDs))
+	for _, id := range jobIDs {
+		acct, ok := sl.pick()
+		if !ok {
+			break
+		}
+		out = append(out, placement{jobID: id, accountID: acct})
+	}
+	return out, nil
+}
+
+const jobDispatch = `
+UPDATE jobs j SET state = 'dispatching', account_id = x.account_id, account_email = x.email,
+	attempt = j.attempt + 1, lease_owner = $3, lease_expires_at = $4, started_at = $5, upstream_id = NULL
+FROM unnest($2::text[], $6::bigint[], $7::text[]) AS x (id, account_id, email)
+WHERE j.tenant_id = $1 AND j.id = x.id
+RETURNING ` + executionColumnsJ
+
+// dispatch hands the placed jobs to this replica under a lease.
+func (s *Scheduler) dispatch(ctx context.Context, tx pgx.Tx, pool tenant.Scope, ps []placement, sl *slots, now time.Time) ([]*execution, error) {
+	var (
+		jobIDs  = make([]string, len(ps))
+		acctIDs = make([]int64, len(ps))
+		emails  = make([]string, len(ps))
+	)
+	for i, p := range ps {
+		jobIDs[i], acctIDs[i], emails[i] = p.jobID, p.accountID, sl.free[p.accountID].Email
+	}
+	rows, err := tx.Query(ctx, jobDispatch, pool.TenantID, jobIDs, s.cfg.Owner, now.Add(s.cfg.LeaseTTL), now,
+		acctIDs, emails)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (*execution, error) { return scanExecution(r) })
 }

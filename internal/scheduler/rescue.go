@@ -6,13 +6,20 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/poolgate/poolgate/internal/tenant"
 )
 
 func itoa(n int) string { return strconv.Itoa(n) }
 
+// jobRenewLeases skips rows another transaction holds (the completer
+// ending them, say) instead of waiting in an order that could deadlock.
 const jobRenewLeases = `
 UPDATE jobs SET lease_expires_at = $3
-WHERE lease_owner = $1 AND state IN ('dispatching', 'running') AND id = ANY($2)`
+WHERE (tenant_id, id) IN (
+	SELECT tenant_id, id FROM jobs
+	WHERE lease_owner = $1 AND state IN ('dispatching', 'running') AND id = ANY($2)
+	FOR UPDATE SKIP LOCKED)`
 
 // renewLoop keeps the leases of the jobs this replica follows alive.
 func (s *Scheduler) renewLoop(ctx context.Context) {
@@ -127,24 +134,33 @@ RETURNING ` + jobColumnsJ
 // expireQueued fails jobs still queued past their queue timeout.
 func (s *Scheduler) expireQueued(ctx context.Context) error {
 	now := s.now()
-	return pgx.BeginFunc(ctx, s.cfg.Pool, func(tx pgx.Tx) error {
+	var late []Job
+	err := pgx.BeginFunc(ctx, s.cfg.Pool, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, jobExpireQueued, now, CodeNoCapacity,
 			"no account had a free slot before the job's queueTimeout")
 		if err != nil {
 			return err
 		}
-		late, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Job, error) { return scanJob(r) })
+		late, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Job, error) { return scanJob(r) })
 		if err != nil {
 			return err
 		}
+		left := map[tenant.Scope]int{}
 		for _, j := range late {
-			if err := s.ended(ctx, tx, j); err != nil {
+			left[j.scope()]++
+		}
+		for scope, n := range left {
+			if err := queueDepthAdd(ctx, tx, scope, sideOut, n); err != nil {
 				return err
 			}
-			s.metrics.finished(j, now)
 		}
-		return nil
+		return s.runFinishHook(ctx, tx, late)
 	})
+	if err != nil {
+		return err
+	}
+	s.afterEnded(late, now)
+	return nil
 }
 
 const jobHandOver = `

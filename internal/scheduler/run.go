@@ -4,23 +4,28 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"math/rand/v2"
 	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/poolgate/poolgate/internal/accounts"
+	"github.com/poolgate/poolgate/internal/backoff"
 	"github.com/poolgate/poolgate/internal/provider"
 	"github.com/poolgate/poolgate/internal/tenant"
 )
 
-// FinishHook runs inside the transaction that ends a job; an error rolls
-// the transition back (it is retried later).
-type FinishHook func(ctx context.Context, tx pgx.Tx, j Job) error
+// FinishHook runs inside the transaction that ends jobs (one or a batch);
+// an error rolls the transitions back (they are retried later).
+type FinishHook func(ctx context.Context, tx pgx.Tx, jobs []Job) error
 
 const executionColumns = `tenant_id, mode, id, type, params, attempt, max_attempts, account_id,
 	account_email, upstream_id, started_at, cancel_requested, created_at`
+
+// executionColumnsJ is executionColumns qualified for statements that alias
+// jobs as j.
+const executionColumnsJ = `j.tenant_id, j.mode, j.id, j.type, j.params, j.attempt, j.max_attempts, j.account_id,
+	j.account_email, j.upstream_id, j.started_at, j.cancel_requested, j.created_at`
 
 // execution is a job this replica follows while it holds a slot.
 type execution struct {
@@ -80,7 +85,7 @@ func (s *Scheduler) follow(e *execution, start func(context.Context, *execution)
 func (s *Scheduler) credentials(ctx context.Context, e *execution) bool {
 	acct, err := s.cfg.Accounts.Credentials(ctx, e.scope, e.accountID)
 	if errors.Is(err, accounts.ErrGone) {
-		s.finish(ctx, e, outcome{state: StateFailed, code: CodeAccountDeleted,
+		s.finish(e, outcome{state: StateFailed, code: CodeAccountDeleted,
 			message: "the account this job ran on was deleted"})
 		return false
 	}
@@ -130,6 +135,12 @@ func (s *Scheduler) submit(ctx context.Context, e *execution) {
 		}
 		st = *found
 	}
+	if st.State.Terminal() {
+		// The submission already told the outcome: no "running" write.
+		e.upstreamID = &st.UpstreamID
+		s.ended(e, st)
+		return
+	}
 	if s.markRunning(ctx, e, st.UpstreamID) {
 		s.track(ctx, e, st)
 	}
@@ -151,23 +162,18 @@ func (s *Scheduler) lookup(ctx context.Context, e *execution) (*provider.Status,
 	return &st, nil
 }
 
-const jobMarkRunning = `
-UPDATE jobs SET state = 'running', upstream_id = $3
-WHERE tenant_id = $1 AND id = $2 AND state IN ('dispatching', 'running') AND lease_owner = $4
-RETURNING cancel_requested`
-
-// markRunning records the upstream id. It returns false if this replica
-// no longer owns the job, or if a cancellation was waiting (then it is
-// carried out here).
+// markRunning records the upstream id (through the completer's next
+// batch). It returns false if this replica no longer owns the job, or if a
+// cancellation was waiting (then it is carried out here).
 func (s *Scheduler) markRunning(ctx context.Context, e *execution, upstreamID string) bool {
-	err := s.cfg.Pool.QueryRow(ctx, jobMarkRunning, e.scope.TenantID, e.id, upstreamID, s.cfg.Owner).
-		Scan(&e.cancelRequested)
-	if err != nil {
-		if !errors.Is(err, pgx.ErrNoRows) && !isShutdown(ctx, err) {
-			s.log.Error("mark job running", "job", e.id, "err", err)
+	r := s.done.runningNow(ctx, e, upstreamID)
+	if r.err != nil || !r.owned {
+		if r.err != nil && !isShutdown(ctx, r.err) {
+			s.log.Error("mark job running", "job", e.id, "err", r.err)
 		}
 		return false
 	}
+	e.cancelRequested = r.cancelRequested
 	e.upstreamID = &upstreamID
 	if e.cancelRequested {
 		s.cancelRunning(ctx, e)
@@ -182,7 +188,7 @@ func (s *Scheduler) cancelRunning(ctx context.Context, e *execution) {
 		s.log.Warn("upstream cancel failed; will retry", "job", e.id, "err", err)
 		return
 	}
-	s.finish(ctx, e, outcome{state: StateCanceled, code: CodeCanceled, message: "canceled by request"})
+	s.finish(e, outcome{state: StateCanceled, code: CodeCanceled, message: "canceled by request"})
 }
 
 // track polls the upstream until the attempt ends, then records how.
@@ -191,7 +197,7 @@ func (s *Scheduler) track(ctx context.Context, e *execution, st provider.Status)
 	for !st.State.Terminal() {
 		if s.now().Sub(e.startedAt) > s.cfg.JobTimeout {
 			s.cfg.Provider.Cancel(ctx, e.acct, *e.upstreamID)
-			s.finish(ctx, e, outcome{state: StateFailed, code: "timeout",
+			s.finish(e, outcome{state: StateFailed, code: "timeout",
 				message: "the upstream did not finish within " + s.cfg.JobTimeout.String()})
 			return
 		}
@@ -214,23 +220,24 @@ func (s *Scheduler) track(ctx context.Context, e *execution, st provider.Status)
 		failures = 0
 		st = next
 	}
+	s.ended(e, st)
+}
+
+// ended records how a finished upstream generation ended.
+func (s *Scheduler) ended(e *execution, st provider.Status) {
 	switch st.State {
 	case provider.StateSucceeded:
-		s.finish(ctx, e, outcome{state: StateSucceeded, result: st.Result})
+		s.finish(e, outcome{state: StateSucceeded, result: st.Result})
 	case provider.StateCanceled:
-		s.finish(ctx, e, outcome{state: StateCanceled, code: CodeCanceled, message: "canceled upstream"})
+		s.finish(e, outcome{state: StateCanceled, code: CodeCanceled, message: "canceled upstream"})
 	default:
-		s.finish(ctx, e, outcome{state: StateFailed, code: CodeUpstreamFailed, message: st.Error})
+		s.finish(e, outcome{state: StateFailed, code: CodeUpstreamFailed, message: st.Error})
 	}
 }
 
 // backoff is base·2^failures, capped at RetryMax, with ±25% jitter.
 func (s *Scheduler) backoff(base time.Duration, failures int) time.Duration {
-	d := base << min(failures, 20)
-	if d > s.cfg.RetryMax || d <= 0 {
-		d = s.cfg.RetryMax
-	}
-	return time.Duration(float64(d) * (0.75 + rand.Float64()/2))
+	return backoff.Exp(failures, base, s.cfg.RetryMax)
 }
 
 // settleError decides what an upstream error means for the job and the
@@ -247,9 +254,9 @@ func (s *Scheduler) settleError(ctx context.Context, e *execution, err error) {
 		}
 		s.retry(ctx, e, retry{reason: "rate_limited", message: msg, quarantine: wait})
 	case provider.ClassInvalid:
-		s.finish(ctx, e, outcome{state: StateFailed, code: CodeInvalidInput, message: msg})
+		s.finish(e, outcome{state: StateFailed, code: CodeInvalidInput, message: msg})
 	case provider.ClassPermanent:
-		s.finish(ctx, e, outcome{state: StateFailed, code: CodeRejected, message: msg})
+		s.finish(e, outcome{state: StateFailed, code: CodeRejected, message: msg})
 	default:
 		s.retry(ctx, e, retry{reason: "transient", message: msg, delay: s.backoff(s.cfg.RetryBase, e.attempt-1)})
 	}

@@ -3,12 +3,16 @@
 // replicas can share the queue without ever running more jobs on an account
 // than its maxJobs, losing a job, or leaking a slot.
 //
-// Each replica runs four loops: the dispatcher places queued jobs on random
-// free accounts (woken by LISTEN/NOTIFY, with a polling fallback); one
-// goroutine per placed job submits it upstream and follows it to the end;
-// the renewer keeps this replica's leases alive; the rescuer takes over jobs
-// whose lease lapsed (their replica died) and fails jobs that outwaited
-// their queue timeout.
+// The hot path is batched around Postgres. The inserter group-commits
+// concurrent job creations; the dispatcher places a batch of queued jobs on
+// random free accounts in one transaction; one goroutine per placed job
+// submits it upstream and follows it; the completer writes what those learn
+// (running, ended, slots freed, outbox rows) in one transaction per batch.
+// Wake-ups travel inside a replica directly and between replicas as
+// coalesced notifications sent outside those transactions, with polling as
+// the fallback. The renewer keeps this replica's leases alive; the rescuer
+// takes over jobs whose lease lapsed (their replica died) and fails jobs
+// that outwaited their queue timeout.
 package scheduler
 
 import (
@@ -19,6 +23,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/poolgate/poolgate/internal/accounts"
@@ -60,9 +65,16 @@ type Config struct {
 	// Batch is how many jobs one placement transaction places at most
 	// (default 32).
 	Batch int
-	// OnFinish, if set, runs inside the transaction that ends a job (the
+	// OnFinish, if set, runs inside the transaction that ends jobs (the
 	// webhook outbox hooks in here).
 	OnFinish FinishHook
+	// Listen opens the connection notifications arrive on. It must be a
+	// direct connection (not through PgBouncer in transaction mode); nil
+	// takes one out of Pool for good.
+	Listen func(ctx context.Context) (*pgx.Conn, error)
+	// NotifyInterval is how often at most this replica notifies the others
+	// (default 10ms): wake-ups are coalesced to one per interval.
+	NotifyInterval time.Duration
 	// DispatchOff disables placement, rescue and execution: the replica
 	// only serves the API (used by tests that need a quiet queue).
 	DispatchOff bool
@@ -82,6 +94,7 @@ func (c *Config) defaults() {
 	def(&c.Quarantine, 30*time.Minute)
 	def(&c.QueueTimeout, time.Hour)
 	def(&c.JobTimeout, time.Hour)
+	def(&c.NotifyInterval, 10*time.Millisecond)
 	if c.MaxQueued <= 0 {
 		c.MaxQueued = 10000
 	}
@@ -94,6 +107,18 @@ func (c *Config) defaults() {
 	if c.Owner == "" {
 		c.Owner = "replica-" + rand.Text()[:10]
 	}
+	if c.Listen == nil {
+		pool := c.Pool
+		c.Listen = func(ctx context.Context) (*pgx.Conn, error) {
+			conn, err := pool.Acquire(ctx)
+			if err != nil {
+				return nil, err
+			}
+			// The connection leaves the pool for good: a LISTENing
+			// connection must not be handed to anyone else.
+			return conn.Hijack(), nil
+		}
+	}
 }
 
 // Scheduler is the job queue and this replica's share of running it.
@@ -103,6 +128,9 @@ type Scheduler struct {
 	metrics *Metrics
 	waiters *waiters
 	wake    chan struct{}
+	done    *completer
+	signals *signals
+	insert  *inserter
 
 	mu        sync.Mutex
 	inflight  map[string]*execution // by job id: jobs this replica follows
@@ -110,6 +138,8 @@ type Scheduler struct {
 	runCtx    context.Context       // executions' context; ends after the grace period
 	stopRun   context.CancelFunc
 	stopRenew context.CancelFunc // stops the renewer, once no execution is left
+	stopTail  context.CancelFunc // stops the notifier, last
+	tail      sync.WaitGroup     // completer, notifier
 	loops     sync.WaitGroup
 	renewer   sync.WaitGroup
 	execs     sync.WaitGroup
@@ -119,7 +149,7 @@ type Scheduler struct {
 // New returns a scheduler; Start runs its share of the work.
 func New(cfg Config) *Scheduler {
 	cfg.defaults()
-	return &Scheduler{
+	s := &Scheduler{
 		cfg:      cfg,
 		log:      cfg.Logger.With("component", "scheduler", "owner", cfg.Owner),
 		metrics:  cfg.Metrics,
@@ -127,6 +157,10 @@ func New(cfg Config) *Scheduler {
 		wake:     make(chan struct{}, 1),
 		inflight: make(map[string]*execution),
 	}
+	s.done = newCompleter(s)
+	s.signals = newSignals(s, cfg.NotifyInterval)
+	s.insert = newInserter(s)
+	return s
 }
 
 func (s *Scheduler) now() time.Time { return s.cfg.Now().UTC().Truncate(time.Microsecond) }
@@ -148,6 +182,13 @@ func (s *Scheduler) Start(ctx context.Context) {
 	// another replica would rescue jobs this one still follows.
 	renewCtx, stopRenew := context.WithCancel(context.WithoutCancel(ctx))
 	s.stopRenew = stopRenew
+	// The completer and the notifier outlive the loops: executions and
+	// API calls use them until Stop has waited for those.
+	s.tail.Add(2)
+	go func() { defer s.tail.Done(); s.done.run() }()
+	tailCtx, stopTail := context.WithCancel(context.WithoutCancel(ctx))
+	s.stopTail = stopTail
+	go func() { defer s.tail.Done(); s.signals.run(tailCtx) }()
 	s.goLoop(func() { s.listen(loopCtx) })
 	if s.cfg.DispatchOff {
 		return
@@ -193,9 +234,13 @@ func (s *Scheduler) Stop(grace time.Duration) {
 	}
 	s.stopRun()
 	s.execs.Wait()
+	s.done.stop() // what the executions learned is written before the hand-over
 	s.stopRenew()
 	s.renewer.Wait()
 	s.handOver()
+	s.insert.stop()
+	s.stopTail()
+	s.tail.Wait()
 }
 
 // Wake nudges the dispatcher to look at the queue now.

@@ -9,7 +9,6 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/poolgate/poolgate/internal/accounts"
-	"github.com/poolgate/poolgate/internal/tenant"
 )
 
 // outcome is how a job ends.
@@ -20,64 +19,16 @@ type outcome struct {
 	message string
 }
 
-const (
-	jobFinish = `
-UPDATE jobs SET state = $3, result = $4, error_code = $5, error_message = $6, finished_at = $7,
-	lease_owner = NULL, lease_expires_at = NULL
-WHERE tenant_id = $1 AND id = $2 AND state IN ('dispatching', 'running') AND ($8 = '' OR lease_owner = $8)
-RETURNING ` + jobColumns
-
-	// accountReleaseSlot frees a slot. It runs only after the job's
-	// guarded transition out of dispatching/running succeeded in the same
-	// transaction, so each slot is freed exactly once. A deleted account
-	// matches no row: there is nothing left to free.
-	accountReleaseSlot = `UPDATE accounts SET running = running - 1 WHERE tenant_id = $1 AND id = $2`
-
-	notifyWorkAndDone = `SELECT pg_notify($1, ''), pg_notify($2, $3)`
-)
-
-// finish ends e's job as o says, freeing its slot, if this replica still
-// owns it.
-func (s *Scheduler) finish(ctx context.Context, e *execution, o outcome) {
-	err := pgx.BeginFunc(ctx, s.cfg.Pool, func(tx pgx.Tx) error {
-		_, err := s.finishTx(ctx, tx, e.scope, e.id, s.cfg.Owner, o)
-		return err
-	})
-	if err != nil && !errors.Is(err, pgx.ErrNoRows) && !isShutdown(ctx, err) {
-		s.log.Error("finish job", "job", e.id, "err", err)
-	}
+// finish hands e's end to the completer, which records it (and frees the
+// slot) if this replica still owns the job.
+func (s *Scheduler) finish(e *execution, o outcome) {
+	s.done.record(completion{scope: e.scope, id: e.id, upstreamID: e.upstreamID, ended: &o})
 }
 
-// finishTx is the one terminal transition of a dispatched job. owner ""
-// skips the ownership check (cancellation by a producer). It returns
-// pgx.ErrNoRows if the job was not dispatched or running (anymore).
-func (s *Scheduler) finishTx(ctx context.Context, tx pgx.Tx, scope tenant.Scope, id, owner string, o outcome) (Job, error) {
-	now := s.now()
-	j, err := scanJob(tx.QueryRow(ctx, jobFinish, scope.TenantID, id, o.state, nullJSON(o.result),
-		nullIfEmpty(o.code), nullIfEmpty(o.message), now, owner))
-	if err != nil {
-		return Job{}, err
-	}
-	if _, err := tx.Exec(ctx, accountReleaseSlot, scope.TenantID, *j.accountID); err != nil {
-		return Job{}, err
-	}
-	if err := s.ended(ctx, tx, j); err != nil {
-		return Job{}, err
-	}
-	s.metrics.finished(j, now)
-	return j, nil
-}
-
-// ended runs what every terminal transition owes: the finish hook (the
-// webhook outbox) and the notifications.
-func (s *Scheduler) ended(ctx context.Context, tx pgx.Tx, j Job) error {
-	if s.cfg.OnFinish != nil {
-		if err := s.cfg.OnFinish(ctx, tx, j); err != nil {
-			return err
-		}
-	}
-	_, err := tx.Exec(ctx, notifyWorkAndDone, channelWork, channelDone, j.ID)
-	return err
+// finishNow ends jobs at once, whoever holds them (a producer's
+// cancellation), in tx; it returns the jobs it moved.
+func (s *Scheduler) finishNow(ctx context.Context, tx pgx.Tx, cms []completion) ([]Job, error) {
+	return s.finishAs(ctx, tx, cms, s.now(), "")
 }
 
 func nullJSON(b json.RawMessage) any {
@@ -108,16 +59,18 @@ UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL, u
 	run_after = $3, error_code = $4, error_message = $5, attempt = attempt - $6
 WHERE tenant_id = $1 AND id = $2
 RETURNING account_id`
-
-	accountQuarantine = `UPDATE accounts SET quarantined_until = $3 WHERE tenant_id = $1 AND id = $2`
 )
 
 // retry puts e's job back in the queue (failing it if its attempts are
 // spent, canceling it if that was asked meanwhile), frees its slot, and
-// applies what the failure says about the account — all in one transaction.
+// applies what the failure says about the account — all in one
+// transaction. Retries are the exception, so they do not go through the
+// completer's batches.
 func (s *Scheduler) retry(ctx context.Context, e *execution, r retry) {
 	now := s.now()
+	var ended []Job
 	err := pgx.BeginFunc(ctx, s.cfg.Pool, func(tx pgx.Tx) error {
+		ended = nil
 		var cancelRequested bool
 		if err := tx.QueryRow(ctx, jobLockOwned, e.scope.TenantID, e.id, s.cfg.Owner).Scan(&cancelRequested); err != nil {
 			return err
@@ -125,15 +78,18 @@ func (s *Scheduler) retry(ctx context.Context, e *execution, r retry) {
 		if err := s.blameAccount(ctx, tx, e, r, now); err != nil {
 			return err
 		}
+		end := func(o outcome) error {
+			var err error
+			ended, err = s.finishAs(ctx, tx, []completion{{scope: e.scope, id: e.id, upstreamID: e.upstreamID, ended: &o}},
+				now, s.cfg.Owner)
+			return err
+		}
 		switch {
 		case cancelRequested:
-			_, err := s.finishTx(ctx, tx, e.scope, e.id, s.cfg.Owner,
-				outcome{state: StateCanceled, code: CodeCanceled, message: "canceled by request"})
-			return err
+			return end(outcome{state: StateCanceled, code: CodeCanceled, message: "canceled by request"})
 		case !r.unconsumed && e.attempt >= e.maxAttempts:
-			_, err := s.finishTx(ctx, tx, e.scope, e.id, s.cfg.Owner, outcome{state: StateFailed,
-				code: CodeRetriesExceeded, message: "all " + itoa(e.maxAttempts) + " attempts failed; last: " + r.message})
-			return err
+			return end(outcome{state: StateFailed, code: CodeRetriesExceeded,
+				message: "all " + itoa(e.maxAttempts) + " attempts failed; last: " + r.message})
 		}
 		unconsumed := 0
 		if r.unconsumed {
@@ -144,16 +100,19 @@ func (s *Scheduler) retry(ctx context.Context, e *execution, r retry) {
 			r.message, unconsumed).Scan(&accountID); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, accountReleaseSlot, e.scope.TenantID, accountID); err != nil {
+		if err := accounts.ReleaseSlots(ctx, tx, []accounts.Release{{TenantID: e.scope.TenantID, AccountID: accountID, N: 1}}); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, `SELECT pg_notify($1, '')`, channelWork)
-		return err
+		return queueDepthAdd(ctx, tx, e.scope, sideIn, 1)
 	})
 	switch {
+	case err == nil && ended != nil:
+		s.afterEnded(ended, now)
 	case err == nil:
 		s.metrics.retried(r.reason)
 		s.log.Info("job will be retried", "job", e.id, "attempt", e.attempt, "reason", r.reason, "in", r.delay.String())
+		s.Wake()
+		s.signals.workQueued()
 	case errors.Is(err, pgx.ErrNoRows), isShutdown(ctx, err):
 	default:
 		s.log.Error("requeue job", "job", e.id, "err", err)
@@ -169,7 +128,7 @@ func (s *Scheduler) blameAccount(ctx context.Context, tx pgx.Tx, e *execution, r
 		s.log.Warn("account taken out of rotation", "account", e.email, "reason", r.accountError)
 	}
 	if r.quarantine > 0 {
-		if _, err := tx.Exec(ctx, accountQuarantine, e.scope.TenantID, e.accountID, now.Add(r.quarantine)); err != nil {
+		if err := accounts.Quarantine(ctx, tx, e.scope, e.accountID, now.Add(r.quarantine)); err != nil {
 			return err
 		}
 		s.log.Warn("account quarantined", "account", e.email, "for", r.quarantine.String())

@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/poolgate/poolgate/internal/accounts"
 	"github.com/poolgate/poolgate/internal/dbx"
 	"github.com/poolgate/poolgate/internal/errs"
 	"github.com/poolgate/poolgate/internal/ids"
@@ -44,12 +45,12 @@ const idempotencyWindow = 24 * time.Hour
 
 const jobColumns = `tenant_id, id, state, type, params, account_email, pinned_email, attempt,
 	max_attempts, priority, created_at, started_at, finished_at, queue_deadline, result,
-	error_code, error_message, cancel_requested, reply_url, reply_ref, warning, account_id`
+	error_code, error_message, cancel_requested, reply_url, reply_ref, warning, account_id, mode`
 
 // jobColumnsJ is jobColumns qualified for statements that alias jobs as j.
 const jobColumnsJ = `j.tenant_id, j.id, j.state, j.type, j.params, j.account_email, j.pinned_email, j.attempt,
 	j.max_attempts, j.priority, j.created_at, j.started_at, j.finished_at, j.queue_deadline, j.result,
-	j.error_code, j.error_message, j.cancel_requested, j.reply_url, j.reply_ref, j.warning, j.account_id`
+	j.error_code, j.error_message, j.cancel_requested, j.reply_url, j.reply_ref, j.warning, j.account_id, j.mode`
 
 func scanJob(row pgx.Row) (Job, error) {
 	var (
@@ -60,7 +61,7 @@ func scanJob(row pgx.Row) (Job, error) {
 	)
 	err := row.Scan(&j.tenantID, &j.ID, &j.State, &j.Type, &j.Params, &j.Email, &j.PinnedEmail, &j.Attempt,
 		&j.MaxAttempts, &j.Priority, &j.createdAt, &j.startedAt, &finished, &deadline, &j.Result,
-		&errCode, &errMsg, &j.CancelRequested, &j.ReplyURL, &j.ReplyRef, &j.Warning, &j.accountID)
+		&errCode, &errMsg, &j.CancelRequested, &j.ReplyURL, &j.ReplyRef, &j.Warning, &j.accountID, &j.mode)
 	if err != nil {
 		return Job{}, err
 	}
@@ -87,12 +88,6 @@ func nullIfEmpty(s string) *string {
 }
 
 const (
-	queuedCount = `SELECT count(*) FROM jobs WHERE tenant_id = $1 AND state = 'queued'`
-
-	accountExists = `SELECT EXISTS (SELECT 1 FROM accounts WHERE tenant_id = $1 AND mode = $2 AND email = $3)`
-
-	anyEnabledAccount = `SELECT EXISTS (SELECT 1 FROM accounts WHERE tenant_id = $1 AND mode = $2 AND enabled)`
-
 	idempotencyClaim = `
 INSERT INTO job_idempotency (tenant_id, mode, key, request_hash, job_id, created_at)
 VALUES ($1, $2, $3, $4, $5, $6)
@@ -103,17 +98,60 @@ RETURNING job_id`
 
 	idempotencyRead = `SELECT request_hash, job_id FROM job_idempotency WHERE tenant_id = $1 AND mode = $2 AND key = $3`
 
-	jobInsert = `
-INSERT INTO jobs (tenant_id, id, mode, type, params, state, priority, pinned_email, max_attempts,
+	// jobsInsert inserts a batch of one pool's jobs in one statement.
+	jobsInsert = `
+INSERT INTO jobs (tenant_id, mode, id, type, params, state, priority, pinned_email, max_attempts,
                   run_after, queue_deadline, reply_url, reply_ref, warning, created_at)
-VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $9, $10, $11, $12, $13, $9)
+SELECT $1, $2, x.id, x.type, x.params, 'queued', x.priority, x.pinned_email, x.max_attempts,
+	$3, x.queue_deadline, x.reply_url, x.reply_ref, $4, $3
+FROM unnest($5::text[], $6::text[], $7::jsonb[], $8::integer[], $9::text[], $10::integer[],
+	$11::timestamptz[], $12::text[], $13::text[])
+	AS x (id, type, params, priority, pinned_email, max_attempts, queue_deadline, reply_url, reply_ref)
 RETURNING ` + jobColumns
 )
 
 // Create queues a job. With an Idempotency key seen in the last 24 h it
 // returns the original job instead (replayed=true), or a 409 if the key
-// came with a different request.
+// came with a different request. Creations without a key are
+// group-committed: concurrent calls share one transaction.
 func (s *Scheduler) Create(ctx context.Context, scope tenant.Scope, nj NewJob, idem *Idempotency) (job Job, replayed bool, err error) {
+	s.completeNewJob(&nj)
+	if err := s.checkPin(ctx, scope, nj); err != nil {
+		return Job{}, false, err
+	}
+	if idem == nil {
+		job, err = s.insert.create(ctx, scope, nj)
+		return job, false, err
+	}
+	now := s.now()
+	err = dbx.InTx(ctx, s.cfg.Pool, func(tx pgx.Tx) error {
+		id := ids.New("job", now)
+		existing, err := claimIdempotency(ctx, tx, scope, idem, id, now)
+		if err != nil || existing != "" {
+			if err == nil {
+				job, err = getJob(ctx, tx, scope, existing)
+				replayed = true
+			}
+			return err
+		}
+		jobs, refused, err := s.insertJobs(ctx, tx, scope, []NewJob{nj}, []string{id}, now)
+		if err != nil {
+			return err
+		}
+		job = jobs[0]
+		return refused[0]
+	})
+	if err != nil {
+		return Job{}, false, asDomain(err)
+	}
+	if !replayed {
+		s.created(1)
+	}
+	return job, replayed, nil
+}
+
+// completeNewJob fills in the defaults of a job request.
+func (s *Scheduler) completeNewJob(nj *NewJob) {
 	if nj.MaxAttempts == 0 {
 		nj.MaxAttempts = DefaultMaxAttempts
 	}
@@ -123,42 +161,30 @@ func (s *Scheduler) Create(ctx context.Context, scope tenant.Scope, nj NewJob, i
 	if len(nj.Params) == 0 {
 		nj.Params = json.RawMessage("{}")
 	}
-	now := s.now()
-	err = dbx.InTx(ctx, s.cfg.Pool, func(tx pgx.Tx) error {
-		id := ids.New("job", now)
-		if idem != nil {
-			existing, err := claimIdempotency(ctx, tx, scope, idem, id, now)
-			if err != nil || existing != "" {
-				if err == nil {
-					job, err = getJob(ctx, tx, scope, existing)
-					replayed = true
-				}
-				return err
-			}
-		}
-		if err := s.admit(ctx, tx, scope, nj); err != nil {
-			return err
-		}
-		warning, err := capacityWarning(ctx, tx, scope)
-		if err != nil {
-			return err
-		}
-		job, err = scanJob(tx.QueryRow(ctx, jobInsert, scope.TenantID, id, scope.Mode, nj.Type, nj.Params,
-			nj.Priority, nullIfEmpty(nj.Email), nj.MaxAttempts, now, now.Add(nj.QueueTimeout),
-			nullIfEmpty(nj.ReplyURL), nullIfEmpty(nj.ReplyRef), warning))
-		if err != nil {
-			return fmt.Errorf("insert job: %w", err)
-		}
-		_, err = tx.Exec(ctx, `SELECT pg_notify($1, '')`, channelWork)
-		return err
-	})
-	if err != nil {
-		return Job{}, false, asDomain(err)
+}
+
+// checkPin refuses a job pinned to an account that does not exist.
+func (s *Scheduler) checkPin(ctx context.Context, scope tenant.Scope, nj NewJob) error {
+	if nj.Email == "" {
+		return nil
 	}
-	if !replayed {
+	exists, err := accounts.Exists(ctx, s.cfg.Pool, scope, nj.Email)
+	if err != nil {
+		return asDomain(err)
+	}
+	if !exists {
+		return errs.Invalid("unknown_account", "no account %q to pin the job to", nj.Email)
+	}
+	return nil
+}
+
+// created is what follows committed creations: metrics and wake-ups.
+func (s *Scheduler) created(n int) {
+	for range n {
 		s.metrics.createdJob()
 	}
-	return job, replayed, nil
+	s.Wake()
+	s.signals.workQueued()
 }
 
 // claimIdempotency records key → id, or returns the job id the key already
@@ -184,38 +210,70 @@ func claimIdempotency(ctx context.Context, tx pgx.Tx, scope tenant.Scope, idem *
 	return claimed, nil
 }
 
-// admit refuses a job the tenant's queue cannot take.
-func (s *Scheduler) admit(ctx context.Context, tx pgx.Tx, scope tenant.Scope, nj NewJob) error {
-	var queued int
-	if err := tx.QueryRow(ctx, queuedCount, scope.TenantID).Scan(&queued); err != nil {
-		return err
+// insertJobs queues one pool's jobs (with the given ids) in tx, as far as
+// the pool's queue limit allows: jobs[i] is the job made of njs[i], or
+// refused[i] says why it was not. err is a failure of the whole batch.
+func (s *Scheduler) insertJobs(ctx context.Context, tx pgx.Tx, scope tenant.Scope, njs []NewJob, jobIDs []string, now time.Time) (jobs []Job, refused []error, err error) {
+	depth, err := queueDepth(ctx, tx, scope)
+	if err != nil {
+		return nil, nil, err
 	}
-	if queued >= s.cfg.MaxQueued {
-		return &errs.Error{Kind: errs.KindRateLimited, Code: "queue_full", RetryAfter: 30 * time.Second,
-			Message: fmt.Sprintf("the queue holds %d jobs, its limit; retry later", queued)}
+	room := max(s.cfg.MaxQueued-depth, 0)
+	jobs, refused = make([]Job, len(njs)), make([]error, len(njs))
+	admitted := make([]int, 0, min(room, len(njs)))
+	for i := range njs {
+		if len(admitted) == room {
+			refused[i] = &errs.Error{Kind: errs.KindRateLimited, Code: "queue_full", RetryAfter: 30 * time.Second,
+				Message: fmt.Sprintf("the queue holds %d jobs, its limit; retry later", s.cfg.MaxQueued)}
+			continue
+		}
+		admitted = append(admitted, i)
 	}
-	if nj.Email == "" {
-		return nil
+	if len(admitted) == 0 {
+		return jobs, refused, nil
 	}
-	var exists bool
-	if err := tx.QueryRow(ctx, accountExists, scope.TenantID, scope.Mode, nj.Email).Scan(&exists); err != nil {
-		return err
+	warning, err := capacityWarning(ctx, tx, scope)
+	if err != nil {
+		return nil, nil, err
 	}
-	if !exists {
-		return errs.Invalid("unknown_account", "no account %q to pin the job to", nj.Email)
+	n := len(admitted)
+	var (
+		idv, types          = make([]string, n), make([]string, n)
+		params              = make([]json.RawMessage, n)
+		prios, maxAttempts  = make([]int32, n), make([]int32, n)
+		pinned, urls, refs  = make([]*string, n), make([]*string, n), make([]*string, n)
+		deadlines           = make([]time.Time, n)
+		byID                = make(map[string]int, n)
+	)
+	for k, i := range admitted {
+		nj := njs[i]
+		idv[k], types[k], params[k] = jobIDs[i], nj.Type, nj.Params
+		prios[k], maxAttempts[k] = int32(nj.Priority), int32(nj.MaxAttempts)
+		pinned[k], urls[k], refs[k] = nullIfEmpty(nj.Email), nullIfEmpty(nj.ReplyURL), nullIfEmpty(nj.ReplyRef)
+		deadlines[k] = now.Add(nj.QueueTimeout)
+		byID[jobIDs[i]] = i
 	}
-	return nil
+	rows, err := tx.Query(ctx, jobsInsert, scope.TenantID, scope.Mode, now, warning,
+		idv, types, params, prios, pinned, maxAttempts, deadlines, urls, refs)
+	if err != nil {
+		return nil, nil, fmt.Errorf("insert jobs: %w", err)
+	}
+	inserted, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Job, error) { return scanJob(r) })
+	if err != nil {
+		return nil, nil, fmt.Errorf("insert jobs: %w", err)
+	}
+	for _, j := range inserted {
+		jobs[byID[j.ID]] = j
+	}
+	return jobs, refused, queueDepthAdd(ctx, tx, scope, sideIn, len(inserted))
 }
 
 // capacityWarning tells a producer its job will wait because nothing can
 // run it yet: not an error, since an operator may add an account.
 func capacityWarning(ctx context.Context, tx pgx.Tx, scope tenant.Scope) (*string, error) {
-	var any bool
-	if err := tx.QueryRow(ctx, anyEnabledAccount, scope.TenantID, scope.Mode).Scan(&any); err != nil {
+	any, err := accounts.AnyEnabled(ctx, tx, scope)
+	if err != nil || any {
 		return nil, err
-	}
-	if any {
-		return nil, nil
 	}
 	w := "no enabled account in this pool: the job waits until one is registered or its queueTimeout passes"
 	return &w, nil

@@ -6,6 +6,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/poolgate/poolgate/internal/accounts"
 	"github.com/poolgate/poolgate/internal/tenant"
 	"github.com/poolgate/poolgate/internal/timefmt"
 )
@@ -58,36 +59,15 @@ type Availability struct {
 	Available []Capacity `json:"available"`
 }
 
-const accountsCapacity = `
-SELECT email, max_jobs, running FROM accounts
-WHERE tenant_id = $1 AND mode = $2 AND enabled AND status = 'active'
-	AND (quarantined_until IS NULL OR quarantined_until <= $3)
-	AND (token_expires_at IS NULL OR token_expires_at > $3)
-	AND (refresh_token_expires_at IS NULL OR refresh_token_expires_at > $3)
-ORDER BY email`
-
 // Available lists the accounts that can take jobs and their free slots.
 func (s *Scheduler) Available(ctx context.Context, scope tenant.Scope) (Availability, error) {
-	var executing int
-	if err := s.cfg.Pool.QueryRow(ctx, `SELECT coalesce(sum(running), 0) FROM accounts WHERE tenant_id = $1 AND mode = $2`,
-		scope.TenantID, scope.Mode).Scan(&executing); err != nil {
-		return Availability{}, asDomain(err)
-	}
-	rows, err := s.cfg.Pool.Query(ctx, accountsCapacity, scope.TenantID, scope.Mode, s.now())
+	rows, executing, err := accounts.Capacities(ctx, s.cfg.Pool, scope, s.now())
 	if err != nil {
 		return Availability{}, asDomain(err)
 	}
-	caps, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Capacity, error) {
-		var c Capacity
-		err := r.Scan(&c.Email, &c.MaxJobs, &c.Executing)
-		c.Available = max(c.MaxJobs-c.Executing, 0)
-		return c, err
-	})
-	if err != nil {
-		return Availability{}, asDomain(err)
-	}
-	if caps == nil {
-		caps = []Capacity{}
+	caps := make([]Capacity, len(rows))
+	for i, r := range rows {
+		caps[i] = Capacity{Email: r.Email, MaxJobs: r.MaxJobs, Executing: r.Running, Available: max(r.MaxJobs-r.Running, 0)}
 	}
 	return Availability{Executing: executing, Available: caps}, nil
 }

@@ -1,0 +1,303 @@
+package accounts
+
+import (
+	"context"
+	"math/rand/v2"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/poolgate/poolgate/internal/dbx"
+	"github.com/poolgate/poolgate/internal/tenant"
+)
+
+// This file is the scheduler's view of the accounts table: which accounts
+// may take a job, and their slot counts. The scheduler composes these
+// functions inside its own transactions; no other package reads or writes
+// the accounts table.
+
+// usable is the one rule for "this account is in rotation now" ($3 is the
+// caller's clock), and eligible adds "and has a free slot". Together they
+// contain the predicate of the partial index accounts_free_idx, so the
+// planner can use it.
+const (
+	usable = `enabled AND status = 'active'
+	AND (quarantined_until IS NULL OR quarantined_until <= $3)
+	AND (token_expires_at IS NULL OR token_expires_at > $3)
+	AND (refresh_token_expires_at IS NULL OR refresh_token_expires_at > $3)`
+	eligible = usable + ` AND running < max_jobs`
+)
+
+// AccountFreePools lists the (tenant, mode) pools with at least one account
+// that could take a job; only their queues can make progress. It skips
+// through accounts_free_idx one pool at a time (a loose index scan), so it
+// reads a few index entries per pool instead of every free account.
+const AccountFreePools = `
+WITH RECURSIVE pools (tenant_id, mode) AS (
+	(SELECT tenant_id, mode FROM accounts
+	 WHERE enabled AND status = 'active' AND running < max_jobs
+	 ORDER BY tenant_id, mode LIMIT 1)
+	UNION ALL
+	SELECT next.tenant_id, next.mode FROM pools, LATERAL (
+		SELECT a.tenant_id, a.mode FROM accounts a
+		WHERE a.enabled AND a.status = 'active' AND a.running < a.max_jobs
+			AND (a.tenant_id, a.mode) > (pools.tenant_id, pools.mode)
+		ORDER BY a.tenant_id, a.mode LIMIT 1) next
+)
+SELECT tenant_id, mode FROM pools`
+
+// FreePools returns the pools that have an account with a free slot.
+func FreePools(ctx context.Context, db dbx.DBTX) ([]tenant.Scope, error) {
+	rows, err := db.Query(ctx, AccountFreePools)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (tenant.Scope, error) {
+		var p tenant.Scope
+		err := r.Scan(&p.TenantID, &p.Mode)
+		return p, err
+	})
+}
+
+// Free is an account locked by the caller's transaction with Slots free
+// slots.
+type Free struct {
+	ID    int64
+	Email string
+	Slots int
+}
+
+const (
+	// accountFreeFrom lists up to $5 eligible accounts at or after rkey
+	// $4, without locking them.
+	accountFreeFrom = `
+SELECT id FROM accounts
+WHERE tenant_id = $1 AND mode = $2 AND ` + eligible + ` AND rkey >= $4
+ORDER BY rkey
+LIMIT $5`
+
+	// accountLockFree locks the given accounts in id order, skipping those
+	// another transaction holds, and returns the ones still eligible. A row
+	// returned by FOR UPDATE is its latest version, so two transactions can
+	// never both take an account's last slot. The eligibility check sits in
+	// the select list rather than the WHERE so that the planner probes the
+	// primary key instead of scanning the partial index.
+	accountLockFree = `
+SELECT id, email, max_jobs - running, mode = $2 AND ` + eligible + ` FROM accounts
+WHERE tenant_id = $1 AND id = ANY($4)
+ORDER BY id
+FOR UPDATE SKIP LOCKED`
+
+	// accountLockFreeByEmail is accountLockFree for pinned jobs' accounts.
+	accountLockFreeByEmail = `
+SELECT id, email, max_jobs - running, ` + eligible + ` FROM accounts
+WHERE tenant_id = $1 AND mode = $2 AND email = ANY($4)
+ORDER BY id
+FOR UPDATE SKIP LOCKED`
+)
+
+// FreeWindow returns up to n eligible accounts of the pool that follow a
+// random point on the rkey circle, continuing from its start when the end
+// is reached. A pool with fewer eligible accounts is read whole, so a
+// uniform pick among them is exactly uniform; in a larger one the window's
+// position depends on the gaps between keys, which is fair in the long run
+// since every account that takes a slot draws a fresh key (TakeSlots). The
+// cost is one or two index range reads whatever the pool size.
+func FreeWindow(ctx context.Context, db dbx.DBTX, scope tenant.Scope, now time.Time, n int) ([]int64, error) {
+	ids, err := collectIDs(db.Query(ctx, accountFreeFrom, scope.TenantID, scope.Mode, now, rand.Float64(), n))
+	if err != nil || len(ids) == n {
+		return ids, err
+	}
+	more, err := collectIDs(db.Query(ctx, accountFreeFrom, scope.TenantID, scope.Mode, now, 0.0, n-len(ids)))
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range more {
+		if !slices.Contains(ids, id) { // the wrap reached accounts already read
+			ids = append(ids, id)
+		}
+	}
+	return ids, nil
+}
+
+func collectIDs(rows pgx.Rows, err error) ([]int64, error) {
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[int64])
+}
+
+// LockFree locks those of ids that are not locked elsewhere, in id order,
+// and returns the ones still eligible with their free slots. It never
+// waits for a lock.
+func LockFree(ctx context.Context, db dbx.DBTX, scope tenant.Scope, now time.Time, ids []int64) ([]Free, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	return collectFree(db.Query(ctx, accountLockFree, scope.TenantID, scope.Mode, now, ids))
+}
+
+// LockFreeByEmail is LockFree for the accounts registered under emails.
+func LockFreeByEmail(ctx context.Context, db dbx.DBTX, scope tenant.Scope, now time.Time, emails []string) ([]Free, error) {
+	if len(emails) == 0 {
+		return nil, nil
+	}
+	return collectFree(db.Query(ctx, accountLockFreeByEmail, scope.TenantID, scope.Mode, now, emails))
+}
+
+func collectFree(rows pgx.Rows, err error) ([]Free, error) {
+	if err != nil {
+		return nil, err
+	}
+	var out []Free
+	var ok bool
+	var f Free
+	_, err = pgx.ForEachRow(rows, []any{&f.ID, &f.Email, &f.Slots, &ok}, func() error {
+		if ok && f.Slots > 0 {
+			out = append(out, f)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// accountTakeSlots takes n slots of each account and gives it a fresh
+// rkey, so that where it sat on the circle does not keep deciding its
+// chances.
+const accountTakeSlots = `
+UPDATE accounts a SET running = a.running + t.n, rkey = random()
+FROM unnest($2::bigint[], $3::integer[]) AS t (id, n)
+WHERE a.tenant_id = $1 AND a.id = t.id`
+
+// TakeSlots takes slots on accounts the caller locked with LockFree or
+// LockFreeByEmail: n[i] slots of ids[i].
+func TakeSlots(ctx context.Context, db dbx.DBTX, scope tenant.Scope, ids []int64, n []int32) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	_, err := db.Exec(ctx, accountTakeSlots, scope.TenantID, ids, n)
+	return err
+}
+
+// Release is n slots of one account to give back.
+type Release struct {
+	TenantID  int64
+	AccountID int64
+	N         int32
+}
+
+// accountReleaseSlots frees slots. The rows are locked in key order first,
+// so that two releasing transactions never wait on each other in a cycle.
+// A deleted account matches no row: there is nothing left to free.
+const accountReleaseSlots = `
+WITH r AS (
+	SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::integer[]) AS r (tenant_id, id, n)
+), locked AS (
+	SELECT a.tenant_id, a.id FROM accounts a JOIN r USING (tenant_id, id)
+	ORDER BY a.tenant_id, a.id
+	FOR UPDATE OF a
+)
+UPDATE accounts a SET running = a.running - r.n
+FROM r, locked
+WHERE a.tenant_id = r.tenant_id AND a.id = r.id AND locked.tenant_id = r.tenant_id AND locked.id = r.id`
+
+// ReleaseSlots frees slots. Callers run it only in the transaction that
+// moved the jobs holding them out of dispatching/running, so each slot is
+// freed exactly once.
+func ReleaseSlots(ctx context.Context, db dbx.DBTX, rs []Release) error {
+	if len(rs) == 0 {
+		return nil
+	}
+	merged := map[[2]int64]int32{}
+	for _, r := range rs {
+		merged[[2]int64{r.TenantID, r.AccountID}] += r.N
+	}
+	keys := make([][2]int64, 0, len(merged))
+	for k := range merged {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b [2]int64) int {
+		if a[0] != b[0] {
+			return cmpInt(a[0], b[0])
+		}
+		return cmpInt(a[1], b[1])
+	})
+	tenants, ids, ns := make([]int64, len(keys)), make([]int64, len(keys)), make([]int32, len(keys))
+	for i, k := range keys {
+		tenants[i], ids[i], ns[i] = k[0], k[1], merged[k]
+	}
+	_, err := db.Exec(ctx, accountReleaseSlots, tenants, ids, ns)
+	return err
+}
+
+func cmpInt(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+const accountQuarantine = `UPDATE accounts SET quarantined_until = $3 WHERE tenant_id = $1 AND id = $2`
+
+// Quarantine keeps an account out of placement until until.
+func Quarantine(ctx context.Context, db dbx.DBTX, scope tenant.Scope, id int64, until time.Time) error {
+	_, err := db.Exec(ctx, accountQuarantine, scope.TenantID, id, until)
+	return err
+}
+
+const accountExists = `SELECT EXISTS (SELECT 1 FROM accounts WHERE tenant_id = $1 AND mode = $2 AND email = $3)`
+
+// Exists reports whether an account is registered under email.
+func Exists(ctx context.Context, db dbx.DBTX, scope tenant.Scope, email string) (bool, error) {
+	var ok bool
+	err := db.QueryRow(ctx, accountExists, scope.TenantID, scope.Mode, email).Scan(&ok)
+	return ok, err
+}
+
+const accountAnyEnabled = `SELECT EXISTS (SELECT 1 FROM accounts WHERE tenant_id = $1 AND mode = $2 AND enabled)`
+
+// AnyEnabled reports whether the pool has an enabled account at all.
+func AnyEnabled(ctx context.Context, db dbx.DBTX, scope tenant.Scope) (bool, error) {
+	var ok bool
+	err := db.QueryRow(ctx, accountAnyEnabled, scope.TenantID, scope.Mode).Scan(&ok)
+	return ok, err
+}
+
+// Capacity is one eligible account's slots.
+type Capacity struct {
+	Email   string
+	MaxJobs int
+	Running int
+}
+
+const (
+	accountCapacity = `
+SELECT email, max_jobs, running FROM accounts
+WHERE tenant_id = $1 AND mode = $2 AND ` + usable + `
+ORDER BY email`
+
+	accountRunningSum = `SELECT coalesce(sum(running), 0) FROM accounts WHERE tenant_id = $1 AND mode = $2`
+)
+
+// Capacities lists the accounts that can take jobs now (whether or not a
+// slot is free) and how many jobs run on the pool in all.
+func Capacities(ctx context.Context, db dbx.DBTX, scope tenant.Scope, now time.Time) ([]Capacity, int, error) {
+	var running int
+	if err := db.QueryRow(ctx, accountRunningSum, scope.TenantID, scope.Mode).Scan(&running); err != nil {
+		return nil, 0, err
+	}
+	rows, err := db.Query(ctx, accountCapacity, scope.TenantID, scope.Mode, now)
+	if err != nil {
+		return nil, 0, err
+	}
+	caps, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Capacity, error) {
+		var c Capacity
+		err := r.Scan(&c.Email, &c.MaxJobs, &c.Running)
+		return c, err
+	})
+	return caps, running, err
+}
