@@ -70,10 +70,11 @@ type Patch struct {
 
 // Store keeps accounts in Postgres with their cookies sealed.
 type Store struct {
-	pool *pgxpool.Pool
-	box  *secret.Box
-	now  func() time.Time
-	life Lifecycle
+	pool  *pgxpool.Pool
+	box   *secret.Box
+	now   func() time.Time
+	life  Lifecycle
+	creds credCache
 }
 
 // Lifecycle holds the credential timings the account view reports.
@@ -91,7 +92,7 @@ var DefaultLifecycle = Lifecycle{RefreshLead: 10 * time.Minute, ExpiringWithin: 
 
 // NewStore returns a Store sealing cookies with box.
 func NewStore(pool *pgxpool.Pool, box *secret.Box, now func() time.Time) *Store {
-	return &Store{pool: pool, box: box, now: now, life: DefaultLifecycle}
+	return &Store{pool: pool, box: box, now: now, life: DefaultLifecycle, creds: credCache{}}
 }
 
 // WithLifecycle returns s reporting statuses and refresh times by l.

@@ -2,8 +2,10 @@ package accounts
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -42,7 +44,74 @@ func (s *Store) Credentials(ctx context.Context, scope tenant.Scope, id int64) (
 	if err != nil {
 		return provider.Account{}, errs.Internal(fmt.Errorf("open cookie of account %d: %w", id, err))
 	}
-	return provider.Account{Email: email, Cookie: string(plain)}, nil
+	acct := provider.Account{Email: email, Cookie: string(plain)}
+	s.creds.put(scope, id, sealedVersion(sealed), acct)
+	return acct, nil
+}
+
+// CredentialsAt is Credentials for a caller that read the account's
+// cookie version (Free.Version) in the transaction that placed a job on
+// it: while that version is the one last opened here, the cookie comes
+// from memory instead of a query. A refresh or re-registration seals the
+// cookie anew, which changes the version.
+func (s *Store) CredentialsAt(ctx context.Context, scope tenant.Scope, id int64, version string) (provider.Account, error) {
+	if acct, ok := s.creds.get(scope, id, version); ok {
+		return acct, nil
+	}
+	return s.Credentials(ctx, scope, id)
+}
+
+// sealedVersion is the hex of a sealed value's nonce, as Free.Version
+// reads it in SQL.
+func sealedVersion(sealed []byte) string {
+	if len(sealed) < 13 {
+		return ""
+	}
+	return hex.EncodeToString(sealed[1:13])
+}
+
+// credCache keeps opened cookies by account and version. It is bounded:
+// when full it starts over, which costs one query per account.
+type credCache struct {
+	mu sync.Mutex
+	m  map[credKey]credEntry
+}
+
+type credKey struct {
+	scope tenant.Scope
+	id    int64
+}
+
+type credEntry struct {
+	version string
+	acct    provider.Account
+}
+
+const credCacheMax = 20_000
+
+func (c *credCache) get(scope tenant.Scope, id int64, version string) (provider.Account, bool) {
+	if version == "" {
+		return provider.Account{}, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[credKey{scope, id}]
+	if !ok || e.version != version {
+		return provider.Account{}, false
+	}
+	return e.acct, true
+}
+
+func (c *credCache) put(scope tenant.Scope, id int64, version string, acct provider.Account) {
+	if version == "" {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= credCacheMax {
+		c.m = make(map[credKey]credEntry)
+	}
+	c.m[credKey{scope, id}] = credEntry{version, acct}
 }
 
 const accountMarkError = `

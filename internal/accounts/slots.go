@@ -66,6 +66,9 @@ type Free struct {
 	ID    int64
 	Email string
 	Slots int
+	// Version names the account's current sealed cookie (its nonce):
+	// CredentialsAt serves it from memory while it is current.
+	Version string
 }
 
 const (
@@ -84,14 +87,16 @@ LIMIT $5`
 	// the select list rather than the WHERE so that the planner probes the
 	// primary key instead of scanning the partial index.
 	accountLockFree = `
-SELECT id, email, max_jobs - running, mode = $2 AND ` + eligible + ` FROM accounts
+SELECT id, email, max_jobs - running, encode(substring(cookie FROM 2 FOR 12), 'hex'),
+	mode = $2 AND ` + eligible + ` FROM accounts
 WHERE tenant_id = $1 AND id = ANY($4)
 ORDER BY id
 FOR UPDATE SKIP LOCKED`
 
 	// accountLockFreeByEmail is accountLockFree for pinned jobs' accounts.
 	accountLockFreeByEmail = `
-SELECT id, email, max_jobs - running, ` + eligible + ` FROM accounts
+SELECT id, email, max_jobs - running, encode(substring(cookie FROM 2 FOR 12), 'hex'),
+	` + eligible + ` FROM accounts
 WHERE tenant_id = $1 AND mode = $2 AND email = ANY($4)
 ORDER BY id
 FOR UPDATE SKIP LOCKED`
@@ -153,7 +158,7 @@ func collectFree(rows pgx.Rows, err error) ([]Free, error) {
 	var out []Free
 	var ok bool
 	var f Free
-	_, err = pgx.ForEachRow(rows, []any{&f.ID, &f.Email, &f.Slots, &ok}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&f.ID, &f.Email, &f.Slots, &f.Version, &ok}, func() error {
 		if ok && f.Slots > 0 {
 			out = append(out, f)
 		}
@@ -168,7 +173,7 @@ func collectFree(rows pgx.Rows, err error) ([]Free, error) {
 const accountTakeSlots = `
 UPDATE accounts a SET running = a.running + t.n, rkey = random()
 FROM unnest($2::bigint[], $3::integer[]) AS t (id, n)
-WHERE a.tenant_id = $1 AND a.id = t.id`
+WHERE a.tenant_id = $1 AND a.id = ANY($2) AND a.id = t.id`
 
 // TakeSlots takes slots on accounts the caller locked with LockFree or
 // LockFreeByEmail: n[i] slots of ids[i].
@@ -195,12 +200,14 @@ WITH r AS (
 	SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::integer[]) AS r (tenant_id, id, n)
 ), locked AS (
 	SELECT a.tenant_id, a.id FROM accounts a JOIN r USING (tenant_id, id)
+	WHERE a.id = ANY($2)
 	ORDER BY a.tenant_id, a.id
 	FOR UPDATE OF a
 )
 UPDATE accounts a SET running = a.running - r.n
 FROM r, locked
-WHERE a.tenant_id = r.tenant_id AND a.id = r.id AND locked.tenant_id = r.tenant_id AND locked.id = r.id`
+WHERE a.id = ANY($2) AND a.tenant_id = r.tenant_id AND a.id = r.id
+	AND locked.tenant_id = r.tenant_id AND locked.id = r.id`
 
 // ReleaseSlots frees slots. Callers run it only in the transaction that
 // moved the jobs holding them out of dispatching/running, so each slot is

@@ -108,7 +108,7 @@ const (
 	jobsMarkRunning = `
 UPDATE jobs j SET state = 'running', upstream_id = x.upstream_id
 FROM unnest($1::bigint[], $2::text[], $3::text[]) AS x (tenant_id, id, upstream_id)
-WHERE j.tenant_id = x.tenant_id AND j.id = x.id
+WHERE j.tenant_id = x.tenant_id AND j.id = ANY($2) AND j.id = x.id
 	AND j.state IN ('dispatching', 'running') AND j.lease_owner = $4
 RETURNING j.id, j.cancel_requested`
 
@@ -120,7 +120,7 @@ UPDATE jobs j SET state = x.state, result = x.result, error_code = x.error_code,
 	finished_at = $8, lease_owner = NULL, lease_expires_at = NULL
 FROM unnest($1::bigint[], $2::text[], $3::text[], $4::jsonb[], $5::text[], $6::text[], $7::text[])
 	AS x (tenant_id, id, state, result, error_code, error_message, upstream_id)
-WHERE j.tenant_id = x.tenant_id AND j.id = x.id
+WHERE j.tenant_id = x.tenant_id AND j.id = ANY($2) AND j.id = x.id
 	AND j.state IN ('dispatching', 'running') AND j.lease_owner = $9
 RETURNING ` + jobColumnsJ
 )
@@ -234,7 +234,7 @@ UPDATE jobs j SET state = x.state, result = x.result, error_code = x.error_code,
 	finished_at = $8, lease_owner = NULL, lease_expires_at = NULL
 FROM unnest($1::bigint[], $2::text[], $3::text[], $4::jsonb[], $5::text[], $6::text[], $7::text[])
 	AS x (tenant_id, id, state, result, error_code, error_message, upstream_id)
-WHERE j.tenant_id = x.tenant_id AND j.id = x.id AND j.state IN ('dispatching', 'running')
+WHERE j.tenant_id = x.tenant_id AND j.id = ANY($2) AND j.id = x.id AND j.state IN ('dispatching', 'running')
 RETURNING ` + jobColumnsJ
 
 // releaseSlots frees the slots of jobs the caller's statement just moved

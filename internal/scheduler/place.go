@@ -302,11 +302,14 @@ func (s *Scheduler) placeUnpinned(ctx context.Context, tx pgx.Tx, pool tenant.Sc
 	return out, nil
 }
 
+// Statements that join a batch through unnest also say "id = ANY(…)":
+// it lets the planner probe the primary key even before the table has
+// statistics, instead of scanning the tenant's rows for a hash join.
 const jobDispatch = `
 UPDATE jobs j SET state = 'dispatching', account_id = x.account_id, account_email = x.email,
 	attempt = j.attempt + 1, lease_owner = $3, lease_expires_at = $4, started_at = $5, upstream_id = NULL
 FROM unnest($2::text[], $6::bigint[], $7::text[]) AS x (id, account_id, email)
-WHERE j.tenant_id = $1 AND j.id = x.id
+WHERE j.tenant_id = $1 AND j.id = ANY($2) AND j.id = x.id
 RETURNING ` + executionColumnsJ
 
 // dispatch hands the placed jobs to this replica under a lease.
@@ -324,5 +327,11 @@ func (s *Scheduler) dispatch(ctx context.Context, tx pgx.Tx, pool tenant.Scope, 
 	if err != nil {
 		return nil, err
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (*execution, error) { return scanExecution(r) })
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (*execution, error) {
+		e, err := scanExecution(r)
+		if err == nil {
+			e.credVersion = sl.free[e.accountID].Version
+		}
+		return e, err
+	})
 }

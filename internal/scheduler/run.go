@@ -41,6 +41,7 @@ type execution struct {
 	cancelRequested bool
 	createdAt       time.Time
 	acct            provider.Account
+	credVersion     string // the account's cookie version at placement ("" unknown)
 }
 
 func scanExecution(row pgx.Row) (*execution, error) {
@@ -83,7 +84,7 @@ func (s *Scheduler) follow(e *execution, start func(context.Context, *execution)
 // credentials loads the account's cookie; false means the job was settled
 // or handed off instead.
 func (s *Scheduler) credentials(ctx context.Context, e *execution) bool {
-	acct, err := s.cfg.Accounts.Credentials(ctx, e.scope, e.accountID)
+	acct, err := s.cfg.Accounts.CredentialsAt(ctx, e.scope, e.accountID, e.credVersion)
 	if errors.Is(err, accounts.ErrGone) {
 		s.finish(e, outcome{state: StateFailed, code: CodeAccountDeleted,
 			message: "the account this job ran on was deleted"})

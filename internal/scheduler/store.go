@@ -238,12 +238,12 @@ func (s *Scheduler) insertJobs(ctx context.Context, tx pgx.Tx, scope tenant.Scop
 	}
 	n := len(admitted)
 	var (
-		idv, types          = make([]string, n), make([]string, n)
-		params              = make([]json.RawMessage, n)
-		prios, maxAttempts  = make([]int32, n), make([]int32, n)
-		pinned, urls, refs  = make([]*string, n), make([]*string, n), make([]*string, n)
-		deadlines           = make([]time.Time, n)
-		byID                = make(map[string]int, n)
+		idv, types         = make([]string, n), make([]string, n)
+		params             = make([]json.RawMessage, n)
+		prios, maxAttempts = make([]int32, n), make([]int32, n)
+		pinned, urls, refs = make([]*string, n), make([]*string, n), make([]*string, n)
+		deadlines          = make([]time.Time, n)
+		byID               = make(map[string]int, n)
 	)
 	for k, i := range admitted {
 		nj := njs[i]
