@@ -50,6 +50,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	}
 	accountStore := accounts.NewStore(pool, box, time.Now).WithLifecycle(accounts.Lifecycle{
 		RefreshLead: cfg.RefreshLead, ExpiringWithin: cfg.AlertThresholds[0].Before,
+	}).WithHooks(accounts.Hooks{
+		OnRegister: []accounts.RegisterHook{scheduler.AdoptJobs, alerts.ResolveAccount},
 	})
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

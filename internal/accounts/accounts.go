@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/poolgate/poolgate/internal/cookies"
+	"github.com/poolgate/poolgate/internal/dbx"
 	"github.com/poolgate/poolgate/internal/errs"
 	"github.com/poolgate/poolgate/internal/secret"
 	"github.com/poolgate/poolgate/internal/tenant"
@@ -75,6 +76,7 @@ type Store struct {
 	now   func() time.Time
 	life  Lifecycle
 	creds credCache
+	hooks Hooks
 }
 
 // Lifecycle holds the credential timings the account view reports.
@@ -147,14 +149,14 @@ func (s *Store) Register(ctx context.Context, scope tenant.Scope, r Registration
 		if a, err = s.scanAccount(row, scope); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, alertsResolve, scope.TenantID, a.ID, now); err != nil {
-			return err
+		for _, hook := range s.hooks.OnRegister {
+			if err := hook(ctx, tx, scope, a.ID, email, now); err != nil {
+				return err
+			}
 		}
-		var adopted int
-		if err := tx.QueryRow(ctx, accountAdoptJobs, scope.TenantID, scope.Mode, a.ID, email).Scan(&adopted); err != nil {
-			return err
+		if len(s.hooks.OnRegister) > 0 { // a hook may have adopted running jobs
+			return tx.QueryRow(ctx, accountRunning, scope.TenantID, a.ID).Scan(&a.Running)
 		}
-		a.Running += adopted
 		return nil
 	})
 	if err != nil {
@@ -163,24 +165,35 @@ func (s *Store) Register(ctx context.Context, scope tenant.Scope, r Registration
 	return a, nil
 }
 
-// accountAdoptJobs hands jobs still running under this email on a deleted
-// account row to the new row, with their slots: the upstream account is the
-// same, so its maxJobs must count them, and their ends must free these slots.
-const accountAdoptJobs = `
-WITH moved AS (
-	UPDATE jobs SET account_id = $3
-	WHERE tenant_id = $1 AND mode = $2 AND account_email = $4
-		AND state IN ('dispatching', 'running') AND account_id <> $3
-	RETURNING 1
-), counted AS (
-	UPDATE accounts SET running = running + (SELECT count(*) FROM moved)
-	WHERE tenant_id = $1 AND id = $3
-)
-SELECT count(*) FROM moved`
+const accountRunning = `SELECT running FROM accounts WHERE tenant_id = $1 AND id = $2`
 
-// alertsResolve closes an account's open alerts: fresh cookies answer every
-// expiry and error alert about the old ones.
-const alertsResolve = `UPDATE alerts SET resolved_at = $3 WHERE tenant_id = $1 AND account_id = $2 AND resolved_at IS NULL`
+// RegisterHook runs in the transaction that registers (or re-registers)
+// account id under email: other domains' effects of fresh cookies, wired
+// in main (the scheduler adopts jobs still running under the email, alerts
+// about the old cookies are resolved).
+type RegisterHook func(ctx context.Context, tx pgx.Tx, scope tenant.Scope, id int64, email string, now time.Time) error
+
+// Hooks are the cross-domain effects of account changes.
+type Hooks struct {
+	OnRegister []RegisterHook
+}
+
+// WithHooks returns s running h.
+func (s *Store) WithHooks(h Hooks) *Store {
+	s.hooks = h
+	return s
+}
+
+// AddRunning counts n more jobs on account id: jobs adopted from a deleted
+// row of the same upstream account, which its maxJobs must count and
+// whose ends free these slots.
+func AddRunning(ctx context.Context, db dbx.DBTX, scope tenant.Scope, id int64, n int) error {
+	if n == 0 {
+		return nil
+	}
+	_, err := db.Exec(ctx, `UPDATE accounts SET running = running + $3 WHERE tenant_id = $1 AND id = $2`, scope.TenantID, id, n)
+	return err
+}
 
 // accountEmail decides which email an account is registered under: the
 // token's own claim wins, and a body email that contradicts it is refused

@@ -38,7 +38,9 @@ func newWorld(t *testing.T) *world {
 	if err := pool.QueryRow(context.Background(), `INSERT INTO tenants (name) VALUES ('acme') RETURNING id`).Scan(&id); err != nil {
 		t.Fatal(err)
 	}
-	w := &world{pool: pool, accounts: accounts.NewStore(pool, box, time.Now), scope: tenant.Scope{TenantID: id, Mode: tenant.Live}}
+	w := &world{pool: pool, accounts: accounts.NewStore(pool, box, time.Now).WithHooks(accounts.Hooks{
+		OnRegister: []accounts.RegisterHook{alerts.ResolveAccount},
+	}), scope: tenant.Scope{TenantID: id, Mode: tenant.Live}}
 	w.clock.Store(time.Now().UnixNano())
 	return w
 }

@@ -196,3 +196,13 @@ func (s *Store) Destination(ctx context.Context, scope tenant.Scope) (*Destinati
 	}
 	return &d, nil
 }
+
+// alertsResolveAccount closes an account's open alerts.
+const alertsResolveAccount = `UPDATE alerts SET resolved_at = $3 WHERE tenant_id = $1 AND account_id = $2 AND resolved_at IS NULL`
+
+// ResolveAccount is an accounts.RegisterHook: fresh cookies answer every
+// expiry and error alert about the old ones.
+func ResolveAccount(ctx context.Context, tx pgx.Tx, scope tenant.Scope, id int64, _ string, now time.Time) error {
+	_, err := tx.Exec(ctx, alertsResolveAccount, scope.TenantID, id, now)
+	return err
+}

@@ -71,7 +71,9 @@ func setup(t *testing.T) *env {
 // addServer starts another replica on the same database.
 func (e *env) addServer() string {
 	logger := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	accountStore := accounts.NewStore(e.pool, e.box, time.Now)
+	accountStore := accounts.NewStore(e.pool, e.box, time.Now).WithHooks(accounts.Hooks{
+		OnRegister: []accounts.RegisterHook{scheduler.AdoptJobs, alerts.ResolveAccount},
+	})
 	sched := scheduler.New(scheduler.Config{
 		Pool: e.pool, Accounts: accountStore, Provider: ltxstudio.New(e.simURL, nil), Logger: logger,
 		LeaseTTL: 3 * time.Second, PollInterval: 20 * time.Millisecond, WakeInterval: 200 * time.Millisecond,

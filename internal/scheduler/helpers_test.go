@@ -41,6 +41,9 @@ type world struct {
 	maxJobs  map[string]int
 }
 
+// adoptJobs wires what serve wires for the scheduler on registration.
+var adoptJobs = accounts.Hooks{OnRegister: []accounts.RegisterHook{scheduler.AdoptJobs}}
+
 func newWorld(t *testing.T, cfg sim.Config) *world {
 	t.Helper()
 	pool := pgtest.New(t)
@@ -50,7 +53,7 @@ func newWorld(t *testing.T, cfg sim.Config) *world {
 	s := sim.New(cfg, nil)
 	srv := httptest.NewServer(s)
 	t.Cleanup(srv.Close)
-	w := &world{t: t, pool: pool, sim: s, simURL: srv.URL, accounts: accounts.NewStore(pool, box, time.Now),
+	w := &world{t: t, pool: pool, sim: s, simURL: srv.URL, accounts: accounts.NewStore(pool, box, time.Now).WithHooks(adoptJobs),
 		box: box, maxJobs: map[string]int{}}
 	w.scope = w.tenant("acme", tenant.Live)
 	return w
@@ -156,7 +159,38 @@ func (w *world) checkInvariants() sim.Stats {
 	if leaked > 0 {
 		w.t.Errorf("%d accounts' running counts differ from their jobs in flight", leaked)
 	}
+	w.checkQueueDepth()
 	return st
+}
+
+// checkQueueDepth compares the O(1) queue depth counters admission reads
+// with the queued jobs they stand for, pool by pool.
+func (w *world) checkQueueDepth() {
+	w.t.Helper()
+	rows, err := w.pool.Query(context.Background(), `
+		WITH counted AS (
+			SELECT tenant_id, mode, count(*) AS n FROM jobs WHERE state = 'queued' GROUP BY 1, 2
+		), kept AS (
+			SELECT tenant_id, mode, sum(CASE side WHEN 'in' THEN n ELSE -n END) AS n FROM queue_depth GROUP BY 1, 2
+		)
+		SELECT coalesce(c.tenant_id, k.tenant_id), coalesce(c.mode, k.mode), coalesce(c.n, 0), coalesce(k.n, 0)
+		FROM counted c FULL JOIN kept k USING (tenant_id, mode)
+		WHERE coalesce(c.n, 0) <> coalesce(k.n, 0)`)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			tenantID      int64
+			mode          string
+			counted, kept int64
+		)
+		if err := rows.Scan(&tenantID, &mode, &counted, &kept); err != nil {
+			w.t.Fatal(err)
+		}
+		w.t.Errorf("tenant %d %s: %d jobs queued, but the queue depth counter says %d", tenantID, mode, counted, kept)
+	}
 }
 
 func testLogger(t *testing.T) *slog.Logger {

@@ -45,7 +45,7 @@ func TestCrashedReplicaIsRescued(t *testing.T) {
 		return forward()
 	}
 	cfg := w.replicaConfig()
-	cfg.Pool, cfg.Accounts, cfg.Provider = pool, accounts.NewStore(pool, w.box, time.Now), p
+	cfg.Pool, cfg.Accounts, cfg.Provider = pool, accounts.NewStore(pool, w.box, time.Now).WithHooks(adoptJobs), p
 	cfg.Owner, cfg.LeaseTTL = "doomed", time.Second
 	doomed := w.start(cfg)
 

@@ -355,3 +355,22 @@ func asDomain(err error) error {
 	}
 	return errs.Unavailable(err)
 }
+
+// jobsAdopt hands jobs still running under this email on a deleted account
+// row to the new row.
+const jobsAdopt = `
+UPDATE jobs SET account_id = $3
+WHERE tenant_id = $1 AND mode = $2 AND account_email = $4
+	AND state IN ('dispatching', 'running') AND account_id <> $3`
+
+// AdoptJobs is an accounts.RegisterHook: jobs still running under the
+// email on a deleted account row move to the registered row, with their
+// slots, since the upstream account is the same: its maxJobs must count
+// them, and their ends must free these slots.
+func AdoptJobs(ctx context.Context, tx pgx.Tx, scope tenant.Scope, id int64, email string, _ time.Time) error {
+	tag, err := tx.Exec(ctx, jobsAdopt, scope.TenantID, scope.Mode, id, email)
+	if err != nil {
+		return err
+	}
+	return accounts.AddRunning(ctx, tx, scope, id, int(tag.RowsAffected()))
+}
