@@ -265,6 +265,25 @@ func Exists(ctx context.Context, db dbx.DBTX, scope tenant.Scope, email string) 
 	return ok, err
 }
 
+const accountEmailsExisting = `SELECT email FROM accounts WHERE tenant_id = $1 AND mode = $2 AND email = ANY($3)`
+
+// ExistingEmails returns which of emails are registered.
+func ExistingEmails(ctx context.Context, db dbx.DBTX, scope tenant.Scope, emails []string) (map[string]bool, error) {
+	out := map[string]bool{}
+	if len(emails) == 0 {
+		return out, nil
+	}
+	rows, err := db.Query(ctx, accountEmailsExisting, scope.TenantID, scope.Mode, emails)
+	if err != nil {
+		return nil, err
+	}
+	found, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	for _, e := range found {
+		out[e] = true
+	}
+	return out, err
+}
+
 const accountAnyEnabled = `SELECT EXISTS (SELECT 1 FROM accounts WHERE tenant_id = $1 AND mode = $2 AND enabled)`
 
 // AnyEnabled reports whether the pool has an enabled account at all.

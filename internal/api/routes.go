@@ -40,6 +40,7 @@ func (s *Server) routes() []route {
 		{http.MethodPost, "/v1/keys/:id/roll", auth.ScopeKeysAdmin, s.rollKey},
 
 		{http.MethodPost, "/v1/jobs", auth.ScopeJobsWrite, s.createJob},
+		{http.MethodPost, "/v1/jobs/batch", auth.ScopeJobsWrite, s.createJobs},
 		{http.MethodPost, "/v1/videos/create", auth.ScopeJobsWrite, s.createVideo},
 		{http.MethodPost, "/v1/images/create", auth.ScopeJobsWrite, s.createImage},
 		{http.MethodGet, "/v1/jobs", auth.ScopeJobsRead, s.listJobs},
