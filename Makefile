@@ -13,6 +13,7 @@ run: build
 	@scripts/run.sh
 
 test:
+	@scripts/test-deps.sh
 	@url="$$(scripts/pg.sh url-test)" || { echo "make test: no PostgreSQL could be reached or started (see above)" >&2; exit 1; }; \
 	set -e; \
 	$(GO) vet ./...; \

@@ -21,6 +21,9 @@ import (
 // this package sees it whole; components get the fields they need.
 type config struct {
 	DatabaseURL     string
+	// DatabaseListenURL is a direct connection (never through PgBouncer in
+	// transaction mode) for LISTEN and the migrations' session lock.
+	DatabaseListenURL string
 	Addr            string
 	SecretKey       []byte
 	LogLevel        slog.Level
@@ -94,6 +97,12 @@ func databaseURL(getenv func(string) string) (string, error) {
 	return u, nil
 }
 
+// listenURL is DATABASE_LISTEN_URL, a direct connection for LISTEN and
+// migrations, which defaults to url.
+func listenURL(getenv func(string) string, url string) string {
+	return env(getenv).get("DATABASE_LISTEN_URL", url)
+}
+
 func loadConfig(getenv func(string) string) (config, error) {
 	e := env(getenv)
 	var problems []error
@@ -141,6 +150,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if c.DatabaseURL, err = databaseURL(getenv); err != nil {
 		problems = append(problems, err)
 	}
+	c.DatabaseListenURL = listenURL(getenv, c.DatabaseURL)
 	if err := c.LogLevel.UnmarshalText([]byte(e.get("POOLGATE_LOG_LEVEL", "info"))); err != nil {
 		problems = append(problems, fmt.Errorf("POOLGATE_LOG_LEVEL must be debug, info, warn or error"))
 	}

@@ -36,7 +36,7 @@ func keys(ctx context.Context, args []string, getenv func(string) string, stdout
 	if err != nil {
 		return err
 	}
-	pool, err := openDB(ctx, url, newLogger(stderr, slog.LevelWarn))
+	pool, err := openDB(ctx, url, listenURL(getenv, url), newLogger(stderr, slog.LevelWarn))
 	if err != nil {
 		return err
 	}

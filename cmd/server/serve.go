@@ -21,6 +21,7 @@ import (
 	"github.com/poolgate/poolgate/internal/api"
 	"github.com/poolgate/poolgate/internal/auth"
 	"github.com/poolgate/poolgate/internal/provider/ltxstudio"
+	"github.com/poolgate/poolgate/internal/pubsub"
 	"github.com/poolgate/poolgate/internal/scheduler"
 	"github.com/poolgate/poolgate/internal/secret"
 	"github.com/poolgate/poolgate/internal/webhooks"
@@ -38,7 +39,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	}
 	logger := newLogger(stderr, cfg.LogLevel)
 
-	pool, err := openDB(ctx, cfg.DatabaseURL, logger)
+	pool, err := openDB(ctx, cfg.DatabaseURL, cfg.DatabaseListenURL, logger)
 	if err != nil {
 		return err
 	}
@@ -62,7 +63,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		Pool: pool, Secrets: webhooks.NewSecrets(pool, box), Logger: logger,
 		AllowPrivate: cfg.WebhookAllowPrivate, OnResult: deliveries.observe,
 	})
+	// One LISTEN connection for the replica, on a direct connection.
+	listener := pubsub.New(pubsub.Dial(cfg.DatabaseListenURL, "poolgate-listener"), logger)
 	sched := scheduler.New(scheduler.Config{
+		Listener: listener,
 		Pool: pool, Accounts: accountStore, Provider: upstream, Logger: logger,
 		Metrics: scheduler.NewMetrics(registry, pool), Owner: cfg.ReplicaID,
 		LeaseTTL: cfg.LeaseTTL, PollInterval: cfg.PollInterval, Quarantine: cfg.Quarantine,
@@ -72,6 +76,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	// keys
 	keyStore := auth.NewStore(pool, time.Now)
 	keyCache := auth.NewCache(keyStore, logger, cfg.KeyCacheTTL)
+	keyCache.Listen(listener)
 	keyUsage := auth.NewUsage(pool, logger, time.Now, cfg.KeyUsageFlushEvery)
 
 	credMetrics := newCredentialMetrics(registry, pool)
@@ -114,6 +119,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	logger.Info("listening", "addr", ln.Addr().String(), "upstream", cfg.UpstreamURL)
+	listener.Start(ctx)
 	sched.Start(ctx)
 	deliverer.Start(ctx)
 	refresher.Start(ctx)
@@ -145,6 +151,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	deliverer.Stop()
 	keyUsage.Stop() // writes the last usage counts
 	keyCache.Stop()
+	listener.Stop(context.WithoutCancel(ctx))
 	if shutdownErr != nil {
 		return fmt.Errorf("shutdown: %w", shutdownErr)
 	}
@@ -195,7 +202,9 @@ func (m deliveryMetrics) observe(outcome string) { m.c.WithLabelValues(outcome).
 
 // openDB connects and brings the schema up to date; it refuses a schema
 // newer than this binary knows, since it could misread its tables.
-func openDB(ctx context.Context, url string, logger *slog.Logger) (*pgxpool.Pool, error) {
+// Migrations hold a session lock, so they run on directURL, which is url
+// unless queries go through a pooler in transaction mode.
+func openDB(ctx context.Context, url, directURL string, logger *slog.Logger) (*pgxpool.Pool, error) {
 	pool, err := pgxpool.New(ctx, url)
 	if err != nil {
 		return nil, fmt.Errorf("DATABASE_URL: %w", err)
@@ -206,7 +215,15 @@ func openDB(ctx context.Context, url string, logger *slog.Logger) (*pgxpool.Pool
 		pool.Close()
 		return nil, fmt.Errorf("database unreachable: %w", err)
 	}
-	n, err := migrations.Apply(ctx, pool)
+	direct := pool
+	if directURL != url {
+		if direct, err = pgxpool.New(ctx, directURL); err != nil {
+			pool.Close()
+			return nil, fmt.Errorf("DATABASE_LISTEN_URL: %w", err)
+		}
+		defer direct.Close()
+	}
+	n, err := migrations.Apply(ctx, direct)
 	if err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("migrate: %w", err)
@@ -221,7 +238,7 @@ func migrate(ctx context.Context, getenv func(string) string, stdout, stderr io.
 	if err != nil {
 		return err
 	}
-	pool, err := openDB(ctx, url, newLogger(stderr, slog.LevelWarn))
+	pool, err := openDB(ctx, url, listenURL(getenv, url), newLogger(stderr, slog.LevelWarn))
 	if err != nil {
 		return err
 	}

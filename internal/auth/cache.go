@@ -2,14 +2,12 @@ package auth
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/poolgate/poolgate/internal/pubsub"
 )
 
 // Cache verifies keys like Store.Verify, but remembers what it read for a
@@ -37,8 +35,8 @@ type Cache struct {
 	listening                                           atomic.Bool
 	hits, misses, evictions, disconnects, notifications atomic.Uint64
 
-	cancel context.CancelFunc
-	done   chan struct{}
+	shared bool             // revocations arrive through the replica's listener
+	own    *pubsub.Listener // else through this one
 }
 
 type cacheEntry struct {
@@ -49,11 +47,6 @@ type cacheEntry struct {
 const (
 	// maxCacheEntries bounds memory; past it, new keys are verified uncached.
 	maxCacheEntries = 100_000
-	// listenCheck is how often an idle listener proves its connection
-	// alive, and how long it waits for the answer: a silently dead
-	// connection stops caching within twice this.
-	listenCheck = time.Second
-	maxBackoff  = 5 * time.Second
 )
 
 // ListenerApplicationName names the listener's connection in
@@ -148,93 +141,45 @@ func (c *Cache) setListening(on bool) {
 	}
 }
 
-// Start begins listening for revocations in the background; caching starts
-// once the listener is connected. It returns at once.
+// Listen makes the cache follow revocations through l, the replica's
+// shared listener (call before l starts). A cache that is not given one
+// opens its own connection in Start.
+func (c *Cache) Listen(l *pubsub.Listener) {
+	c.shared = true
+	l.Subscribe(KeysChannel, pubsub.Subscriber{Notify: c.notified, State: c.stateChanged})
+}
+
+func (c *Cache) notified(id string) {
+	c.notifications.Add(1)
+	c.evict(id)
+}
+
+func (c *Cache) stateChanged(up bool) {
+	if !up && c.listening.Load() {
+		c.disconnects.Add(1)
+		c.logger.Warn("api key cache: not listening for revocations; verifying every request against the database")
+	}
+	c.setListening(up)
+}
+
+// Start begins caching once revocations are listened to: through the
+// shared listener given to Listen, or else a connection of its own. It
+// returns at once.
 func (c *Cache) Start(ctx context.Context) error {
-	if c.ttl <= 0 {
+	if c.ttl <= 0 || c.shared {
 		return nil
 	}
-	ctx, c.cancel = context.WithCancel(ctx)
-	c.done = make(chan struct{})
-	go c.listen(ctx)
-	return nil
+	c.own = pubsub.New(pubsub.Dial(c.store.pool.Config().ConnString(), ListenerApplicationName), c.logger)
+	c.own.Subscribe(KeysChannel, pubsub.Subscriber{Notify: c.notified, State: c.stateChanged})
+	return c.own.Start(ctx)
 }
 
-// Stop ends listening and waits for it; the cache stops caching.
+// Stop ends its own listening, if it has one; the cache stops caching.
 func (c *Cache) Stop() {
-	if c.cancel == nil {
-		return
+	if c.own != nil {
+		c.own.Stop(context.Background())
 	}
-	c.cancel()
-	<-c.done
-}
-
-// listen keeps a LISTEN connection up, reconnecting with backoff.
-func (c *Cache) listen(ctx context.Context) {
-	defer close(c.done)
-	backoff := 100 * time.Millisecond
-	for {
-		up, err := c.listenOnce(ctx)
-		c.setListening(false)
-		if ctx.Err() != nil {
-			return
-		}
-		c.disconnects.Add(1)
-		if up {
-			backoff = 100 * time.Millisecond
-		}
-		c.logger.Warn("api key cache: not listening for revocations; verifying every request against the database",
-			"err", err, "retry_in", backoff.String())
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, maxBackoff)
-	}
-}
-
-// listenOnce connects, listens and evicts until the connection fails; up
-// says whether it got as far as listening.
-func (c *Cache) listenOnce(ctx context.Context) (up bool, err error) {
-	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	cfg := c.store.pool.Config().ConnConfig
-	cfg.RuntimeParams["application_name"] = ListenerApplicationName
-	conn, err := pgx.ConnectConfig(cctx, cfg)
-	cancel()
-	if err != nil {
-		return false, fmt.Errorf("connect: %w", err)
-	}
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-		conn.Close(cctx)
-		cancel()
-	}()
-	if _, err := conn.Exec(ctx, "LISTEN "+KeysChannel); err != nil {
-		return false, fmt.Errorf("listen: %w", err)
-	}
-	c.setListening(true)
-	for {
-		wctx, cancel := context.WithTimeout(ctx, listenCheck)
-		n, err := conn.WaitForNotification(wctx)
-		cancel()
-		switch {
-		case err == nil:
-			c.notifications.Add(1)
-			c.evict(n.Payload)
-		case ctx.Err() != nil:
-			return true, ctx.Err()
-		case pgconn.Timeout(err):
-			pctx, cancel := context.WithTimeout(ctx, listenCheck)
-			err := conn.Ping(pctx)
-			cancel()
-			if err != nil {
-				return true, fmt.Errorf("ping: %w", err)
-			}
-		default:
-			return true, fmt.Errorf("wait for notification: %w", err)
-		}
-	}
+	c.setListening(false)
 }
 
 // CacheStats are counters for metrics.

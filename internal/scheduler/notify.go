@@ -6,7 +6,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/poolgate/poolgate/internal/backoff"
+	"github.com/poolgate/poolgate/internal/pubsub"
 )
 
 // Notification channels. channelWork says jobs were queued (the dispatchers
@@ -17,52 +17,23 @@ const (
 	channelDone = "poolgate_job_done"
 )
 
-// listen holds one connection in LISTEN mode and turns notifications into
-// wake-ups, reconnecting after failures. Losing it costs latency only: the
-// dispatcher also polls every WakeInterval and waiters re-read every 5s.
-func (s *Scheduler) listen(ctx context.Context) {
-	for attempt := 0; ctx.Err() == nil; attempt++ {
-		up, err := s.listenOnce(ctx)
-		if ctx.Err() != nil {
-			return
-		}
-		if up {
-			attempt = 0
-		}
-		wait := backoff.Exp(attempt, 100*time.Millisecond, 5*time.Second)
-		s.log.Warn("notification listener lost its connection; reconnecting", "err", err, "in", wait.String())
-		if !sleep(ctx, wait) {
-			return
-		}
-	}
-}
-
-func (s *Scheduler) listenOnce(ctx context.Context) (up bool, err error) {
-	conn, err := s.cfg.Listen(ctx)
-	if err != nil {
-		return false, err
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	for _, ch := range []string{channelWork, channelDone} {
-		if _, err := conn.Exec(ctx, "LISTEN "+ch); err != nil {
-			return false, err
-		}
-	}
-	s.Wake() // anything sent while we were not listening
-	for {
-		n, err := conn.WaitForNotification(ctx)
-		if err != nil {
-			return true, err
-		}
-		switch n.Channel {
-		case channelWork:
-			s.Wake()
-		case channelDone:
-			for id := range strings.SplitSeq(n.Payload, ",") {
-				s.waiters.notify(id)
+// subscribe follows the other replicas' notifications on l. Losing the
+// connection costs latency only: the dispatcher also polls every
+// WakeInterval and long-polls re-read every 5s.
+func (s *Scheduler) subscribe(l *pubsub.Listener) {
+	l.Subscribe(channelWork, pubsub.Subscriber{
+		Notify: func(string) { s.Wake() },
+		State: func(up bool) {
+			if up {
+				s.Wake() // anything sent while we were not listening
 			}
+		},
+	})
+	l.Subscribe(channelDone, pubsub.Subscriber{Notify: func(ids string) {
+		for id := range strings.SplitSeq(ids, ",") {
+			s.waiters.notify(id)
 		}
-	}
+	}})
 }
 
 // signals coalesces the notifications other replicas need: at most one

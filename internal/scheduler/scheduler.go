@@ -27,6 +27,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/poolgate/poolgate/internal/accounts"
+	"github.com/poolgate/poolgate/internal/pubsub"
 	"github.com/poolgate/poolgate/internal/provider"
 )
 
@@ -68,9 +69,13 @@ type Config struct {
 	// OnFinish, if set, runs inside the transaction that ends jobs (the
 	// webhook outbox hooks in here).
 	OnFinish FinishHook
-	// Listen opens the connection notifications arrive on. It must be a
-	// direct connection (not through PgBouncer in transaction mode); nil
-	// takes one out of Pool for good.
+	// Listener is the replica's shared notification connection; the
+	// scheduler subscribes to it in New, and the caller starts it. If nil,
+	// the scheduler runs its own, opened with Listen.
+	Listener *pubsub.Listener
+	// Listen opens the connection notifications arrive on when Listener
+	// is nil. It must be a direct connection (not through PgBouncer in
+	// transaction mode); nil takes one out of Pool for good.
 	Listen func(ctx context.Context) (*pgx.Conn, error)
 	// NotifyInterval is how often at most this replica notifies the others
 	// (default 10ms): wake-ups are coalesced to one per interval.
@@ -132,6 +137,8 @@ type Scheduler struct {
 	signals *signals
 	insert  *inserter
 
+	ownListener *pubsub.Listener // the listener this scheduler started, if any
+
 	mu        sync.Mutex
 	inflight  map[string]*execution // by job id: jobs this replica follows
 	cancel    context.CancelFunc    // stops the loops
@@ -157,6 +164,11 @@ func New(cfg Config) *Scheduler {
 		wake:     make(chan struct{}, 1),
 		inflight: make(map[string]*execution),
 	}
+	if s.cfg.Listener == nil {
+		s.ownListener = pubsub.New(s.cfg.Listen, s.log)
+		s.cfg.Listener = s.ownListener
+	}
+	s.subscribe(s.cfg.Listener)
 	s.done = newCompleter(s)
 	s.signals = newSignals(s, cfg.NotifyInterval)
 	s.insert = newInserter(s)
@@ -189,7 +201,9 @@ func (s *Scheduler) Start(ctx context.Context) {
 	tailCtx, stopTail := context.WithCancel(context.WithoutCancel(ctx))
 	s.stopTail = stopTail
 	go func() { defer s.tail.Done(); s.signals.run(tailCtx) }()
-	s.goLoop(func() { s.listen(loopCtx) })
+	if s.ownListener != nil {
+		s.ownListener.Start(ctx)
+	}
 	if s.cfg.DispatchOff {
 		return
 	}
@@ -241,6 +255,9 @@ func (s *Scheduler) Stop(grace time.Duration) {
 	s.insert.stop()
 	s.stopTail()
 	s.tail.Wait()
+	if s.ownListener != nil {
+		s.ownListener.Stop(context.Background())
+	}
 }
 
 // Wake nudges the dispatcher to look at the queue now.
