@@ -20,14 +20,14 @@ import (
 // config is serve's configuration, read once from the environment. Only
 // this package sees it whole; components get the fields they need.
 type config struct {
-	DatabaseURL     string
+	DatabaseURL string
 	// DatabaseListenURL is a direct connection (never through PgBouncer in
 	// transaction mode) for LISTEN and the migrations' session lock.
 	DatabaseListenURL string
-	Addr            string
-	SecretKey       []byte
-	LogLevel        slog.Level
-	ShutdownTimeout time.Duration
+	Addr              string
+	SecretKey         []byte
+	LogLevel          slog.Level
+	ShutdownTimeout   time.Duration
 
 	UpstreamURL         string
 	ReplicaID           string

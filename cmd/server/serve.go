@@ -67,7 +67,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	listener := pubsub.New(pubsub.Dial(cfg.DatabaseListenURL, "poolgate-listener"), logger)
 	sched := scheduler.New(scheduler.Config{
 		Listener: listener,
-		Pool: pool, Accounts: accountStore, Provider: upstream, Logger: logger,
+		Pool:     pool, Accounts: accountStore, Provider: upstream, Logger: logger,
 		Metrics: scheduler.NewMetrics(registry, pool), Owner: cfg.ReplicaID,
 		LeaseTTL: cfg.LeaseTTL, PollInterval: cfg.PollInterval, Quarantine: cfg.Quarantine,
 		QueueTimeout: cfg.QueueTimeout, JobTimeout: cfg.JobTimeout, MaxQueued: cfg.MaxQueued,

@@ -27,8 +27,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/poolgate/poolgate/internal/accounts"
-	"github.com/poolgate/poolgate/internal/pubsub"
 	"github.com/poolgate/poolgate/internal/provider"
+	"github.com/poolgate/poolgate/internal/pubsub"
 )
 
 // Config holds the scheduler's dependencies and tuning.
