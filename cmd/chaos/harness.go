@@ -42,6 +42,8 @@ type harness struct {
 	pgWhy      string
 	dbName     string
 	dbURL      string
+	queryURL   string // the servers' DATABASE_URL: dbURL, or through PgBouncer
+	stopPgb    func()
 	admin      *pgxpool.Pool
 	secretKey  string
 	sim        *proc
@@ -177,6 +179,16 @@ func (h *harness) setup(ctx context.Context) error {
 	if h.admin, err = pgxpool.New(ctx, h.dbURL); err != nil {
 		return err
 	}
+	h.queryURL = h.dbURL
+	if h.cfg.pgbouncer {
+		through, stop, err := pgtest.StartBouncer(h.dbURL)
+		if err != nil {
+			return err
+		}
+		h.stopPgb = stop
+		h.queryURL = through + "&default_query_exec_mode=cache_describe"
+		h.logf("servers' queries go through PgBouncer (transaction mode); LISTEN and migrations direct")
+	}
 	key := make([]byte, 32)
 	rand.Read(key)
 	h.secretKey = base64.StdEncoding.EncodeToString(key)
@@ -228,7 +240,8 @@ func (h *harness) startSim(ctx context.Context) error {
 
 func (h *harness) serverEnv(s *server) []string {
 	return []string{
-		"DATABASE_URL=" + h.dbURL,
+		"DATABASE_URL=" + h.queryURL,
+		"DATABASE_LISTEN_URL=" + h.dbURL,
 		"POOLGATE_ADDR=" + s.addr,
 		"POOLGATE_SECRET_KEY=" + h.secretKey,
 		"POOLGATE_UPSTREAM_URL=" + h.simURL,
@@ -347,6 +360,9 @@ func (h *harness) cleanup(failed bool) {
 	wg.Wait()
 	if h.sim != nil {
 		h.sim.stop(5 * time.Second)
+	}
+	if h.stopPgb != nil {
+		h.stopPgb()
 	}
 	if h.admin != nil {
 		h.admin.Close()

@@ -48,6 +48,7 @@ type config struct {
 	downMin, downMax   time.Duration
 	leaseTTL, poll     time.Duration
 	pgMode             string
+	pgbouncer          bool
 	logDir             string
 	seed               uint64
 	keepLogsOnSuccess  bool
@@ -74,6 +75,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&c.leaseTTL, "lease-ttl", 3*time.Second, "POOLGATE_LEASE_TTL of the servers")
 	fs.DurationVar(&c.poll, "poll", 100*time.Millisecond, "POOLGATE_POLL_INTERVAL of the servers")
 	fs.StringVar(&c.pgMode, "pg", "auto", "auto: DATABASE_URL, else 127.0.0.1:5432, else a throwaway cluster (scripts/pg.sh); own: always the throwaway cluster")
+	fs.BoolVar(&c.pgbouncer, "pgbouncer", false, "send the servers' queries through a PgBouncer in transaction mode (Debian's pgbouncer), LISTEN and migrations direct")
 	fs.StringVar(&c.logDir, "logs", "", "directory for the processes' logs (default: a temporary one, kept if the run fails)")
 	fs.Uint64Var(&c.seed, "seed", 0, "random seed for kills (0: random)")
 	if err := fs.Parse(args); err != nil {

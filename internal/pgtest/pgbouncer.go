@@ -2,6 +2,7 @@ package pgtest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -24,13 +25,24 @@ import (
 // needs it fails, never skips, when PgBouncer is not installed.
 func Bouncer(t testing.TB, dsn string) string {
 	t.Helper()
+	through, stop, err := StartBouncer(dsn)
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	t.Cleanup(stop)
+	return through
+}
+
+// StartBouncer is Bouncer for programs (the chaos run): it returns the URL
+// through PgBouncer and a function that stops it.
+func StartBouncer(dsn string) (through string, stop func(), err error) {
 	bin := findBouncer()
 	if bin == "" {
-		t.Fatalf("pgtest: pgbouncer not found; install it (Debian/Ubuntu: apt-get install pgbouncer) — make test does so when it can")
+		return "", nil, errors.New("pgbouncer not found; install it (Debian/Ubuntu: apt-get install pgbouncer) — make test does so when it can")
 	}
 	u, err := url.Parse(dsn)
 	if err != nil || u.Host == "" {
-		t.Fatalf("pgtest: Bouncer needs a postgres:// URL, got %s", redact(dsn))
+		return "", nil, fmt.Errorf("PgBouncer needs a postgres:// URL, got %s", redact(dsn))
 	}
 	host, port := u.Hostname(), u.Port()
 	if port == "" {
@@ -47,10 +59,16 @@ func Bouncer(t testing.TB, dsn string) string {
 
 	dir, err := os.MkdirTemp("", "pgbouncer-")
 	if err != nil {
-		t.Fatal(err)
+		return "", nil, err
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	listen := freePort(t)
+	fail := func(err error) (string, func(), error) {
+		os.RemoveAll(dir)
+		return "", nil, err
+	}
+	listen, err := freePort()
+	if err != nil {
+		return fail(err)
+	}
 	ini := fmt.Sprintf(`[databases]
 %s = host=%s port=%s dbname=%s user=%s
 
@@ -68,7 +86,7 @@ pidfile = %s
 `, dbname, host, port, dbname, pgUser, listen, filepath.Join(dir, "pgbouncer.log"), filepath.Join(dir, "pgbouncer.pid"))
 	conf := filepath.Join(dir, "pgbouncer.ini")
 	if err := os.WriteFile(conf, []byte(ini), 0o644); err != nil {
-		t.Fatal(err)
+		return fail(err)
 	}
 	args := []string{conf}
 	// PgBouncer refuses to run as root; -u makes it drop to another user.
@@ -78,23 +96,23 @@ pidfile = %s
 			owner = "nobody"
 		}
 		if err := os.Chmod(dir, 0o777); err != nil {
-			t.Fatal(err)
+			return fail(err)
 		}
 		args = []string{"-u", owner, conf}
 	}
 	cmd := exec.Command(bin, args...)
 	out, err := os.Create(filepath.Join(dir, "stdout"))
 	if err != nil {
-		t.Fatal(err)
+		return fail(err)
 	}
 	defer out.Close()
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("pgtest: start pgbouncer: %v", err)
+		return fail(fmt.Errorf("start pgbouncer: %w", err))
 	}
 	exited := make(chan struct{})
 	go func() { cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
+	stop = func() {
 		cmd.Process.Signal(os.Interrupt)
 		select {
 		case <-exited:
@@ -102,9 +120,10 @@ pidfile = %s
 			cmd.Process.Kill()
 			<-exited
 		}
-	})
+		os.RemoveAll(dir)
+	}
 
-	through := fmt.Sprintf("postgres://%s@127.0.0.1:%d/%s?sslmode=disable", pgUser, listen, dbname)
+	through = fmt.Sprintf("postgres://%s@127.0.0.1:%d/%s?sslmode=disable", pgUser, listen, dbname)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -112,17 +131,18 @@ pidfile = %s
 		cancel()
 		if err == nil {
 			conn.Close(context.Background())
-			return through
+			return through, stop, nil
 		}
 		select {
 		case <-exited:
 			stdout, _ := os.ReadFile(out.Name())
 			log, _ := os.ReadFile(filepath.Join(dir, "pgbouncer.log"))
-			t.Fatalf("pgtest: pgbouncer exited: %s\n%s", stdout, log)
+			return fail(fmt.Errorf("pgbouncer exited: %s\n%s", stdout, log))
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("pgtest: pgbouncer did not accept connections on port %d: %v", listen, err)
+			stop()
+			return "", nil, fmt.Errorf("pgbouncer did not accept connections on port %d: %v", listen, err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -140,12 +160,11 @@ func findBouncer() string {
 	return ""
 }
 
-func freePort(t testing.TB) int {
-	t.Helper()
+func freePort() (int, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		return 0, err
 	}
 	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return ln.Addr().(*net.TCPAddr).Port, nil
 }
