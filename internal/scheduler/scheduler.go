@@ -63,6 +63,9 @@ type Config struct {
 	// OnFinish, if set, runs inside the transaction that ends a job (the
 	// webhook outbox hooks in here).
 	OnFinish FinishHook
+	// JobRetention is how long finished jobs are kept (default
+	// DefaultJobRetention); past it, GET of a job id answers 410.
+	JobRetention time.Duration
 	// DispatchOff disables placement, rescue and execution: the replica
 	// only serves the API (used by tests that need a quiet queue).
 	DispatchOff bool
@@ -82,6 +85,7 @@ func (c *Config) defaults() {
 	def(&c.Quarantine, 30*time.Minute)
 	def(&c.QueueTimeout, time.Hour)
 	def(&c.JobTimeout, time.Hour)
+	def(&c.JobRetention, DefaultJobRetention)
 	if c.MaxQueued <= 0 {
 		c.MaxQueued = 10000
 	}
