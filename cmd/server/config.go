@@ -47,6 +47,8 @@ type config struct {
 	KeyRateLimit       auth.RateLimit
 	KeyCacheTTL        time.Duration
 	KeyUsageFlushEvery time.Duration
+
+	Retention retentionConfig
 }
 
 // env reads one variable with its default.
@@ -138,6 +140,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		problems = append(problems, errors.New("POOLGATE_LEASE_TTL must be at least 3s"))
 	}
 	loadKeyConfig(e, &c, &problems)
+	loadRetentionConfig(e, &c, &problems)
 	if c.DatabaseURL, err = databaseURL(getenv); err != nil {
 		problems = append(problems, err)
 	}

@@ -65,7 +65,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		Metrics: scheduler.NewMetrics(registry, pool), Owner: cfg.ReplicaID,
 		LeaseTTL: cfg.LeaseTTL, PollInterval: cfg.PollInterval, Quarantine: cfg.Quarantine,
 		QueueTimeout: cfg.QueueTimeout, JobTimeout: cfg.JobTimeout, MaxQueued: cfg.MaxQueued,
-		OnFinish: jobWebhook(deliverer),
+		OnFinish:     jobWebhook(deliverer),
+		JobRetention: cfg.Retention.Jobs,
 	})
 	// keys
 	keyStore := auth.NewStore(pool, time.Now)
@@ -81,6 +82,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		Pool: pool, Logger: logger, Schedule: cfg.AlertSchedule, Thresholds: cfg.AlertThresholds,
 		URL: cfg.AlertWebhookURL, Format: cfg.AlertFormat, Wake: deliverer.Wake, OnRaised: credMetrics.raised,
 	})
+	if err != nil {
+		return err
+	}
+	cleaner, err := newRetention(pool, logger, cfg.Retention)
 	if err != nil {
 		return err
 	}
@@ -122,6 +127,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if err := keyUsage.Start(ctx); err != nil {
 		return err
 	}
+	if err := cleaner.Start(ctx); err != nil {
+		return err
+	}
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -137,6 +145,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	// Jobs in flight get what is left of the timeout to end; the rest are
 	// handed over to other replicas.
 	grace := time.Until(deadlineOf(sctx))
+	cleaner.Stop(sctx)
 	alerter.Stop()
 	refresher.Stop()
 	sched.Stop(max(grace, 0))
