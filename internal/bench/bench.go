@@ -10,6 +10,9 @@
 //  4. saturation: every slot full and a deep queue, measuring how long a
 //     freed slot stays idle before the next job takes it.
 //
+// Every scenario also reports WAL fsyncs, statements and transactions per
+// job (see recordActivity).
+//
 // Each scenario runs in its own fresh database; every database the bench
 // creates is dropped when it ends.
 package bench
@@ -234,10 +237,21 @@ type sample struct {
 	units map[string]string
 	vals  map[string]float64
 	diag  map[string]float64 // Postgres counters per job, see pgCounters
+	// sources names where a metric's figure came from, when that varies
+	// with the server (see recordActivity).
+	sources map[string]string
 }
 
 func newSample() *sample {
 	return &sample{units: map[string]string{}, vals: map[string]float64{}}
+}
+
+// source notes where metric name's figure came from.
+func (s *sample) source(name, from string) {
+	if s.sources == nil {
+		s.sources = map[string]string{}
+	}
+	s.sources[name] = from
 }
 
 func (s *sample) set(name, unit string, v float64) {

@@ -3,7 +3,9 @@ package bench
 import (
 	"bytes"
 	"context"
+	"maps"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -78,6 +80,7 @@ func TestRunSmall(t *testing.T) {
 		if s.Name == "throughput" && s.Metrics["jobs_per_sec"].Median <= 0 {
 			t.Errorf("throughput: no jobs/s figure: %+v", s.Metrics)
 		}
+		checkNewMetrics(t, s)
 	}
 	if got := strings.Join(names, ","); got != "throughput,placement_2,placement_40,http,saturation" {
 		t.Errorf("scenarios = %s", got)
@@ -93,5 +96,32 @@ func TestRunSmall(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Logf("progress:\n%s\n%s", progress.String(), out.String())
+	}
+}
+
+// checkNewMetrics checks the figures issue 10 added beside the old ones:
+// Postgres work per job in every scenario, saying where it came from.
+func checkNewMetrics(t *testing.T, s Scenario) {
+	t.Helper()
+	want := []string{"wal_fsyncs_per_job", "stmts_per_job", "xacts_per_job"}
+	switch s.Name {
+	case "throughput":
+		want = append(want, "insert_wal_fsyncs_per_job", "insert_stmts_per_job")
+	}
+	for _, name := range want {
+		if _, ok := s.Metrics[name]; !ok {
+			t.Errorf("%s: no %s metric (has %v)", s.Name, name, slices.Sorted(maps.Keys(s.Metrics)))
+		}
+	}
+	if src := s.Sources["stmts_per_job"]; src == "" {
+		t.Errorf("%s: stmts_per_job does not say where it came from", s.Name)
+	}
+	positive := map[string][]string{
+		"throughput": {"xacts_per_job"},
+	}
+	for _, name := range positive[s.Name] {
+		if s.Metrics[name].Median <= 0 {
+			t.Errorf("%s: %s = %v, want a positive figure", s.Name, name, s.Metrics[name].Median)
+		}
 	}
 }
