@@ -11,7 +11,8 @@
 //     freed slot stays idle before the next job takes it.
 //
 // Every scenario also reports WAL fsyncs, statements and transactions per
-// job (see recordActivity).
+// job (see recordActivity), and http the API's GET rate against a bare
+// echo handler's (get_vs_bare).
 //
 // Each scenario runs in its own fresh database; every database the bench
 // creates is dropped when it ends.

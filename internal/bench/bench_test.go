@@ -100,13 +100,16 @@ func TestRunSmall(t *testing.T) {
 }
 
 // checkNewMetrics checks the figures issue 10 added beside the old ones:
-// Postgres work per job in every scenario, saying where it came from.
+// Postgres work per job in every scenario (saying where it came from),
+// and the API's GET rate against a bare handler's.
 func checkNewMetrics(t *testing.T, s Scenario) {
 	t.Helper()
 	want := []string{"wal_fsyncs_per_job", "stmts_per_job", "xacts_per_job"}
 	switch s.Name {
 	case "throughput":
 		want = append(want, "insert_wal_fsyncs_per_job", "insert_stmts_per_job")
+	case "http":
+		want = append(want, "get_vs_bare", "bare_rps", "bare_p99_ms")
 	}
 	for _, name := range want {
 		if _, ok := s.Metrics[name]; !ok {
@@ -117,6 +120,7 @@ func checkNewMetrics(t *testing.T, s Scenario) {
 		t.Errorf("%s: stmts_per_job does not say where it came from", s.Name)
 	}
 	positive := map[string][]string{
+		"http":       {"get_vs_bare", "bare_rps"},
 		"throughput": {"xacts_per_job"},
 	}
 	for _, name := range positive[s.Name] {

@@ -78,6 +78,11 @@ func (b *runner) http(ctx context.Context, tag string) (*sample, Invariants, err
 	}
 	get.record(s, "get_")
 
+	b.progress("http: %d × GET of the same job model from a bare echo handler", n)
+	if err := w.bareGets(ctx, client, urls[0], ids[0], conc, n, get, s); err != nil {
+		return nil, Invariants{}, fmt.Errorf("bare handler: %w", err)
+	}
+
 	if _, err := w.waitDrained(ctx, int64(n), b.cfg.Timeout); err != nil {
 		return nil, Invariants{}, err
 	}
