@@ -68,8 +68,12 @@ func (e env) period(name, def string, problems *[]error) time.Duration {
 // newRetention wires each table's owner's delete function into the one
 // cleanup service.
 func newRetention(pool *pgxpool.Pool, logger *slog.Logger, r retentionConfig) (*retention.Service, error) {
+	pause := r.Pause
+	if pause == 0 {
+		pause = -1 // the operator asked for none; the service reads 0 as its default
+	}
 	return retention.New(retention.Config{
-		DB: pool, Logger: logger, Now: time.Now, Interval: r.Interval, Batch: r.Batch, Pause: r.Pause,
+		DB: pool, Logger: logger, Now: time.Now, Interval: r.Interval, Batch: r.Batch, Pause: pause,
 		Cleanups: []retention.Cleanup{
 			{Name: "jobs", Retention: r.Jobs, Delete: scheduler.DeleteFinishedJobs},
 			{Name: "job_idempotency", Retention: max(r.Idempotency, scheduler.IdempotencyWindow), Delete: scheduler.DeleteExpiredIdempotencyKeys},
