@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -34,6 +35,28 @@ func TestGetJobPastRetentionAnswersGone(t *testing.T) {
 			}
 		})
 	}
+	// An old job that is still there is served, whatever its id's age; one
+	// of another tenant answers exactly as if it had never existed.
+	old := ids.New("job", time.Now().Add(-30*24*time.Hour))
+	e.key("other")
+	if _, err := e.pool.Exec(context.Background(), `INSERT INTO jobs (tenant_id, id, mode, type, params, state,
+		max_attempts, run_after, queue_deadline, created_at)
+		SELECT id, $1, 'live', 'video', '{}', 'queued', 3, now(), now() + interval '1 hour', now()
+		FROM tenants WHERE name = 'other'`, old); err != nil {
+		t.Fatal(err)
+	}
+	t.Run("another tenant's old job", func(t *testing.T) {
+		r := expect(t, e.do(req{method: "GET", path: "/v1/jobs/" + old, key: key}), 410)
+		if code := r.errorCode(t); code != "job_expired" {
+			t.Errorf("code %s, want job_expired, as for any id that old", code)
+		}
+	})
+	if _, err := e.pool.Exec(context.Background(), `UPDATE jobs SET tenant_id = (SELECT id FROM tenants WHERE name = 'acme') WHERE id = $1`, old); err != nil {
+		t.Fatal(err)
+	}
+	t.Run("an old job still kept", func(t *testing.T) {
+		expect(t, e.do(req{method: "GET", path: "/v1/jobs/" + old, key: key}), 200)
+	})
 	t.Run("long-poll says the same", func(t *testing.T) {
 		r := expect(t, e.do(req{method: "GET", path: "/v1/jobs/" + cases[0].id + "?wait=1s", key: key}), 410)
 		if code := r.errorCode(t); code != "job_expired" {
