@@ -21,6 +21,7 @@ import (
 	"github.com/poolgate/poolgate/internal/api"
 	"github.com/poolgate/poolgate/internal/auth"
 	"github.com/poolgate/poolgate/internal/provider/ltxstudio"
+	"github.com/poolgate/poolgate/internal/retention"
 	"github.com/poolgate/poolgate/internal/scheduler"
 	"github.com/poolgate/poolgate/internal/secret"
 	"github.com/poolgate/poolgate/internal/webhooks"
@@ -250,3 +251,22 @@ func newCredentialMetrics(reg prometheus.Registerer, pool *pgxpool.Pool) credent
 
 func (m credentialMetrics) refreshed(outcome string) { m.refreshes.WithLabelValues(outcome).Inc() }
 func (m credentialMetrics) raised(kind string)       { m.alerts.WithLabelValues(kind).Inc() }
+
+// newRetention wires each table's owner's delete function into the one
+// cleanup service.
+func newRetention(pool *pgxpool.Pool, logger *slog.Logger, r retentionConfig) (*retention.Service, error) {
+	pause := r.Pause
+	if pause == 0 {
+		pause = -1 // the operator asked for none; the service reads 0 as its default
+	}
+	return retention.New(retention.Config{
+		DB: pool, Logger: logger, Now: time.Now, Interval: r.Interval, Batch: r.Batch, Pause: pause,
+		Cleanups: []retention.Cleanup{
+			{Name: "jobs", Retention: r.Jobs, Delete: scheduler.DeleteFinishedJobs},
+			{Name: "job_idempotency", Retention: max(r.Idempotency, scheduler.IdempotencyWindow), Delete: scheduler.DeleteExpiredIdempotencyKeys},
+			{Name: "webhook_deliveries", Retention: r.Webhooks, Delete: webhooks.DeleteDoneDeliveries},
+			{Name: "alerts", Retention: r.Alerts, Delete: alerts.DeleteResolvedAlerts},
+			{Name: "cron_runs", Retention: r.CronRuns, Delete: alerts.DeleteStaleCronRuns},
+		},
+	})
+}
