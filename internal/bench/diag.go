@@ -84,7 +84,7 @@ const (
 const (
 	qActivity = `SELECT (SELECT wal_sync FROM pg_stat_wal),
 	(SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = $1)`
-	qStatements = `SELECT coalesce(sum(calls), 0) FROM pg_stat_statements
+	qStatements = `SELECT coalesce(sum(calls), 0)::float8 FROM pg_stat_statements
 WHERE dbid = (SELECT oid FROM pg_database WHERE datname = $1)`
 )
 
