@@ -13,6 +13,8 @@ import (
 	"github.com/poolgate/poolgate/internal/alerts"
 	"github.com/poolgate/poolgate/internal/auth"
 	"github.com/poolgate/poolgate/internal/errs"
+	"github.com/poolgate/poolgate/internal/retention"
+	"github.com/poolgate/poolgate/internal/scheduler"
 	"github.com/poolgate/poolgate/internal/secret"
 	"github.com/poolgate/poolgate/internal/webhooks"
 )
@@ -50,6 +52,8 @@ type config struct {
 	KeyRateLimit       auth.RateLimit
 	KeyCacheTTL        time.Duration
 	KeyUsageFlushEvery time.Duration
+
+	Retention retentionConfig
 }
 
 // env reads one variable with its default.
@@ -147,6 +151,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		problems = append(problems, errors.New("POOLGATE_LEASE_TTL must be at least 3s"))
 	}
 	loadKeyConfig(e, &c, &problems)
+	loadRetentionConfig(e, &c, &problems)
 	if c.DatabaseURL, err = databaseURL(getenv); err != nil {
 		problems = append(problems, err)
 	}
@@ -181,4 +186,53 @@ func loadKeyConfig(e env, c *config, problems *[]error) {
 
 func newLogger(w io.Writer, level slog.Level) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level}))
+}
+
+// retentionConfig is how long finished rows are kept and how the cleanup
+// runs (POOLGATE_*_RETENTION, POOLGATE_RETENTION_*).
+type retentionConfig struct {
+	Jobs, Idempotency, Webhooks, Alerts, CronRuns time.Duration
+
+	Interval time.Duration
+	Batch    int
+	Pause    time.Duration
+}
+
+// loadRetentionConfig reads the retention periods (days like 7d, or Go
+// durations) and the cleanup's pace.
+func loadRetentionConfig(e env, c *config, problems *[]error) {
+	r := &c.Retention
+	r.Jobs = e.period("POOLGATE_JOB_RETENTION", "7d", problems)
+	r.Idempotency = e.period("POOLGATE_IDEMPOTENCY_RETENTION", "24h", problems)
+	r.Webhooks = e.period("POOLGATE_WEBHOOK_RETENTION", "7d", problems)
+	r.Alerts = e.period("POOLGATE_ALERT_RETENTION", "30d", problems)
+	r.CronRuns = e.period("POOLGATE_CRON_RUN_RETENTION", "7d", problems)
+	r.Interval = e.duration("POOLGATE_RETENTION_INTERVAL", "5m", problems)
+	r.Batch = e.integer("POOLGATE_RETENTION_BATCH", retention.DefaultBatch, problems)
+	r.Pause = e.duration("POOLGATE_RETENTION_PAUSE", "100ms", problems)
+	if r.Idempotency < scheduler.IdempotencyWindow {
+		*problems = append(*problems, fmt.Errorf("POOLGATE_IDEMPOTENCY_RETENTION must be at least %s, the window in which a key is honoured", scheduler.IdempotencyWindow))
+	}
+	if r.Interval <= 0 {
+		*problems = append(*problems, errors.New("POOLGATE_RETENTION_INTERVAL must be above 0"))
+	}
+}
+
+// period reads a positive retention period: whole or fractional days
+// ("7d", "1.5d") or a Go duration ("36h", "90m").
+func (e env) period(name, def string, problems *[]error) time.Duration {
+	v := e.get(name, def)
+	d, err := time.ParseDuration(v)
+	if days, ok := strings.CutSuffix(v, "d"); ok {
+		var n float64
+		n, err = strconv.ParseFloat(days, 64)
+		d = time.Duration(n * float64(24*time.Hour))
+		if n > 36500 {
+			err = errors.New("too long")
+		}
+	}
+	if err != nil || d <= 0 {
+		*problems = append(*problems, fmt.Errorf("%s=%q is not a positive period like 7d or 36h", name, v))
+	}
+	return d
 }

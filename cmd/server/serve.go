@@ -22,6 +22,7 @@ import (
 	"github.com/poolgate/poolgate/internal/auth"
 	"github.com/poolgate/poolgate/internal/provider/ltxstudio"
 	"github.com/poolgate/poolgate/internal/pubsub"
+	"github.com/poolgate/poolgate/internal/retention"
 	"github.com/poolgate/poolgate/internal/scheduler"
 	"github.com/poolgate/poolgate/internal/secret"
 	"github.com/poolgate/poolgate/internal/webhooks"
@@ -71,7 +72,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		Metrics: scheduler.NewMetrics(registry, pool), Owner: cfg.ReplicaID,
 		LeaseTTL: cfg.LeaseTTL, PollInterval: cfg.PollInterval, Quarantine: cfg.Quarantine,
 		QueueTimeout: cfg.QueueTimeout, JobTimeout: cfg.JobTimeout, MaxQueued: cfg.MaxQueued,
-		OnFinish: jobWebhook(deliverer),
+		OnFinish:     jobWebhook(deliverer),
+		JobRetention: cfg.Retention.Jobs,
 	})
 	// keys
 	keyStore := auth.NewStore(pool, time.Now)
@@ -88,6 +90,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		Pool: pool, Logger: logger, Schedule: cfg.AlertSchedule, Thresholds: cfg.AlertThresholds,
 		URL: cfg.AlertWebhookURL, Format: cfg.AlertFormat, Wake: deliverer.Wake, OnRaised: credMetrics.raised,
 	})
+	if err != nil {
+		return err
+	}
+	cleaner, err := newRetention(pool, logger, cfg.Retention)
 	if err != nil {
 		return err
 	}
@@ -130,6 +136,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if err := keyUsage.Start(ctx); err != nil {
 		return err
 	}
+	if err := cleaner.Start(ctx); err != nil {
+		return err
+	}
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -145,6 +154,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	// Jobs in flight get what is left of the timeout to end; the rest are
 	// handed over to other replicas.
 	grace := time.Until(deadlineOf(sctx))
+	cleaner.Stop(sctx)
 	alerter.Stop()
 	refresher.Stop()
 	sched.Stop(max(grace, 0))
@@ -266,3 +276,22 @@ func newCredentialMetrics(reg prometheus.Registerer, pool *pgxpool.Pool) credent
 
 func (m credentialMetrics) refreshed(outcome string) { m.refreshes.WithLabelValues(outcome).Inc() }
 func (m credentialMetrics) raised(kind string)       { m.alerts.WithLabelValues(kind).Inc() }
+
+// newRetention wires each table's owner's delete function into the one
+// cleanup service.
+func newRetention(pool *pgxpool.Pool, logger *slog.Logger, r retentionConfig) (*retention.Service, error) {
+	pause := r.Pause
+	if pause == 0 {
+		pause = -1 // the operator asked for none; the service reads 0 as its default
+	}
+	return retention.New(retention.Config{
+		DB: pool, Logger: logger, Now: time.Now, Interval: r.Interval, Batch: r.Batch, Pause: pause,
+		Cleanups: []retention.Cleanup{
+			{Name: "jobs", Retention: r.Jobs, Delete: scheduler.DeleteFinishedJobs},
+			{Name: "job_idempotency", Retention: max(r.Idempotency, scheduler.IdempotencyWindow), Delete: scheduler.DeleteExpiredIdempotencyKeys},
+			{Name: "webhook_deliveries", Retention: r.Webhooks, Delete: webhooks.DeleteDoneDeliveries},
+			{Name: "alerts", Retention: r.Alerts, Delete: alerts.DeleteResolvedAlerts},
+			{Name: "cron_runs", Retention: r.CronRuns, Delete: alerts.DeleteStaleCronRuns},
+		},
+	})
+}

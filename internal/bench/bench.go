@@ -8,7 +8,13 @@
 //  3. http: authenticated POST /v1/jobs and GET /v1/jobs/{id} at a fixed
 //     concurrency;
 //  4. saturation: every slot full and a deep queue, measuring how long a
-//     freed slot stays idle before the next job takes it.
+//     freed slot stays idle before the next job takes it;
+//  5. insert_depth: the insert rate into an empty queue and into one
+//     already holding 50,000 queued jobs.
+//
+// Every scenario also reports WAL fsyncs, statements and transactions per
+// job (see recordActivity), and http the API's GET rate against a bare
+// echo handler's (get_vs_bare).
 //
 // Each scenario runs in its own fresh database; every database the bench
 // creates is dropped when it ends.
@@ -31,8 +37,8 @@ type Config struct {
 	// ServerURL names a Postgres database whose user may CREATE DATABASE;
 	// the bench creates and drops its own databases on that server.
 	ServerURL string
-	// Scenarios to run, by name (throughput, placement, http, saturation)
-	// or number (1-4); empty means all.
+	// Scenarios to run, by name (throughput, placement, http, saturation,
+	// insert_depth) or number (1-5); empty means all.
 	Scenarios []string
 	// Runs is how often each scenario runs; figures are medians of runs.
 	Runs int
@@ -54,6 +60,9 @@ type Config struct {
 	SatAccounts, SatSlots, SatQueued int
 	SatJobDuration, SatJitter        time.Duration
 	SatWindow                        time.Duration
+	// Scenario 5: DepthJobs jobs queued into an empty queue, then as many
+	// again behind DepthQueued queued jobs.
+	DepthJobs, DepthQueued int
 
 	// PollInterval is how often replicas read a running job's status.
 	PollInterval time.Duration
@@ -83,6 +92,7 @@ func Defaults() Config {
 		HTTPRequests: 20_000, HTTPConcurrency: 64,
 		SatAccounts: 100, SatSlots: 20, SatQueued: 50_000,
 		SatJobDuration: 2 * time.Second, SatJitter: 500 * time.Millisecond, SatWindow: 30 * time.Second,
+		DepthJobs: 5_000, DepthQueued: 50_000,
 		PollInterval: time.Second,
 		Timeout:      15 * time.Minute,
 	}
@@ -112,6 +122,8 @@ func (c *Config) defaults() {
 	setInt(&c.SatAccounts, d.SatAccounts)
 	setInt(&c.SatSlots, d.SatSlots)
 	setInt(&c.SatQueued, d.SatQueued)
+	setInt(&c.DepthJobs, d.DepthJobs)
+	setInt(&c.DepthQueued, d.DepthQueued)
 	setDur(&c.SatJobDuration, d.SatJobDuration)
 	setDur(&c.SatWindow, d.SatWindow)
 	setDur(&c.PollInterval, d.PollInterval)
@@ -139,7 +151,7 @@ type scenario struct {
 func (c Config) plan() ([]scenario, error) {
 	want := c.Scenarios
 	if len(want) == 0 {
-		want = []string{"throughput", "placement", "http", "saturation"}
+		want = []string{"throughput", "placement", "http", "saturation", "insert_depth"}
 	}
 	var out []scenario
 	for _, name := range want {
@@ -159,8 +171,10 @@ func (c Config) plan() ([]scenario, error) {
 			out = append(out, scenario{"http", (*runner).http})
 		case "4", "saturation":
 			out = append(out, scenario{"saturation", (*runner).saturation})
+		case "5", "insert_depth":
+			out = append(out, scenario{"insert_depth", (*runner).insertDepth})
 		default:
-			return nil, fmt.Errorf("unknown scenario %q (want throughput, placement, http, saturation or 1-4)", name)
+			return nil, fmt.Errorf("unknown scenario %q (want throughput, placement, http, saturation, insert_depth or 1-5)", name)
 		}
 	}
 	return out, nil
@@ -225,7 +239,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 }
 
 func shortTag(name string) string {
-	return strings.NewReplacer("throughput", "t", "placement_", "p", "http", "h", "saturation", "s").Replace(name)
+	return strings.NewReplacer("throughput", "t", "placement_", "p", "http", "h", "saturation", "s", "insert_depth", "d").Replace(name)
 }
 
 // sample is one run's figures, in the order they are shown.
@@ -234,10 +248,21 @@ type sample struct {
 	units map[string]string
 	vals  map[string]float64
 	diag  map[string]float64 // Postgres counters per job, see pgCounters
+	// sources names where a metric's figure came from, when that varies
+	// with the server (see recordActivity).
+	sources map[string]string
 }
 
 func newSample() *sample {
 	return &sample{units: map[string]string{}, vals: map[string]float64{}}
+}
+
+// source notes where metric name's figure came from.
+func (s *sample) source(name, from string) {
+	if s.sources == nil {
+		s.sources = map[string]string{}
+	}
+	s.sources[name] = from
 }
 
 func (s *sample) set(name, unit string, v float64) {
@@ -299,6 +324,7 @@ func (c Config) summary() map[string]any {
 		"sat_accounts": c.SatAccounts, "sat_slots_per_account": c.SatSlots, "sat_queued": c.SatQueued,
 		"sat_job_duration": c.SatJobDuration.String(), "sat_jitter": c.SatJitter.String(),
 		"sat_window": c.SatWindow.String(), "poll_interval": c.PollInterval.String(),
+		"depth_jobs": c.DepthJobs, "depth_queued": c.DepthQueued,
 		"upstream_conns": c.UpstreamConns, "gomaxprocs": runtime.GOMAXPROCS(0),
 	}
 }

@@ -3,7 +3,9 @@ package bench
 import (
 	"bytes"
 	"context"
+	"maps"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -63,6 +65,7 @@ func TestRunSmall(t *testing.T) {
 		HTTPRequests: 60, HTTPConcurrency: 8,
 		SatAccounts: 3, SatSlots: 2, SatQueued: 60,
 		SatJobDuration: 150 * time.Millisecond, SatWindow: 1500 * time.Millisecond,
+		DepthJobs: 40, DepthQueued: 500,
 		PollInterval: 30 * time.Millisecond, Timeout: time.Minute,
 		Progress: &progress,
 	})
@@ -78,8 +81,9 @@ func TestRunSmall(t *testing.T) {
 		if s.Name == "throughput" && s.Metrics["jobs_per_sec"].Median <= 0 {
 			t.Errorf("throughput: no jobs/s figure: %+v", s.Metrics)
 		}
+		checkNewMetrics(t, s)
 	}
-	if got := strings.Join(names, ","); got != "throughput,placement_2,placement_40,http,saturation" {
+	if got := strings.Join(names, ","); got != "throughput,placement_2,placement_40,http,saturation,insert_depth" {
 		t.Errorf("scenarios = %s", got)
 	}
 	var out bytes.Buffer
@@ -93,5 +97,44 @@ func TestRunSmall(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Logf("progress:\n%s\n%s", progress.String(), out.String())
+	}
+}
+
+// checkNewMetrics checks the figures issue 10 added beside the old ones:
+// Postgres work per job in every scenario (saying where it came from),
+// the API's GET rate against a bare handler's, and inserts into an empty
+// queue against a deep one.
+func checkNewMetrics(t *testing.T, s Scenario) {
+	t.Helper()
+	want := []string{"wal_fsyncs_per_job", "stmts_per_job", "xacts_per_job"}
+	switch s.Name {
+	case "throughput":
+		want = append(want, "insert_wal_fsyncs_per_job", "insert_stmts_per_job")
+	case "http":
+		want = append(want, "get_vs_bare", "bare_rps", "bare_p99_ms")
+	case "insert_depth":
+		want = []string{"empty_jobs_per_sec", "deep_jobs_per_sec", "deep_vs_empty", "deep_queued",
+			"empty_wal_fsyncs_per_job", "deep_stmts_per_job"}
+	}
+	for _, name := range want {
+		if _, ok := s.Metrics[name]; !ok {
+			t.Errorf("%s: no %s metric (has %v)", s.Name, name, slices.Sorted(maps.Keys(s.Metrics)))
+		}
+	}
+	if src := s.Sources["stmts_per_job"]; s.Name != "insert_depth" && src == "" {
+		t.Errorf("%s: stmts_per_job does not say where it came from", s.Name)
+	}
+	positive := map[string][]string{
+		"http":         {"get_vs_bare", "bare_rps"},
+		"insert_depth": {"empty_jobs_per_sec", "deep_jobs_per_sec", "deep_vs_empty"},
+		"throughput":   {"xacts_per_job"},
+	}
+	for _, name := range positive[s.Name] {
+		if s.Metrics[name].Median <= 0 {
+			t.Errorf("%s: %s = %v, want a positive figure", s.Name, name, s.Metrics[name].Median)
+		}
+	}
+	if s.Name == "insert_depth" && s.Metrics["deep_queued"].Median != 540 {
+		t.Errorf("insert_depth: deep_queued = %v, want 540 (40 + 500)", s.Metrics["deep_queued"].Median)
 	}
 }

@@ -52,6 +52,7 @@ func (b *runner) http(ctx context.Context, tag string) (*sample, Invariants, err
 	ids := make([]string, n)
 	body := []byte(`{"type":"video","params":{"prompt":"bench"}}`)
 	stopProfile := b.profile(tag, "http")
+	activity := w.startActivity(ctx)
 	meter := startCPU(ctx, w.admin, w.dbName)
 	post, err := load(ctx, conc, n, func(ctx context.Context, i int) error {
 		var job struct{ ID string }
@@ -77,9 +78,18 @@ func (b *runner) http(ctx context.Context, tag string) (*sample, Invariants, err
 	}
 	get.record(s, "get_")
 
+	b.progress("http: %d × GET of the same job model from a bare echo handler", n)
+	if err := w.bareGets(ctx, client, urls[0], ids[0], conc, n, get, s); err != nil {
+		return nil, Invariants{}, fmt.Errorf("bare handler: %w", err)
+	}
+
 	if _, err := w.waitDrained(ctx, int64(n), b.cfg.Timeout); err != nil {
 		return nil, Invariants{}, err
 	}
+	stop()
+	w.stopReplicas() // their backends exit and publish their counters
+	w.waitQuiet(ctx)
+	activity.stop(ctx, s, "", n) // POST + GET + the jobs' work
 	inv, err := w.check(ctx, ids)
 	return s, inv, err
 }

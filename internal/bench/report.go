@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -53,6 +55,9 @@ type Scenario struct {
 	Errors      []string           `json:"errors,omitempty"`
 	OK          bool               `json:"ok"`
 	order       []string
+	// Sources says where figures that depend on the server came from
+	// (pg_stat_statements or only pg_stat_database, say), by metric.
+	Sources map[string]string `json:"sources,omitempty"`
 }
 
 // Metric is one figure: the median of its runs, and each run's value.
@@ -68,6 +73,9 @@ func (sc *Scenario) add(s *sample) {
 	}
 	if sc.Diagnostics == nil {
 		sc.Diagnostics = s.diag
+	}
+	if sc.Sources == nil {
+		sc.Sources = s.sources
 	}
 	for _, name := range s.names {
 		m, ok := sc.Metrics[name]
@@ -182,6 +190,15 @@ func (r *Report) WriteTable(w io.Writer) {
 				fmt.Fprintf(w, " %s=%s", k, fmtNum(s.Diagnostics[k]))
 			}
 			fmt.Fprintln(w)
+		}
+	}
+	for _, s := range r.Scenarios {
+		bySource := map[string][]string{}
+		for _, k := range slices.Sorted(maps.Keys(s.Sources)) {
+			bySource[s.Sources[k]] = append(bySource[s.Sources[k]], k)
+		}
+		for _, src := range slices.Sorted(maps.Keys(bySource)) {
+			fmt.Fprintf(w, "%s: %s from %s\n", s.Name, strings.Join(bySource[src], ", "), src)
 		}
 	}
 	for _, s := range r.Scenarios {

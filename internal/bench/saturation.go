@@ -36,6 +36,7 @@ func (b *runner) saturation(ctx context.Context, tag string) (*sample, Invariant
 	s := newSample()
 
 	b.progress("saturation: queueing %d jobs for %d slots", total, slots)
+	activity := w.startActivity(ctx)
 	t := time.Now()
 	ids, _, _, err := w.createJobs(ctx, total, c.Producers)
 	if err != nil {
@@ -68,6 +69,8 @@ func (b *runner) saturation(ctx context.Context, tag string) (*sample, Invariant
 	if _, err := w.waitDrained(ctx, int64(total), c.Timeout); err != nil {
 		return nil, Invariants{}, err
 	}
+	w.stopReplicas() // their backends exit and publish their counters
+	w.waitQuiet(ctx)
 	r, err := w.refills(ctx, c.SatSlots, slots, t0, windowEnd)
 	if err != nil {
 		return nil, Invariants{}, err
@@ -79,6 +82,7 @@ func (b *runner) saturation(ctx context.Context, tag string) (*sample, Invariant
 	s.set("slots_busy_pct", "%", 100*r.busy)
 	s.set("jobs_per_sec", "jobs/s", r.rate)
 	s.cpu("", self, pg, max(r.windowDone, 1))
+	activity.stop(ctx, s, "", total) // per job queued, whether it ran or was canceled
 
 	inv, err := w.check(ctx, ids, "succeeded", "canceled")
 	return s, inv, err

@@ -31,6 +31,7 @@ func (b *runner) throughput(ctx context.Context, tag, name string, nAccounts, sl
 	s := newSample()
 
 	b.progress("%s: queueing %d jobs from %d producers", name, jobs, b.cfg.Producers)
+	activity, insertActivity := w.startActivity(ctx), w.startActivity(ctx)
 	t0 := time.Now()
 	ids, self, pg, err := w.createJobs(ctx, jobs, b.cfg.Producers)
 	if err != nil {
@@ -39,6 +40,7 @@ func (b *runner) throughput(ctx context.Context, tag, name string, nAccounts, sl
 	insert := time.Since(t0)
 	s.set("insert_jobs_per_sec", "jobs/s", perSec(jobs, insert))
 	s.cpu("insert_", self, pg, jobs)
+	insertActivity.stop(ctx, s, "insert_", jobs)
 
 	b.progress("%s: working them off with %d replicas", name, b.cfg.Replicas)
 	stopProfile := b.profile(tag, name)
@@ -57,7 +59,9 @@ func (b *runner) throughput(ctx context.Context, tag, name string, nAccounts, sl
 	s.set("e2e_jobs_per_sec", "jobs/s", perSec(jobs, insert+work))
 	s.cpu("", self, pg, jobs)
 	w.stopReplicas() // their backends exit and publish their counters
+	w.waitQuiet(ctx)
 	s.diag = readCounters(ctx, w.admin).perJob(counters, jobs)
+	activity.stop(ctx, s, "", jobs) // insert + work
 
 	inv, err := w.check(ctx, ids)
 	return s, inv, err

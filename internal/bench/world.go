@@ -113,6 +113,9 @@ type world struct {
 	scope   tenant.Scope
 	key     string // an API key of the tenant, for HTTP scenarios
 	maxJobs map[string]int
+	// statements says whether pg_stat_statements counts this database's
+	// statements (see statementsAvailable).
+	statements bool
 	// finished counts terminal transitions seen by any replica's finish
 	// hook: a cheap progress signal, confirmed against the database.
 	finished atomic.Int64
@@ -156,6 +159,7 @@ func newWorld(ctx context.Context, cfg Config, dbs *databases, tag string, simCf
 		return nil, fmt.Errorf("verify bench key: %w", err)
 	}
 	w.key, w.scope = secretKey, p.Scope
+	w.statements = statementsAvailable(ctx, w.admin)
 	return w, nil
 }
 

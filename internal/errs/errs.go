@@ -25,6 +25,8 @@ const (
 	KindTooLarge
 	KindRateLimited
 	KindUnavailable
+	// KindGone is a resource that existed and was deleted for good (410).
+	KindGone
 )
 
 // Error is a user-facing error.

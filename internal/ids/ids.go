@@ -8,6 +8,7 @@ package ids
 import (
 	"crypto/rand"
 	"encoding/binary"
+	"strings"
 	"time"
 )
 
@@ -33,4 +34,28 @@ func encode(b [16]byte) string {
 		hi >>= 5
 	}
 	return string(out[:])
+}
+
+// Time returns the creation time embedded in an id made by New with the
+// given prefix, to the millisecond. ok is false for anything New could not
+// have made, so a caller never draws conclusions from a malformed id.
+func Time(prefix, id string) (t time.Time, ok bool) {
+	body, found := strings.CutPrefix(id, prefix+"_")
+	if !found || len(body) != 26 || body[0] > '7' {
+		return time.Time{}, false
+	}
+	// The first 10 digits carry 50 bits: 2 leading zero bits (the top
+	// digit holds only 3 bits) and the 48-bit millisecond timestamp.
+	var ms uint64
+	for i := 0; i < 10; i++ {
+		v := strings.IndexByte(crockford, body[i])
+		if v < 0 {
+			return time.Time{}, false
+		}
+		ms = ms<<5 | uint64(v)
+	}
+	if strings.Trim(body[10:], crockford) != "" {
+		return time.Time{}, false
+	}
+	return time.UnixMilli(int64(ms)).UTC(), true
 }

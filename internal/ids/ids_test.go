@@ -35,3 +35,31 @@ func TestNewShapeAndUniqueness(t *testing.T) {
 		seen[id] = true
 	}
 }
+
+func TestTimeReadsBackTheCreationTime(t *testing.T) {
+	for _, at := range []time.Time{
+		time.Date(2026, 1, 2, 3, 4, 5, 678_000_000, time.UTC),
+		time.UnixMilli(0).UTC(),
+		time.UnixMilli(1<<48 - 1).UTC(),
+	} {
+		id := New("job", at)
+		got, ok := Time("job", id)
+		if !ok || !got.Equal(at) {
+			t.Errorf("Time(%q) = %v, %v; want %v, true", id, got, ok, at)
+		}
+	}
+}
+
+func TestTimeRefusesWhatNewCannotMake(t *testing.T) {
+	good := New("job", time.Now())
+	for _, id := range []string{
+		"", "job_", good[:len(good)-1], good + "0", "key" + good[3:],
+		"job_" + strings.Repeat("Z", 26),                // top digit above 7: more than 128 bits
+		"job_" + strings.Repeat("0", 25) + "U",          // U is not Crockford
+		"job_" + "0000000000" + strings.Repeat("i", 16), // lower case is not what New writes
+	} {
+		if _, ok := Time("job", id); ok {
+			t.Errorf("Time(%q) accepted a malformed id", id)
+		}
+	}
+}

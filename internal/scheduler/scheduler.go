@@ -80,6 +80,9 @@ type Config struct {
 	// NotifyInterval is how often at most this replica notifies the others
 	// (default 10ms): wake-ups are coalesced to one per interval.
 	NotifyInterval time.Duration
+	// JobRetention is how long finished jobs are kept (default
+	// DefaultJobRetention); past it, GET of a job id answers 410.
+	JobRetention time.Duration
 	// DispatchOff disables placement, rescue and execution: the replica
 	// only serves the API (used by tests that need a quiet queue).
 	DispatchOff bool
@@ -100,6 +103,7 @@ func (c *Config) defaults() {
 	def(&c.QueueTimeout, time.Hour)
 	def(&c.JobTimeout, time.Hour)
 	def(&c.NotifyInterval, 10*time.Millisecond)
+	def(&c.JobRetention, DefaultJobRetention)
 	if c.MaxQueued <= 0 {
 		c.MaxQueued = 10000
 	}

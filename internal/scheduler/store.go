@@ -292,7 +292,7 @@ func getJob(ctx context.Context, db dbx.DBTX, scope tenant.Scope, id string) (Jo
 // Get returns one job.
 func (s *Scheduler) Get(ctx context.Context, scope tenant.Scope, id string) (Job, error) {
 	j, err := getJob(ctx, s.cfg.Pool, scope, id)
-	return j, asDomain(err)
+	return j, asDomain(s.expired(id, err))
 }
 
 // Wait returns the job once it is terminal or when ctx ends, whichever
