@@ -125,19 +125,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	logger.Info("listening", "addr", ln.Addr().String(), "upstream", cfg.UpstreamURL)
-	listener.Start(ctx)
-	sched.Start(ctx)
-	deliverer.Start(ctx)
-	refresher.Start(ctx)
-	alerter.Start(ctx)
-	if err := keyCache.Start(ctx); err != nil {
-		return err
-	}
-	if err := keyUsage.Start(ctx); err != nil {
-		return err
-	}
-	if err := cleaner.Start(ctx); err != nil {
-		return err
+	// Every background loop, in start order; they stop in reverse, so the
+	// listener outlives its subscribers and key usage is written after the
+	// last request was served.
+	services := []service{listener, keyCache, keyUsage, deliverer, sched, refresher, alerter, cleaner}
+	for i, s := range services {
+		if err := s.Start(ctx); err != nil {
+			stopAll(services[:i], nil)
+			return err
+		}
 	}
 
 	errc := make(chan error, 1)
@@ -152,16 +148,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	defer cancel()
 	shutdownErr := srv.Shutdown(sctx)
 	// Jobs in flight get what is left of the timeout to end; the rest are
-	// handed over to other replicas.
-	grace := time.Until(deadlineOf(sctx))
-	cleaner.Stop(sctx)
-	alerter.Stop()
-	refresher.Stop()
-	sched.Stop(max(grace, 0))
-	deliverer.Stop()
-	keyUsage.Stop() // writes the last usage counts
-	keyCache.Stop()
-	listener.Stop(context.WithoutCancel(ctx))
+	// handed over to other replicas. The other services get a moment of
+	// their own, so the last usage counts are written even when the jobs
+	// used the whole timeout.
+	stopAll(services, map[service]context.Context{sched: sctx})
 	if shutdownErr != nil {
 		return fmt.Errorf("shutdown: %w", shutdownErr)
 	}
@@ -172,9 +162,25 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	return nil
 }
 
-func deadlineOf(ctx context.Context) time.Time {
-	d, _ := ctx.Deadline()
-	return d
+// service is the one shape of poolgate's background loops.
+type service interface {
+	Start(ctx context.Context) error
+	Stop(ctx context.Context)
+}
+
+// stopAll stops services in reverse order, each with the context ctxs
+// gives it or else 10 seconds of its own.
+func stopAll(services []service, ctxs map[service]context.Context) {
+	for i := len(services) - 1; i >= 0; i-- {
+		s := services[i]
+		ctx, ok := ctxs[s]
+		if !ok {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+		}
+		s.Stop(ctx)
+	}
 }
 
 // jobWebhook queues the job model for its replyUrl in the transaction that

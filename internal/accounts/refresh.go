@@ -62,7 +62,7 @@ func NewRefresher(cfg RefresherConfig) *Refresher {
 }
 
 // Start refreshes due accounts every Interval until Stop.
-func (r *Refresher) Start(ctx context.Context) {
+func (r *Refresher) Start(ctx context.Context) error {
 	ctx, r.stop = context.WithCancel(context.WithoutCancel(ctx))
 	r.done.Add(1)
 	go func() {
@@ -80,13 +80,20 @@ func (r *Refresher) Start(ctx context.Context) {
 			}
 		}
 	}()
+	return nil
 }
 
-// Stop ends the loop after the refreshes in progress.
-func (r *Refresher) Stop() {
-	if r.stop != nil {
-		r.stop()
-		r.done.Wait()
+// Stop ends the loop after the refreshes in progress, or when ctx ends.
+func (r *Refresher) Stop(ctx context.Context) {
+	if r.stop == nil {
+		return
+	}
+	r.stop()
+	done := make(chan struct{})
+	go func() { r.done.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
 	}
 }
 

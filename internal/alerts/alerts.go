@@ -90,21 +90,25 @@ func New(cfg Config) (*Service, error) {
 }
 
 // Start runs a scan on every tick of the schedule until Stop.
-func (s *Service) Start(ctx context.Context) {
+func (s *Service) Start(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.cron = cron.New(cron.WithLocation(time.UTC), cron.WithChain(cron.SkipIfStillRunning(cron.DiscardLogger)))
 	s.cron.Schedule(s.schedule, cron.FuncJob(func() { s.tick(context.WithoutCancel(ctx)) }))
 	s.cron.Start()
+	return nil
 }
 
-// Stop stops the schedule and waits for a running tick.
-func (s *Service) Stop() {
+// Stop stops the schedule and waits for a running tick, or for ctx.
+func (s *Service) Stop(ctx context.Context) {
 	s.mu.Lock()
 	c := s.cron
 	s.mu.Unlock()
 	if c != nil {
-		<-c.Stop().Done()
+		select {
+		case <-c.Stop().Done():
+		case <-ctx.Done():
+		}
 	}
 }
 

@@ -207,7 +207,7 @@ func TestCronTicks(t *testing.T) {
 	for range 3 {
 		s := w.service(t, "@every 1s")
 		s.Start(context.Background())
-		t.Cleanup(s.Stop)
+		t.Cleanup(func() { s.Stop(context.Background()) })
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for len(w.alertKeys(t)) < 3 {

@@ -91,7 +91,7 @@ func (e *env) addServer() string {
 	}))
 	e.t.Cleanup(func() {
 		srv.Close()
-		sched.Stop(time.Second)
+		stopWithin(sched, time.Second)
 	})
 	e.urls = append(e.urls, srv.URL)
 	return srv.URL
@@ -119,7 +119,7 @@ func (e *env) startDeliverer() {
 		PollInterval: 50 * time.Millisecond,
 	})
 	d.Start(context.Background())
-	e.t.Cleanup(d.Stop)
+	e.t.Cleanup(func() { d.Stop(context.Background()) })
 }
 
 // verifyWebhook checks a delivery's signature with the acme tenant's secret.
@@ -275,4 +275,11 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// stopWithin stops s, giving its jobs in flight grace to end.
+func stopWithin(s *scheduler.Scheduler, grace time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	s.Stop(ctx)
 }

@@ -53,8 +53,8 @@ func (e *env) addReplica(limit auth.RateLimit) replica {
 	}))
 	e.t.Cleanup(func() {
 		srv.Close()
-		r.usage.Stop()
-		r.cache.Stop()
+		r.usage.Stop(context.Background())
+		r.cache.Stop(context.Background())
 	})
 	e.urls = append(e.urls, srv.URL)
 	waitUntil(e.t, "the key cache to listen", 5*time.Second, func() bool { return r.cache.Stats().Listening })

@@ -175,9 +175,9 @@ func (c *Cache) Start(ctx context.Context) error {
 }
 
 // Stop ends its own listening, if it has one; the cache stops caching.
-func (c *Cache) Stop() {
+func (c *Cache) Stop(ctx context.Context) {
 	if c.own != nil {
-		c.own.Stop(context.Background())
+		c.own.Stop(ctx)
 	}
 	c.setListening(false)
 }

@@ -51,7 +51,7 @@ func (f *fixture) startCache() *Cache {
 	if err := c.Start(context.Background()); err != nil {
 		f.t.Fatal(err)
 	}
-	f.t.Cleanup(c.Stop)
+	f.t.Cleanup(func() { c.Stop(context.Background()) })
 	waitFor(f.t, "the cache to listen", 5*time.Second, func() bool { return c.Stats().Listening })
 	return c
 }
@@ -95,7 +95,7 @@ func TestCacheCachesOnlyWhileListening(t *testing.T) {
 	if s := c.Stats(); s.Hits != 2 || s.Entries != 1 {
 		t.Fatalf("listening cache: %+v; want 2 hits and 1 entry", s)
 	}
-	c.Stop()
+	c.Stop(context.Background())
 	if s := c.Stats(); s.Listening || s.Entries != 0 {
 		t.Fatalf("stopped cache still caches: %+v", s)
 	}

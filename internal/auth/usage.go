@@ -187,13 +187,17 @@ func (u *Usage) run(ctx context.Context) {
 	}
 }
 
-// Stop flushes what is pending and stops.
-func (u *Usage) Stop() {
+// Stop flushes what is pending (the counts of requests drained at
+// shutdown included) and stops; it gives up waiting when ctx ends.
+func (u *Usage) Stop(ctx context.Context) {
 	if u == nil || u.cancel == nil {
 		return
 	}
 	u.cancel()
-	<-u.done
+	select {
+	case <-u.done:
+	case <-ctx.Done():
+	}
 }
 
 // UsageStats are counters for metrics.

@@ -67,7 +67,7 @@ func TestUsageBatchesAndFlushes(t *testing.T) {
 		t.Fatal(err)
 	}
 	u.Request(p)
-	u.Stop()
+	u.Stop(context.Background())
 	r, _ = f.store.UsageReport(ctx, p, p.KeyID, 30)
 	if r.Requests != 6 {
 		t.Errorf("requests %d after Stop, want 6", r.Requests)
@@ -83,7 +83,7 @@ func TestUsageFlushesOnItsOwn(t *testing.T) {
 	if err := u.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	defer u.Stop()
+	defer u.Stop(context.Background())
 	u.Request(p)
 	waitFor(t, "a periodic flush", 5*time.Second, func() bool {
 		r, err := f.store.UsageReport(ctx, p, p.KeyID, 1)
@@ -98,5 +98,5 @@ func TestNilUsageRecordsNothing(t *testing.T) {
 	if err := u.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	u.Stop()
+	u.Stop(context.Background())
 }

@@ -116,7 +116,7 @@ func (w *world) serveAPI(ctx context.Context) ([]string, func(), error) {
 		}
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			cache.Stop()
+			cache.Stop(context.Background())
 			stopAll()
 			return nil, nil, err
 		}
@@ -125,7 +125,7 @@ func (w *world) serveAPI(ctx context.Context) ([]string, func(), error) {
 		})}
 		go srv.Serve(ln)
 		urls = append(urls, "http://"+ln.Addr().String())
-		stops = append(stops, func() { srv.Close(); cache.Stop() })
+		stops = append(stops, func() { srv.Close(); cache.Stop(context.Background()) })
 	}
 	return urls, stopAll, nil
 }

@@ -245,7 +245,9 @@ func (w *world) stopReplicas() {
 	var wg sync.WaitGroup
 	for _, r := range w.replicas {
 		wg.Go(func() {
-			r.sched.Stop(5 * time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			r.sched.Stop(ctx)
 			r.pool.Close()
 		})
 	}

@@ -40,7 +40,7 @@ func TestShortLivedTokensNeverReachA401(t *testing.T) {
 		Lead: 2 * time.Second, Interval: 200 * time.Millisecond,
 	})
 	refresher.Start(context.Background())
-	defer refresher.Stop()
+	defer refresher.Stop(context.Background())
 	s := w.replica(nil)
 
 	deadline := time.Now().Add(7 * time.Second)

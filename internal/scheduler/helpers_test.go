@@ -115,7 +115,7 @@ func (w *world) start(cfg scheduler.Config) *scheduler.Scheduler {
 	s := scheduler.New(cfg)
 	s.Start(context.Background())
 	// No grace: whatever a test leaves running is handed over, not awaited.
-	w.t.Cleanup(func() { s.Stop(0) })
+	w.t.Cleanup(func() { stopWithin(s, 0) })
 	return s
 }
 
@@ -413,3 +413,10 @@ func (p *proxy) Cancel(ctx context.Context, a provider.Account, id string) error
 
 // upstream is a plain client of the world's simulator.
 func (w *world) upstream() provider.Provider { return ltxstudio.New(w.simURL, nil) }
+
+// stopWithin stops s, giving its jobs in flight grace to end.
+func stopWithin(s *scheduler.Scheduler, grace time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	s.Stop(ctx)
+}

@@ -115,7 +115,7 @@ func TestGracefulStop(t *testing.T) {
 		w, a, _, pb, ids := setup(t, 1500*time.Millisecond)
 		const grace = 4 * time.Second
 		start := time.Now()
-		a.Stop(grace)
+		stopWithin(a, grace)
 		if took := time.Since(start); took > grace-time.Second {
 			t.Errorf("Stop took %s; it should return once the jobs end, well within %s", took, grace)
 		}
@@ -132,7 +132,7 @@ func TestGracefulStop(t *testing.T) {
 		t.Parallel()
 		w, a, b, pb, ids := setup(t, 2*time.Second)
 		start := time.Now()
-		a.Stop(200 * time.Millisecond)
+		stopWithin(a, 200*time.Millisecond)
 		if took := time.Since(start); took > 1500*time.Millisecond {
 			t.Errorf("Stop(200ms) took %s", took)
 		}

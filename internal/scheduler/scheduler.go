@@ -183,11 +183,11 @@ func (s *Scheduler) now() time.Time { return s.cfg.Now().UTC().Truncate(time.Mic
 
 // Start runs the listener and, unless DispatchOff, the dispatcher, renewer
 // and rescuer, until Stop.
-func (s *Scheduler) Start(ctx context.Context) {
+func (s *Scheduler) Start(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.started {
-		return
+		return nil
 	}
 	s.started = true
 	loopCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -206,10 +206,12 @@ func (s *Scheduler) Start(ctx context.Context) {
 	s.stopTail = stopTail
 	go func() { defer s.tail.Done(); s.signals.run(tailCtx) }()
 	if s.ownListener != nil {
-		s.ownListener.Start(ctx)
+		if err := s.ownListener.Start(ctx); err != nil {
+			return err
+		}
 	}
 	if s.cfg.DispatchOff {
-		return
+		return nil
 	}
 	s.goLoop(func() { s.dispatchLoop(loopCtx) })
 	s.goLoop(func() { s.rescueLoop(loopCtx) })
@@ -218,6 +220,7 @@ func (s *Scheduler) Start(ctx context.Context) {
 		defer s.renewer.Done()
 		s.renewLoop(renewCtx)
 	}()
+	return nil
 }
 
 func (s *Scheduler) goLoop(f func()) {
@@ -228,11 +231,11 @@ func (s *Scheduler) goLoop(f func()) {
 	}()
 }
 
-// Stop stops taking jobs and gives the jobs in flight up to grace to end,
-// renewing their leases meanwhile. Whatever is still running then is
+// Stop stops taking jobs and gives the jobs in flight until ctx ends to
+// end, renewing their leases meanwhile. Whatever is still running then is
 // handed over: its lease is expired at once so another replica rescues it
 // without waiting out the TTL.
-func (s *Scheduler) Stop(grace time.Duration) {
+func (s *Scheduler) Stop(ctx context.Context) {
 	s.mu.Lock()
 	if !s.started {
 		s.mu.Unlock()
@@ -248,7 +251,7 @@ func (s *Scheduler) Stop(grace time.Duration) {
 	go func() { s.execs.Wait(); close(done) }()
 	select {
 	case <-done:
-	case <-time.After(grace):
+	case <-ctx.Done():
 	}
 	s.stopRun()
 	s.execs.Wait()

@@ -137,11 +137,11 @@ func orDefault(v, def time.Duration) time.Duration {
 
 // Start runs the delivery loop until Stop is called or ctx ends. A
 // Deliverer runs once; later calls do nothing.
-func (d *Deliverer) Start(ctx context.Context) {
+func (d *Deliverer) Start(ctx context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.started {
-		return
+		return nil
 	}
 	d.started = true
 	loopCtx, stopLoop := context.WithCancel(ctx)
@@ -150,12 +150,15 @@ func (d *Deliverer) Start(ctx context.Context) {
 	abortCtx, abort := context.WithCancel(context.WithoutCancel(ctx))
 	d.stopLoop, d.abort = stopLoop, abort
 	go d.run(loopCtx, abortCtx)
+	return nil
 }
 
 // Stop stops claiming, lets requests in flight finish for up to StopGrace,
 // then aborts the rest and releases their rows for immediate retry. It
-// returns once every row it claimed has been settled or released.
-func (d *Deliverer) Stop() {
+// returns once every row it claimed has been settled or released. (ctx
+// is for the shape every background service shares; StopGrace bounds the
+// wait.)
+func (d *Deliverer) Stop(_ context.Context) {
 	d.mu.Lock()
 	started := d.started
 	d.mu.Unlock()

@@ -298,7 +298,7 @@ func TestDeliverer(t *testing.T) {
 		waitFor(t, 10*time.Second, "the request to arrive", func() bool { return len(rc.got()) == 1 })
 
 		began := time.Now()
-		d.Stop()
+		d.Stop(context.Background())
 		if took := time.Since(began); took > 2*time.Second {
 			t.Fatalf("Stop took %s with a hung receiver, want about StopGrace", took)
 		}
@@ -306,8 +306,8 @@ func TestDeliverer(t *testing.T) {
 		if r.State != "pending" || r.NextAttempt.After(time.Now()) || r.LastError == nil || !strings.Contains(*r.LastError, "shutdown") {
 			t.Fatalf("row after Stop = %+v, want pending and due now", r)
 		}
-		d.Stop() // idempotent
-		d.Wake() // and never blocks after Stop
+		d.Stop(context.Background()) // idempotent
+		d.Wake()                     // and never blocks after Stop
 		d.Wake()
 	})
 
@@ -317,7 +317,7 @@ func TestDeliverer(t *testing.T) {
 		for range 3 {
 			d.Wake()
 		}
-		d.Stop()
+		d.Stop(context.Background())
 	})
 }
 

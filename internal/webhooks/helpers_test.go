@@ -114,7 +114,7 @@ func startDeliverer(t *testing.T, e *env, cfg DelivererConfig) *Deliverer {
 	}
 	d := NewDeliverer(cfg)
 	d.Start(context.Background())
-	t.Cleanup(d.Stop)
+	t.Cleanup(func() { d.Stop(context.Background()) })
 	return d
 }
 
