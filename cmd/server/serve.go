@@ -192,7 +192,7 @@ func jobWebhook(d *webhooks.Deliverer) scheduler.FinishHook {
 			if j.ReplyURL == nil {
 				continue
 			}
-			if _, err := webhooks.Enqueue(ctx, tx, j.TenantID(), *j.ReplyURL, "job."+string(j.State), j, time.Now()); err != nil {
+			if _, err := webhooks.Enqueue(ctx, tx, j.TenantID(), *j.ReplyURL, "job."+string(j.State), api.Job(j), time.Now()); err != nil {
 				return err
 			}
 			queued = true

@@ -26,10 +26,10 @@ type batchRequest struct {
 // batchResult is one item's answer: the status a single POST /v1/jobs
 // would have had, and its job or its error.
 type batchResult struct {
-	Status   int            `json:"status"`
-	Job      *scheduler.Job `json:"job,omitempty"`
-	Replayed bool           `json:"replayed,omitempty"`
-	Error    *errorDetail   `json:"error,omitempty"`
+	Status   int          `json:"status"`
+	Job      *JobModel    `json:"job,omitempty"`
+	Replayed bool         `json:"replayed,omitempty"`
+	Error    *errorDetail `json:"error,omitempty"`
 }
 
 type batchResponse struct {
@@ -74,9 +74,11 @@ func (s *Server) createJobs(c echo.Context) error {
 		case r.Err != nil:
 			results[i] = failed(r.Err)
 		case r.Replayed:
-			results[i] = batchResult{Status: http.StatusOK, Job: &r.Job, Replayed: true}
+			m := Job(r.Job)
+			results[i] = batchResult{Status: http.StatusOK, Job: &m, Replayed: true}
 		default:
-			results[i] = batchResult{Status: http.StatusAccepted, Job: &r.Job}
+			m := Job(r.Job)
+			results[i] = batchResult{Status: http.StatusAccepted, Job: &m}
 			if s.OnJobCreated != nil {
 				s.OnJobCreated(p.KeyID)
 			}

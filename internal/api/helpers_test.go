@@ -139,7 +139,7 @@ func (e *env) onFinish(ctx context.Context, tx pgx.Tx, jobs []scheduler.Job) err
 		if j.ReplyURL == nil {
 			continue
 		}
-		if _, err := webhooks.Enqueue(ctx, tx, j.TenantID(), *j.ReplyURL, "job."+string(j.State), j, time.Now()); err != nil {
+		if _, err := webhooks.Enqueue(ctx, tx, j.TenantID(), *j.ReplyURL, "job."+string(j.State), api.Job(j), time.Now()); err != nil {
 			return err
 		}
 	}

@@ -173,13 +173,13 @@ func (s *Server) submitJob(c echo.Context, nj scheduler.NewJob) error {
 	}
 	if replayed {
 		c.Response().Header().Set("Idempotent-Replayed", "true")
-		return c.JSON(http.StatusOK, job)
+		return c.JSON(http.StatusOK, Job(job))
 	}
 	if s.OnJobCreated != nil {
 		s.OnJobCreated(p.KeyID)
 	}
 	c.Response().Header().Set(echo.HeaderLocation, "/v1/jobs/"+job.ID)
-	return c.JSON(http.StatusAccepted, job)
+	return c.JSON(http.StatusAccepted, Job(job))
 }
 
 // maxWait bounds ?wait= long-polls (below the server's write timeout).
@@ -195,7 +195,7 @@ func (s *Server) getJob(c echo.Context) error {
 		if err != nil {
 			return err
 		}
-		return c.JSON(http.StatusOK, j)
+		return c.JSON(http.StatusOK, Job(j))
 	}
 	d, err := time.ParseDuration(w)
 	if err != nil || d < 0 || d > maxWait {
@@ -207,12 +207,12 @@ func (s *Server) getJob(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, j)
+	return c.JSON(http.StatusOK, Job(j))
 }
 
 type jobPage struct {
-	Data       []scheduler.Job `json:"data"`
-	NextCursor *string         `json:"nextCursor"`
+	Data       []JobModel `json:"data"`
+	NextCursor *string    `json:"nextCursor"`
 }
 
 // listJobs is GET /v1/jobs?state=&limit=&cursor=, newest first.
@@ -232,10 +232,7 @@ func (s *Server) listJobs(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	page := jobPage{Data: jobs}
-	if page.Data == nil {
-		page.Data = []scheduler.Job{}
-	}
+	page := jobPage{Data: jobModels(jobs)}
 	if next != "" {
 		page.NextCursor = &next
 	}
@@ -248,7 +245,7 @@ func (s *Server) cancelJob(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, j)
+	return c.JSON(http.StatusOK, Job(j))
 }
 
 // schedulerRunning is GET /v1/scheduler: the jobs holding slots now.
@@ -257,10 +254,7 @@ func (s *Server) schedulerRunning(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if running == nil {
-		running = []scheduler.RunningJob{}
-	}
-	return c.JSON(http.StatusOK, running)
+	return c.JSON(http.StatusOK, runningModels(running, s.Now()))
 }
 
 // schedulerAvailable is GET /v1/scheduler/available: free slots per account.
@@ -269,5 +263,5 @@ func (s *Server) schedulerAvailable(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, a)
+	return c.JSON(http.StatusOK, availability(a))
 }

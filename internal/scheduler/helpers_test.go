@@ -341,8 +341,8 @@ func wantEnded(t *testing.T, j scheduler.Job, state scheduler.State, code string
 	case code != "" && (j.Error == nil || j.Error.Code != code):
 		t.Fatalf("job %s: error %+v, want code %s", j.ID, j.Error, code)
 	}
-	if j.FinishedUTC == nil {
-		t.Errorf("job %s is %s but has no finishedUTC", j.ID, j.State)
+	if j.FinishedAt == nil {
+		t.Errorf("job %s is %s but has no finish time", j.ID, j.State)
 	}
 }
 

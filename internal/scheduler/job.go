@@ -39,35 +39,32 @@ func ValidState(s string) bool {
 	return false
 }
 
-// Job is one job as producers see it. It is also the webhook payload, so
-// its JSON form is the API's job model.
+// Job is one job. Its wire form (the API's job model, also the webhook
+// payload) is internal/api's business.
 type Job struct {
-	ID              string          `json:"id"`
-	State           State           `json:"state"`
-	Type            string          `json:"type"`
-	Params          json.RawMessage `json:"params"`
-	Email           *string         `json:"email"` // the account it runs or ran on, once placed
-	PinnedEmail     *string         `json:"pinnedEmail,omitempty"`
-	Attempt         int             `json:"attempt"`
-	MaxAttempts     int             `json:"maxAttempts"`
-	Priority        int             `json:"priority"`
-	Created         int64           `json:"created"`
-	CreatedUTC      string          `json:"createdUTC"`
-	StartedUTC      *string         `json:"startedUTC"`
-	FinishedUTC     *string         `json:"finishedUTC"`
-	QueueDeadline   string          `json:"queueDeadlineUTC"`
-	Result          json.RawMessage `json:"result"`
-	Error           *JobError       `json:"error"`
-	CancelRequested bool            `json:"cancelRequested,omitempty"`
-	ReplyURL        *string         `json:"replyUrl"`
-	ReplyRef        *string         `json:"replyRef"`
-	Warning         *string         `json:"warning,omitempty"`
+	ID              string
+	State           State
+	Type            string
+	Params          json.RawMessage
+	Email           *string // the account it runs or ran on, once placed
+	PinnedEmail     *string
+	Attempt         int
+	MaxAttempts     int
+	Priority        int
+	CreatedAt       time.Time
+	StartedAt       *time.Time
+	FinishedAt      *time.Time
+	QueueDeadline   time.Time
+	Result          json.RawMessage
+	Error           *JobError
+	CancelRequested bool
+	ReplyURL        *string
+	ReplyRef        *string
+	Warning         *string
 
 	tenantID  int64
 	mode      tenant.Mode
 	accountID *int64
-	createdAt time.Time
-	startedAt *time.Time
 }
 
 // TenantID is the tenant the job belongs to.
@@ -77,8 +74,8 @@ func (j Job) scope() tenant.Scope { return tenant.Scope{TenantID: j.tenantID, Mo
 
 // JobError says why a job failed or was canceled.
 type JobError struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
+	Code    string
+	Message string
 }
 
 // Error codes of failed jobs.

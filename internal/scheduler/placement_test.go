@@ -122,8 +122,7 @@ func TestLowerMaxJobs(t *testing.T) {
 	for _, id := range running {
 		j := w.await(s, id, 5*time.Second)
 		wantEnded(t, j, scheduler.StateSucceeded, "")
-		fin, _ := time.Parse("2006-01-02T15:04:05.000Z", *j.FinishedUTC)
-		if fin.After(firstDone) {
+		if fin := *j.FinishedAt; fin.After(firstDone) {
 			firstDone = fin
 		}
 	}

@@ -15,7 +15,6 @@ import (
 	"github.com/poolgate/poolgate/internal/errs"
 	"github.com/poolgate/poolgate/internal/ids"
 	"github.com/poolgate/poolgate/internal/tenant"
-	"github.com/poolgate/poolgate/internal/timefmt"
 )
 
 // NewJob is a producer's request for a job.
@@ -55,18 +54,14 @@ const jobColumnsJ = `j.tenant_id, j.id, j.state, j.type, j.params, j.account_ema
 func scanJob(row pgx.Row) (Job, error) {
 	var (
 		j               Job
-		deadline        time.Time
-		finished        *time.Time
 		errCode, errMsg *string
 	)
 	err := row.Scan(&j.tenantID, &j.ID, &j.State, &j.Type, &j.Params, &j.Email, &j.PinnedEmail, &j.Attempt,
-		&j.MaxAttempts, &j.Priority, &j.createdAt, &j.startedAt, &finished, &deadline, &j.Result,
+		&j.MaxAttempts, &j.Priority, &j.CreatedAt, &j.StartedAt, &j.FinishedAt, &j.QueueDeadline, &j.Result,
 		&errCode, &errMsg, &j.CancelRequested, &j.ReplyURL, &j.ReplyRef, &j.Warning, &j.accountID, &j.mode)
 	if err != nil {
 		return Job{}, err
 	}
-	j.Created, j.CreatedUTC = j.createdAt.UnixMilli(), timefmt.UTC(j.createdAt)
-	j.StartedUTC, j.FinishedUTC, j.QueueDeadline = timefmt.UTCPtr(j.startedAt), timefmt.UTCPtr(finished), timefmt.UTC(deadline)
 	if errCode != nil {
 		j.Error = &JobError{Code: *errCode, Message: deref(errMsg)}
 	}

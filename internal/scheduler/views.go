@@ -8,17 +8,15 @@ import (
 
 	"github.com/poolgate/poolgate/internal/accounts"
 	"github.com/poolgate/poolgate/internal/tenant"
-	"github.com/poolgate/poolgate/internal/timefmt"
 )
 
-// RunningJob is one job holding a slot, as useapi's scheduler view shows it.
+// RunningJob is one job holding a slot (useapi's scheduler view).
 type RunningJob struct {
-	JobID    string  `json:"jobId"`
-	Email    string  `json:"email"`
-	Started  string  `json:"started"`
-	Elapsed  string  `json:"elapsed"`
-	ReplyURL *string `json:"replyUrl,omitempty"`
-	ReplyRef *string `json:"replyRef,omitempty"`
+	JobID     string
+	Email     string
+	StartedAt time.Time
+	ReplyURL  *string
+	ReplyRef  *string
 }
 
 const jobsRunning = `
@@ -32,31 +30,26 @@ func (s *Scheduler) Running(ctx context.Context, scope tenant.Scope) ([]RunningJ
 	if err != nil {
 		return nil, asDomain(err)
 	}
-	now := s.now()
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (RunningJob, error) {
-		var (
-			j       RunningJob
-			started time.Time
-		)
-		err := r.Scan(&j.JobID, &j.Email, &started, &j.ReplyURL, &j.ReplyRef)
-		j.Started, j.Elapsed = timefmt.UTC(started), now.Sub(started).Round(time.Second).String()
+		var j RunningJob
+		err := r.Scan(&j.JobID, &j.Email, &j.StartedAt, &j.ReplyURL, &j.ReplyRef)
 		return j, err
 	})
 	return out, asDomain(err)
 }
 
-// Capacity is useapi's scheduler/available view of one account.
+// Capacity is one account's slots (useapi's scheduler/available view).
 type Capacity struct {
-	Email     string `json:"email"`
-	MaxJobs   int    `json:"maxJobs"`
-	Executing int    `json:"executing"`
-	Available int    `json:"available"`
+	Email     string
+	MaxJobs   int
+	Executing int
+	Available int
 }
 
 // Availability sums the pool's capacity.
 type Availability struct {
-	Executing int        `json:"executing"`
-	Available []Capacity `json:"available"`
+	Executing int
+	Available []Capacity
 }
 
 // Available lists the accounts that can take jobs and their free slots.
