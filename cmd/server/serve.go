@@ -81,7 +81,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	keyCache.Listen(listener)
 	keyUsage := auth.NewUsage(pool, logger, time.Now, cfg.KeyUsageFlushEvery)
 
-	credMetrics := newCredentialMetrics(registry, pool)
+	credMetrics := newCredentialMetrics(registry, pool, accountStore)
 	refresher := accounts.NewRefresher(accounts.RefresherConfig{
 		Store: accountStore, Provider: upstream, Logger: logger,
 		Lead: cfg.RefreshLead, Interval: cfg.RefreshInterval, OnOutcome: credMetrics.refreshed,
@@ -269,14 +269,14 @@ type credentialMetrics struct {
 	refreshes, alerts *prometheus.CounterVec
 }
 
-func newCredentialMetrics(reg prometheus.Registerer, pool *pgxpool.Pool) credentialMetrics {
+func newCredentialMetrics(reg prometheus.Registerer, pool *pgxpool.Pool, accountStore *accounts.Store) credentialMetrics {
 	m := credentialMetrics{
 		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "poolgate_token_refreshes_total", Help: "Token refreshes, by outcome."}, []string{"outcome"}),
 		alerts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "poolgate_alerts_raised_total", Help: "Credential alerts raised, by kind."}, []string{"kind"}),
 	}
-	reg.MustRegister(m.refreshes, m.alerts, accounts.StatusCollector(pool), accounts.SlotCollector(pool))
+	reg.MustRegister(m.refreshes, m.alerts, accountStore.StatusCollector(), accounts.SlotCollector(pool))
 	return m
 }
 

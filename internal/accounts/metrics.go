@@ -49,33 +49,41 @@ func (c slotCollector) Collect(ch chan<- prometheus.Metric) {
 }
 
 // StatusCollector reports how many accounts are in each status, read from
-// Postgres at scrape time with the same rules the API uses.
-func StatusCollector(pool *pgxpool.Pool) prometheus.Collector { return statusCollector{pool} }
+// Postgres at scrape time and judged by deriveStatus with the store's clock
+// and lifecycle: the very rule the API shows.
+func (s *Store) StatusCollector() prometheus.Collector { return statusCollector{s} }
 
-type statusCollector struct{ pool *pgxpool.Pool }
+type statusCollector struct{ s *Store }
 
 func (statusCollector) Describe(ch chan<- *prometheus.Desc) { ch <- statusDesc }
+
+const accountStatusFacts = `SELECT enabled, status, token_expires_at, refresh_token_expires_at FROM accounts`
 
 func (c statusCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	rows, err := c.pool.Query(ctx, `
-		SELECT CASE
-			WHEN NOT enabled THEN 'disabled'
-			WHEN status = 'error' THEN 'error'
-			WHEN refresh_token_expires_at <= now() THEN 'expired'
-			WHEN token_expires_at <= now() THEN 'refreshing'
-			ELSE 'active' END, count(*)
-		FROM accounts GROUP BY 1`)
+	rows, err := c.s.pool.Query(ctx, accountStatusFacts)
 	if err != nil {
 		return
 	}
 	defer rows.Close()
+	counts := map[Status]int{}
+	now := c.s.now()
 	for rows.Next() {
-		var status string
-		var n float64
-		if rows.Scan(&status, &n) == nil {
-			ch <- prometheus.MustNewConstMetric(statusDesc, prometheus.GaugeValue, n, status)
+		var (
+			a      Account
+			stored string
+		)
+		if rows.Scan(&a.Enabled, &stored, &a.TokenExpiresAt, &a.RefreshTokenExpiresAt) != nil {
+			return
 		}
+		st, _ := deriveStatus(a, stored, nil, now, c.s.life)
+		counts[st]++
+	}
+	if rows.Err() != nil {
+		return
+	}
+	for _, st := range []Status{StatusActive, StatusExpiring, StatusRefreshing, StatusExpired, StatusError, StatusDisabled} {
+		ch <- prometheus.MustNewConstMetric(statusDesc, prometheus.GaugeValue, float64(counts[st]), string(st))
 	}
 }
