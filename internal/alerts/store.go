@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/poolgate/poolgate/internal/dbx"
 	"github.com/poolgate/poolgate/internal/errs"
 	"github.com/poolgate/poolgate/internal/tenant"
 	"github.com/poolgate/poolgate/internal/timefmt"
@@ -118,11 +119,11 @@ func (s *Store) List(ctx context.Context, scope tenant.Scope, f Filter) ([]Alert
 	}
 	rows, err := s.pool.Query(ctx, alertList, scope.TenantID, scope.Mode, f.State, f.Cursor, f.Limit+1)
 	if err != nil {
-		return nil, "", errs.Unavailable(err)
+		return nil, "", dbx.Classify(err)
 	}
 	list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Alert, error) { return scanAlert(r) })
 	if err != nil {
-		return nil, "", errs.Unavailable(err)
+		return nil, "", dbx.Classify(err)
 	}
 	next := ""
 	if len(list) > f.Limit {
@@ -147,7 +148,7 @@ func (s *Store) Ack(ctx context.Context, scope tenant.Scope, id string) (Alert, 
 		return Alert{}, errs.NotFound("alert_not_found", "no alert %q", id)
 	}
 	if err != nil {
-		return Alert{}, errs.Unavailable(err)
+		return Alert{}, dbx.Classify(err)
 	}
 	return a, nil
 }
@@ -167,7 +168,7 @@ ON CONFLICT (tenant_id) DO UPDATE SET url = EXCLUDED.url, format = EXCLUDED.form
 func (s *Store) SetDestination(ctx context.Context, scope tenant.Scope, d Destination) (Destination, error) {
 	if d.URL == "" {
 		_, err := s.pool.Exec(ctx, `DELETE FROM alert_config WHERE tenant_id = $1`, scope.TenantID)
-		return Destination{}, errs.As(err)
+		return Destination{}, dbx.Classify(err)
 	}
 	if d.Format == "" {
 		d.Format = FormatJSON
@@ -179,7 +180,7 @@ func (s *Store) SetDestination(ctx context.Context, scope tenant.Scope, d Destin
 		return Destination{}, errs.Fields(errs.FieldError{Field: "url", Message: errs.As(err).Message})
 	}
 	if _, err := s.pool.Exec(ctx, alertConfigUpsert, scope.TenantID, d.URL, d.Format, s.now().UTC()); err != nil {
-		return Destination{}, errs.Unavailable(fmt.Errorf("set alert destination: %w", err))
+		return Destination{}, dbx.Classify(fmt.Errorf("set alert destination: %w", err))
 	}
 	return d, nil
 }
@@ -192,7 +193,7 @@ func (s *Store) Destination(ctx context.Context, scope tenant.Scope) (*Destinati
 		return nil, nil
 	}
 	if err != nil {
-		return nil, errs.Unavailable(err)
+		return nil, dbx.Classify(err)
 	}
 	return &d, nil
 }

@@ -84,7 +84,7 @@ func (s *Server) Echo() *echo.Echo {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
-	e.Use(s.requestID, s.logRequests, limitBody(MaxBodyBytes))
+	e.Use(s.requestID, s.logRequests, limitBody(MaxBodyBytes), cleanInput)
 	for _, r := range s.routes() {
 		h := r.handler
 		if r.scope != public {

@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -89,8 +92,8 @@ func (s *Store) insert(ctx context.Context, db dbx.DBTX, tenantID int64, p KeyPa
 	if !p.Mode.Valid() {
 		return Key{}, "", errs.Invalid("invalid_mode", "mode must be live or test")
 	}
-	if p.Name == "" || len(p.Name) > 100 {
-		return Key{}, "", errs.Invalid("invalid_name", "key name must be 1 to 100 characters")
+	if !ValidName(p.Name) {
+		return Key{}, "", errs.Invalid("invalid_name", "key name must be 1 to %d characters of text without control characters", MaxNameLen)
 	}
 	scopes, err := ValidateScopes(p.Scopes)
 	if err != nil {
@@ -178,4 +181,17 @@ func (s *Store) Verify(ctx context.Context, secret string) (Principal, error) {
 		return Principal{}, err
 	}
 	return r.judge(s.now())
+}
+
+// MaxNameLen is the longest key name, in characters.
+const MaxNameLen = 100
+
+// ValidName reports whether name can name a key: UTF-8, not blank, at most
+// MaxNameLen characters (not bytes), and free of control characters that
+// would forge lines in a terminal or a log.
+func ValidName(name string) bool {
+	if !utf8.ValidString(name) || strings.TrimSpace(name) == "" || utf8.RuneCountInString(name) > MaxNameLen {
+		return false
+	}
+	return !strings.ContainsFunc(name, unicode.IsControl)
 }

@@ -86,6 +86,8 @@ func Fields(fields ...FieldError) *Error {
 }
 
 // As returns err as an *Error, wrapping unknown errors as internal ones.
+// err must not be nil: As(nil) is an internal error, so never end a function
+// with `return errs.As(err)` (dbx.Classify is the storage boundary's way).
 func As(err error) *Error {
 	var e *Error
 	if errors.As(err, &e) {

@@ -8,6 +8,7 @@ package ids
 import (
 	"crypto/rand"
 	"encoding/binary"
+	"strings"
 	"time"
 )
 
@@ -33,4 +34,20 @@ func encode(b [16]byte) string {
 		hi >>= 5
 	}
 	return string(out[:])
+}
+
+// Valid reports whether s has the shape of an id New(prefix, …) makes:
+// the prefix, "_" and 26 Crockford base32 digits. It says nothing about
+// whether such an id exists.
+func Valid(prefix, s string) bool {
+	rest, ok := strings.CutPrefix(s, prefix+"_")
+	if !ok || len(rest) != 26 || rest[0] > '7' {
+		return false
+	}
+	for i := range len(rest) {
+		if strings.IndexByte(crockford, rest[i]) < 0 {
+			return false
+		}
+	}
+	return true
 }

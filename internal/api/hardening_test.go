@@ -1,0 +1,175 @@
+package api_test
+
+import (
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestBadInputNeverGets5xx drives the bytes Postgres refuses (NUL, invalid
+// UTF-8, numbers beyond any float) through every place a client can put
+// them. Each must be a 4xx in the envelope, never "retry shortly".
+func TestBadInputNeverGets5xx(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	key := e.key("acme")
+	nulEmail := ltCookie("a\u0000b@x.io", time.Now().Add(time.Hour), time.Now().Add(30*24*time.Hour))
+	badUTF8Email := ltCookie("a\xffb@x.io", time.Now().Add(time.Hour), time.Now().Add(30*24*time.Hour))
+	longEmail := ltCookie(strings.Repeat("a", 250)+"@x.io", time.Now().Add(time.Hour), time.Now().Add(30*24*time.Hour))
+	cases := []struct {
+		name   string
+		r      req
+		status int
+		code   string
+	}{
+		{"job id NUL", req{method: "GET", path: "/v1/jobs/%00"}, 400, "invalid_characters"},
+		{"job id invalid UTF-8", req{method: "GET", path: "/v1/jobs/%ff"}, 400, "invalid_characters"},
+		{"cancel job id NUL", req{method: "DELETE", path: "/v1/jobs/%00"}, 400, "invalid_characters"},
+		{"account NUL", req{method: "GET", path: "/v1/accounts/%00"}, 400, "invalid_characters"},
+		{"account invalid UTF-8", req{method: "GET", path: "/v1/accounts/a%ffb"}, 400, "invalid_characters"},
+		{"key id NUL", req{method: "GET", path: "/v1/keys/%00"}, 400, "invalid_characters"},
+		{"roll key id NUL", req{method: "POST", path: "/v1/keys/%00/roll", body: `{"expireOldIn":"0"}`}, 400, "invalid_characters"},
+		{"alert id NUL", req{method: "POST", path: "/v1/alerts/%00/ack"}, 400, "invalid_characters"},
+		{"job cursor NUL", req{method: "GET", path: "/v1/jobs?cursor=%00"}, 400, "invalid_characters"},
+		{"job cursor invalid UTF-8", req{method: "GET", path: "/v1/jobs?cursor=%ff"}, 400, "invalid_characters"},
+		{"alert cursor invalid UTF-8", req{method: "GET", path: "/v1/alerts?cursor=%ff"}, 400, "invalid_characters"},
+		{"state NUL", req{method: "GET", path: "/v1/jobs?state=%00"}, 400, "invalid_characters"},
+		{"key name NUL", req{method: "POST", path: "/v1/keys", body: `{"name":"a\u0000b"}`}, 400, "validation_failed"},
+		{"replyRef NUL", req{method: "POST", path: "/v1/jobs", body: `{"type":"video","replyRef":"a\u0000b"}`}, 400, "validation_failed"},
+		{"email NUL", req{method: "POST", path: "/v1/jobs", body: `{"type":"video","email":"a\u0000b@x.io"}`}, 400, "validation_failed"},
+		{"number beyond range", req{method: "POST", path: "/v1/jobs", body: `{"type":"video","params":{"n":1e400000}}`}, 400, "validation_failed"},
+		{"negative number beyond range", req{method: "POST", path: "/v1/jobs", body: `{"type":"video","params":{"a":[{"n":-1e309}]}}`}, 400, "validation_failed"},
+		{"alert config url NUL", req{method: "PUT", path: "/v1/alerts/config", body: `{"url":"https://x.io/\u0000"}`}, 400, "validation_failed"},
+		{"JWT email claim NUL", req{method: "POST", path: "/v1/accounts", body: map[string]any{"cookie": nulEmail}}, 400, "invalid_token_email"},
+		{"JWT email claim invalid UTF-8", req{method: "POST", path: "/v1/accounts", body: map[string]any{"cookie": badUTF8Email}}, 400, "invalid_token_email"},
+		{"JWT email claim too long", req{method: "POST", path: "/v1/accounts", body: map[string]any{"cookie": longEmail}}, 400, "invalid_token_email"},
+		{"Idempotency-Key invalid UTF-8", req{method: "POST", path: "/v1/jobs", body: `{"type":"video"}`,
+			header: map[string]string{"Idempotency-Key": "k\xff"}}, 400, "invalid_idempotency_key"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			c.r.key = key
+			r := e.do(c.r)
+			if r.status != c.status {
+				t.Fatalf("status %d, want %d: %s", r.status, c.status, r.body)
+			}
+			if got := r.errorCode(t); got != c.code {
+				t.Errorf("code %s, want %s: %s", got, c.code, r.body)
+			}
+		})
+	}
+}
+
+// TestEmptyAlertConfigRemovesIt: every spelling of "no destination" used
+// to delete the row and then answer 500.
+func TestEmptyAlertConfigRemovesIt(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	key := e.key("acme")
+	for _, body := range []string{`{"url":""}`, `{}`, `null`} {
+		expect(t, e.do(req{method: "PUT", path: "/v1/alerts/config", key: key, body: `{"url":"https://hooks.example.com/a"}`}), 200)
+		r := expect(t, e.do(req{method: "PUT", path: "/v1/alerts/config", key: key, body: body}), 200)
+		if got := r.json(t)["url"]; got != "" {
+			t.Errorf("%s: url %v after removal", body, got)
+		}
+		if got := expect(t, e.do(req{method: "GET", path: "/v1/alerts/config", key: key}), 200).json(t)["url"]; got != "" {
+			t.Errorf("%s: config still set: %v", body, got)
+		}
+	}
+}
+
+// TestGarbageCursorIs400: a cursor no page gave out used to answer an empty
+// page (jobs: looks like the end) or the first page (alerts: a loop).
+func TestGarbageCursorIs400(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	key := e.key("acme")
+	expect(t, e.do(req{method: "POST", path: "/v1/jobs", key: key, body: `{"type":"video"}`}), 202)
+	for _, path := range []string{"/v1/jobs?cursor=zzz", "/v1/jobs?cursor=job_ZZZZZZZZZZZZZZZZZZZZZZZZZZ",
+		"/v1/alerts?cursor=zzz", "/v1/alerts?cursor=job_01ARZ3NDEKTSV4RRFFQ69G5FAV"} {
+		r := expect(t, e.do(req{method: "GET", path: path, key: key}), 400)
+		if c := r.errorCode(t); c != "invalid_cursor" {
+			t.Errorf("%s: code %s", path, c)
+		}
+	}
+	// A real cursor still pages.
+	expect(t, e.do(req{method: "POST", path: "/v1/jobs", key: key, body: `{"type":"video"}`}), 202)
+	page := expect(t, e.do(req{method: "GET", path: "/v1/jobs?limit=1", key: key}), 200).json(t)
+	next, _ := page["nextCursor"].(string)
+	if next == "" {
+		t.Fatalf("no nextCursor: %v", page)
+	}
+	rest := expect(t, e.do(req{method: "GET", path: "/v1/jobs?limit=1&cursor=" + next, key: key}), 200).json(t)
+	if n := len(rest["data"].([]any)); n != 1 {
+		t.Errorf("second page has %d jobs", n)
+	}
+}
+
+// TestPercentEncodedEmailInPath: clients escape "@" as %40; both spellings
+// name the same account.
+func TestPercentEncodedEmailInPath(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	key := e.key("acme")
+	e.addSimAccount(key, "alice@a.example", 2)
+	for _, p := range []string{"alice@a.example", "alice%40a.example", "ALICE%40A.example"} {
+		r := expect(t, e.do(req{method: "GET", path: "/v1/accounts/" + p, key: key}), 200).json(t)
+		if r["email"] != "alice@a.example" {
+			t.Errorf("%s: %v", p, r["email"])
+		}
+	}
+	expect(t, e.do(req{method: "PATCH", path: "/v1/accounts/alice%40a.example", key: key, body: `{"maxJobs":3}`}), 200)
+	expect(t, e.do(req{method: "DELETE", path: "/v1/accounts/alice%40a.example", key: key}), 204)
+}
+
+// TestSilentDefaultsAreRefused: explicit zeroes, empty scope lists, names
+// with control characters and repeated single headers used to be taken in
+// silence, each meaning something the client did not say.
+func TestSilentDefaultsAreRefused(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	key := e.key("acme")
+	cases := []struct {
+		name, path, body, field string
+	}{
+		{"maxAttempts 0", "/v1/jobs", `{"type":"video","maxAttempts":0}`, "maxAttempts"},
+		{"duration 0", "/v1/videos/create", `{"prompt":"x","duration":0}`, "duration"},
+		{"empty scopes", "/v1/keys", `{"name":"k","scopes":[]}`, "scopes"},
+		{"name with newline", "/v1/keys", `{"name":"a\nb"}`, "name"},
+		{"name with escape", "/v1/keys", `{"name":"a\u001b[31mb"}`, "name"},
+		{"blank name", "/v1/keys", `{"name":"   "}`, "name"},
+		{"name of 101 characters", "/v1/keys", `{"name":"` + strings.Repeat("é", 101) + `"}`, "name"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := expect(t, e.do(req{method: "POST", path: c.path, key: key, body: c.body}), 400)
+			if code := r.errorCode(t); code != "validation_failed" || !strings.Contains(string(r.body), `"field":"`+c.field+`"`) {
+				t.Errorf("code %s: %s", code, r.body)
+			}
+		})
+	}
+	// 100 two-byte characters are 100 characters, not 200.
+	expect(t, e.do(req{method: "POST", path: "/v1/keys", key: key, body: `{"name":"` + strings.Repeat("é", 100) + `"}`}), 201)
+
+	for _, h := range []string{"Authorization", "Idempotency-Key"} {
+		t.Run("two "+h+" headers", func(t *testing.T) {
+			hr, _ := http.NewRequest("POST", e.urls[0]+"/v1/jobs", strings.NewReader(`{"type":"video"}`))
+			hr.Header.Set("Authorization", "Bearer "+key)
+			hr.Header.Set("Idempotency-Key", "one")
+			hr.Header.Add(h, map[string]string{"Authorization": "Bearer " + e.key("other"), "Idempotency-Key": "two"}[h])
+			resp, err := http.DefaultClient.Do(hr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			r := response{status: resp.StatusCode, header: resp.Header, body: body}
+			expect(t, r, 400)
+			if c := r.errorCode(t); c != "duplicate_header" {
+				t.Errorf("code %s", c)
+			}
+		})
+	}
+}
