@@ -85,6 +85,9 @@ func (s *Server) handleError(err error, c echo.Context) {
 	if e.Kind == errs.KindUnauthenticated {
 		h.Set("WWW-Authenticate", `Bearer realm="poolgate"`)
 	}
+	if unreadBody(c) {
+		h.Set(echo.HeaderConnection, "close") // answer now rather than drain the body first
+	}
 	body := errorBody{
 		Error:     errorDetail{Type: m.typ, Code: e.Code, Message: e.Message, Details: e.Details},
 		RequestID: requestIDOf(c),

@@ -1,7 +1,10 @@
 package api_test
 
 import (
+	"bufio"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -170,6 +173,34 @@ func TestSilentDefaultsAreRefused(t *testing.T) {
 			if c := r.errorCode(t); c != "duplicate_header" {
 				t.Errorf("code %s", c)
 			}
+		})
+	}
+}
+
+// TestAuthBeforeBody: a client that announces a body and never sends it
+// gets its 401 at once, not after the server gave up reading the body.
+func TestAuthBeforeBody(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	for _, c := range []struct{ name, auth string }{
+		{"no key", ""},
+		{"forged key", "Authorization: Bearer pgk_live_AAAAAAAAAAAAAAAAAAAAAAAAaaaaaa\r\n"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			conn, err := net.Dial("tcp", strings.TrimPrefix(e.urls[0], "http://"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			fmt.Fprintf(conn, "POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n%sContent-Length: 10\r\n\r\n", c.auth)
+			conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				t.Fatalf("no answer within 3s: %v", err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			r := expect(t, response{status: resp.StatusCode, header: resp.Header, body: body}, 401)
+			r.errorCode(t)
 		})
 	}
 }
