@@ -68,7 +68,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		OnFinish: jobWebhook(deliverer),
 	})
 	// keys
-	keyStore := auth.NewStore(pool, time.Now)
+	keyStore := auth.NewStore(pool, time.Now).WithDefaultRateLimit(cfg.KeyRateLimit)
 	keyCache := auth.NewCache(keyStore, logger, cfg.KeyCacheTTL)
 	keyUsage := auth.NewUsage(pool, logger, time.Now, cfg.KeyUsageFlushEvery)
 

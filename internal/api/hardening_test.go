@@ -204,3 +204,54 @@ func TestAuthBeforeBody(t *testing.T) {
 		})
 	}
 }
+
+// TestChildKeyCannotOutliveOrOutrateItsParent: a key expiring in an hour
+// used to mint a key with no expiry, and a key allowed 2 requests a day one
+// allowed a million a second.
+func TestChildKeyCannotOutliveOrOutrateItsParent(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	admin := e.key("acme")
+	hour := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
+	parent := e.createKey(0, admin, map[string]any{"name": "parent", "expiresAt": hour.Format(time.RFC3339),
+		"rateLimit": map[string]any{"requests": 20, "per": "24h"}})["secret"].(string)
+
+	child := e.createKey(0, parent, map[string]any{"name": "inherits"})
+	if child["expiresUTC"] == nil || child["rateLimit"] == nil {
+		t.Fatalf("a child without settings must take its parent's: %v", child)
+	}
+	if got, _ := time.Parse(time.RFC3339, child["expiresUTC"].(string)); got.After(hour) {
+		t.Errorf("child expires %v, after its parent's %v", got, hour)
+	}
+	if rl := child["rateLimit"].(map[string]any); rl["requests"] != 20.0 || rl["per"] != "24h" {
+		t.Errorf("child rate limit %v", rl)
+	}
+	e.createKey(0, parent, map[string]any{"name": "slower", "expiresAt": hour.Add(-time.Minute).Format(time.RFC3339),
+		"rateLimit": map[string]any{"requests": 1, "per": "24h"}})
+
+	for _, c := range []struct {
+		name  string
+		body  map[string]any
+		field string
+	}{
+		{"later expiry", map[string]any{"name": "k", "expiresAt": hour.Add(time.Minute).Format(time.RFC3339)}, "expiresAt"},
+		{"faster rate", map[string]any{"name": "k", "rateLimit": map[string]any{"requests": 1000000, "per": "1s"}}, "rateLimit"},
+		{"same burst, shorter period", map[string]any{"name": "k", "rateLimit": map[string]any{"requests": 20, "per": "1h"}}, "rateLimit"},
+		{"bigger burst, same rate", map[string]any{"name": "k", "rateLimit": map[string]any{"requests": 40, "per": "48h"}}, "rateLimit"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := expect(t, e.do(req{method: "POST", path: "/v1/keys", key: parent, body: c.body}), 403)
+			if code := r.errorCode(t); code != "exceeds_caller_key" || !strings.Contains(string(r.body), `"field":"`+c.field+`"`) {
+				t.Errorf("code %s: %s", code, r.body)
+			}
+		})
+	}
+	// Rolling a longer-lived key with the short-lived one is giving out more too.
+	long := e.createKey(0, admin, map[string]any{"name": "long"})["id"].(string)
+	r := e.do(req{method: "POST", path: "/v1/keys/" + long + "/roll", key: parent, body: map[string]any{"expireOldIn": "0"}})
+	if r.status == 201 {
+		if exp, _ := r.json(t)["expiresUTC"].(string); exp == "" {
+			t.Errorf("roll by a short-lived key made a key that never expires: %s", r.body)
+		}
+	}
+}

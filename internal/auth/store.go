@@ -47,6 +47,19 @@ type KeyParams struct {
 type Store struct {
 	pool *pgxpool.Pool
 	now  func() time.Time
+	// defaultLimit is what keys without their own rate limit get; nil:
+	// none known (then only keys with their own limit cap their children).
+	defaultLimit *RateLimit
+}
+
+// WithDefaultRateLimit tells s the server's default rate limit
+// (POOLGATE_KEY_RATE_LIMIT), which caps the keys a key without its own
+// limit may create.
+func (s *Store) WithDefaultRateLimit(r RateLimit) *Store {
+	if !r.Off() {
+		s.defaultLimit = &r
+	}
+	return s
 }
 
 // NewStore returns a Store; now is the clock expiry is judged by.
@@ -147,6 +160,10 @@ func (s *Store) lookup(ctx context.Context, hash []byte) (keyRecord, error) {
 		return keyRecord{}, errs.Unavailable(fmt.Errorf("verify api key: %w", err))
 	}
 	r.p.RateLimit = rateLimitOf(requests, per)
+	r.p.ExpiresAt = r.expires
+	if r.revoked != nil && (r.expires == nil || r.revoked.Before(*r.expires)) {
+		r.p.ExpiresAt = r.revoked // a rolled key works until its grace ends
+	}
 	return r, nil
 }
 
