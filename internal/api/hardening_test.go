@@ -255,3 +255,42 @@ func TestChildKeyCannotOutliveOrOutrateItsParent(t *testing.T) {
 		}
 	}
 }
+
+// TestParamsAndPagesAreBounded: params used to be limited only by the 1 MiB
+// body, and a page of 500 such jobs held half a gigabyte.
+func TestParamsAndPagesAreBounded(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	key := e.key("acme")
+	params := func(n int) string { return `{"type":"video","params":{"p":"` + strings.Repeat("x", n) + `"}}` }
+	r := expect(t, e.do(req{method: "POST", path: "/v1/jobs", key: key, body: params(64 << 10)}), 400)
+	if r.errorCode(t) != "validation_failed" || !strings.Contains(string(r.body), `"field":"params"`) {
+		t.Errorf("64 KiB + 8 bytes of params: %s", r.body)
+	}
+	const n = 24 // 24 × 60 KiB > the 1 MiB page budget
+	for range n {
+		expect(t, e.do(req{method: "POST", path: "/v1/jobs", key: key, body: params(60 << 10)}), 202)
+	}
+	seen, pages, cursor := 0, 0, ""
+	for {
+		path := "/v1/jobs?limit=500"
+		if cursor != "" {
+			path += "&cursor=" + cursor
+		}
+		r := expect(t, e.do(req{method: "GET", path: path, key: key}), 200)
+		if len(r.body) > 1<<20+64<<10 {
+			t.Errorf("page of %d bytes", len(r.body))
+		}
+		page := r.json(t)
+		seen += len(page["data"].([]any))
+		pages++
+		next, _ := page["nextCursor"].(string)
+		if next == "" {
+			break
+		}
+		cursor = next
+	}
+	if seen != n || pages < 2 {
+		t.Errorf("saw %d jobs in %d pages, want %d in at least 2", seen, pages, n)
+	}
+}

@@ -35,6 +35,15 @@ type createJobRequest struct {
 	jobOptions
 }
 
+// MaxParamsBytes bounds a job's params: they are stored, listed and sent
+// upstream with every attempt, and no LTX request comes near it.
+const MaxParamsBytes = 64 << 10
+
+// maxPageBytes bounds the params and results one list page carries, so
+// that a page of 500 large jobs cannot hold hundreds of MB per request; a
+// page cut short still has a nextCursor.
+const maxPageBytes = 1 << 20
+
 // maxQueueTimeout bounds queueTimeout: a job older than a day is not
 // something a producer is still waiting for.
 const maxQueueTimeout = 24 * time.Hour
@@ -49,6 +58,9 @@ func (s *Server) newJob(typ string, params json.RawMessage, o jobOptions) (sched
 	var bad []errs.FieldError
 	// Postgres's jsonb cannot store NUL characters; refuse them here rather
 	// than fail on insert with a 503.
+	if len(params) > MaxParamsBytes {
+		bad = append(bad, errs.FieldError{Field: "params", Message: "must be at most " + strconv.Itoa(MaxParamsBytes) + " bytes of JSON"})
+	}
 	if bytes.Contains(params, []byte(`\u0000`)) {
 		bad = append(bad, errs.FieldError{Field: "params", Message: "must not contain NUL characters (\\u0000)"})
 	}
@@ -246,6 +258,13 @@ func (s *Server) listJobs(c echo.Context) error {
 	page := jobPage{Data: jobs}
 	if page.Data == nil {
 		page.Data = []scheduler.Job{}
+	}
+	size := 0
+	for i, j := range jobs {
+		if size += len(j.Params) + len(j.Result); size > maxPageBytes && i > 0 {
+			page.Data, next = jobs[:i], jobs[i-1].ID
+			break
+		}
 	}
 	if next != "" {
 		page.NextCursor = &next
