@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/poolgate/poolgate/internal/tenant"
 )
 
 // TestBadInputNeverGets5xx drives the bytes Postgres refuses (NUL, invalid
@@ -292,5 +294,21 @@ func TestParamsAndPagesAreBounded(t *testing.T) {
 	}
 	if seen != n || pages < 2 {
 		t.Errorf("saw %d jobs in %d pages, want %d in at least 2", seen, pages, n)
+	}
+}
+
+// TestTestKeyCannotTouchLiveAlertConfig is item 1 over HTTP.
+func TestTestKeyCannotTouchLiveAlertConfig(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	live, test := e.key("acme"), e.keyMode("acme", tenant.Test)
+	expect(t, e.do(req{method: "PUT", path: "/v1/alerts/config", key: live, body: `{"url":"https://live.example/hook"}`}), 200)
+	if got := expect(t, e.do(req{method: "GET", path: "/v1/alerts/config", key: test}), 200).json(t)["url"]; got != "" {
+		t.Errorf("a test key reads the live destination %v", got)
+	}
+	expect(t, e.do(req{method: "PUT", path: "/v1/alerts/config", key: test, body: `{"url":"https://test.example/hook"}`}), 200)
+	expect(t, e.do(req{method: "PUT", path: "/v1/alerts/config", key: test, body: `{}`}), 200)
+	if got := expect(t, e.do(req{method: "GET", path: "/v1/alerts/config", key: live}), 200).json(t)["url"]; got != "https://live.example/hook" {
+		t.Errorf("a test key changed the live destination to %v", got)
 	}
 }
