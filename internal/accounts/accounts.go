@@ -341,8 +341,11 @@ func (s *Store) scanAccount(row pgx.Row, scope tenant.Scope) (Account, error) {
 	}
 	plain, err := s.box.Open(sealed, cookieAAD(scope, a.Email))
 	if err != nil {
-		// Wrong POOLGATE_SECRET_KEY or a tampered row; say which account.
-		return Account{}, errs.Internal(fmt.Errorf("open cookie of account %d: %w", a.ID, err))
+		// One unreadable row must not break the pool's list: show that
+		// account alone as broken, with what to do about it.
+		a.Cookie = map[string]string{}
+		a.Status, a.Reason = StatusError, unreadableReason
+		return a, nil
 	}
 	jar, err := cookies.Parse(string(plain))
 	if err != nil {

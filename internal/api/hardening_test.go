@@ -312,3 +312,53 @@ func TestTestKeyCannotTouchLiveAlertConfig(t *testing.T) {
 		t.Errorf("a test key changed the live destination to %v", got)
 	}
 }
+
+// TestUndecryptableCookieBreaksOnlyItsAccount: one row sealed under another
+// key (or swapped with another row) used to make the whole list a 500, and
+// a job placed on it held the slot until its lease lapsed.
+func TestUndecryptableCookieBreaksOnlyItsAccount(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	key := e.key("acme")
+	e.addSimAccount(key, "good@x.io", 2)
+	e.addSimAccount(key, "bad@x.io", 2)
+	// Swap the sealed cookies: each is bound to its own row, so neither opens.
+	e.addSimAccount(key, "other@x.io", 2)
+	if _, err := e.pool.Exec(t.Context(), `UPDATE accounts SET cookie = (SELECT cookie FROM accounts WHERE email = 'other@x.io') WHERE email = 'bad@x.io'`); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, e.do(req{method: "DELETE", path: "/v1/accounts/other@x.io", key: key}), 204)
+
+	list := expect(t, e.do(req{method: "GET", path: "/v1/accounts", key: key}), 200).json(t)
+	bad, _ := list["bad@x.io"].(map[string]any)
+	if bad == nil || bad["status"] != "error" || !strings.Contains(fmt.Sprint(bad["error"]), "decrypt") {
+		t.Fatalf("bad account in the list: %v", bad)
+	}
+	if good, _ := list["good@x.io"].(map[string]any); good == nil || good["status"] != "active" {
+		t.Errorf("good account in the list: %v", list["good@x.io"])
+	}
+	expect(t, e.do(req{method: "GET", path: "/v1/accounts/bad@x.io", key: key}), 200)
+
+	// With only the bad account enabled, a job placed on it goes back to
+	// the queue at once and the account leaves rotation.
+	expect(t, e.do(req{method: "PATCH", path: "/v1/accounts/good@x.io", key: key, body: `{"enabled":false}`}), 200)
+	job := expect(t, e.do(req{method: "POST", path: "/v1/jobs", key: key, body: `{"type":"video"}`}), 202).json(t)["id"].(string)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var status string
+		var running int
+		e.pool.QueryRow(t.Context(), `SELECT status, running FROM accounts WHERE email = 'bad@x.io'`).Scan(&status, &running)
+		if status == "error" && running == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("bad account still %s with %d running after 5s", status, running)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	expect(t, e.do(req{method: "PATCH", path: "/v1/accounts/good@x.io", key: key, body: `{"enabled":true}`}), 200)
+	done := expect(t, e.do(req{method: "GET", path: "/v1/jobs/" + job + "?wait=20s", key: key}), 200).json(t)
+	if done["state"] != "succeeded" || done["email"] != "good@x.io" {
+		t.Errorf("job after the bad account: %v", done)
+	}
+}
