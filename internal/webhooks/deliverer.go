@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -293,7 +294,8 @@ func (d *Deliverer) deliver(abortCtx context.Context, c claimed) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(abortCtx), 5*time.Second)
 	defer cancel()
 	outcome, err := d.settle(ctx, c, res)
-	log := d.log.With("delivery", c.id, "tenant", c.tenantID, "event", c.event, "attempt", c.attempts, "status", res.status)
+	log := d.log.With("delivery", c.id, "tenant", c.tenantID, "event", c.event, "url", RedactURL(c.url),
+		"attempt", c.attempts, "status", res.status)
 	if err != nil {
 		log.Error("webhooks: record delivery result", "err", err)
 		return
@@ -339,6 +341,12 @@ func (d *Deliverer) attempt(abortCtx context.Context, c claimed) result {
 		}
 		if errors.Is(err, context.DeadlineExceeded) && abortCtx.Err() == nil {
 			return result{err: fmt.Sprintf("no response within %s", d.timeout)}
+		}
+		// *url.Error quotes the whole URL, and a Slack webhook's path is
+		// its secret: name the URL redacted, then the cause.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			return result{err: ue.Op + " " + RedactURL(c.url) + ": " + ue.Err.Error(), aborted: abortCtx.Err() != nil}
 		}
 		return result{err: err.Error(), aborted: abortCtx.Err() != nil}
 	}
