@@ -362,3 +362,22 @@ func TestUndecryptableCookieBreaksOnlyItsAccount(t *testing.T) {
 		t.Errorf("job after the bad account: %v", done)
 	}
 }
+
+// TestExpiringAccountWarnsWithoutError: an account that still takes jobs
+// used to carry its expiry notice in error, which useapi clients read as a
+// broken account.
+func TestExpiringAccountWarnsWithoutError(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	key := e.key("acme")
+	cookie := ltCookie("soon@x.io", time.Now().Add(time.Hour), time.Now().Add(2*24*time.Hour))
+	a := expect(t, e.do(req{method: "POST", path: "/v1/accounts", key: key, body: map[string]any{"cookie": cookie}}), 200).json(t)
+	if a["status"] != "expiring" || a["error"] != nil || !strings.Contains(fmt.Sprint(a["warning"]), "lt_refresh_token expires") {
+		t.Errorf("expiring account: status %v, error %v, warning %v", a["status"], a["error"], a["warning"])
+	}
+	expect(t, e.do(req{method: "PATCH", path: "/v1/accounts/soon@x.io", key: key, body: `{"enabled":false}`}), 200)
+	a = expect(t, e.do(req{method: "GET", path: "/v1/accounts/soon@x.io", key: key}), 200).json(t)
+	if a["status"] != "disabled" || a["error"] == nil || a["warning"] != nil {
+		t.Errorf("disabled account: status %v, error %v, warning %v", a["status"], a["error"], a["warning"])
+	}
+}
