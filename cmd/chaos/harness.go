@@ -230,6 +230,7 @@ func (h *harness) serverEnv(s *server) []string {
 	return []string{
 		"DATABASE_URL=" + h.dbURL,
 		"POOLGATE_ADDR=" + s.addr,
+		"POOLGATE_METRICS_ADDR=127.0.0.1:0", // three servers on one host: no fixed metrics port
 		"POOLGATE_SECRET_KEY=" + h.secretKey,
 		"POOLGATE_UPSTREAM_URL=" + h.simURL,
 		"POOLGATE_LEASE_TTL=" + h.cfg.leaseTTL.String(),

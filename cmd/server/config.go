@@ -43,6 +43,9 @@ type config struct {
 	AlertWebhookURL string
 	AlertFormat     string
 
+	MetricsAddr         string // where GET /metrics is served; "off": nowhere
+	MetricsAccountLabel string // email or hash
+
 	// keys
 	KeyRateLimit       auth.RateLimit
 	KeyCacheTTL        time.Duration
@@ -138,6 +141,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		problems = append(problems, errors.New("POOLGATE_LEASE_TTL must be at least 3s"))
 	}
 	loadKeyConfig(e, &c, &problems)
+	loadMetricsConfig(e, &c, &problems)
 	if c.DatabaseURL, err = databaseURL(getenv); err != nil {
 		problems = append(problems, err)
 	}

@@ -14,7 +14,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/poolgate/poolgate/internal/accounts"
 	"github.com/poolgate/poolgate/internal/alerts"
@@ -94,7 +93,6 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		Accounts:             accountStore,
 		Jobs:                 sched,
 		Alerts:               alerts.NewStore(pool, time.Now, cfg.WebhookAllowPrivate),
-		Metrics:              promhttp.HandlerFor(registry, promhttp.HandlerOpts{}),
 		AllowPrivateWebhooks: cfg.WebhookAllowPrivate,
 		OnJobCreated:         keyUsage.JobSubmitted,
 	})
@@ -112,6 +110,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	logger.Info("listening", "addr", ln.Addr().String(), "upstream", cfg.UpstreamURL)
+	stopMetrics, err := startMetrics(cfg.MetricsAddr, cfg.MetricsAccountLabel, registry, logger)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 	sched.Start(ctx)
 	deliverer.Start(ctx)
 	refresher.Start(ctx)

@@ -24,7 +24,6 @@ func (s *Server) routes() []route {
 		{http.MethodGet, "/healthz", public, s.healthz},
 		{http.MethodGet, "/readyz", public, s.readyz},
 		{http.MethodGet, "/openapi.yaml", public, s.openAPI},
-		{http.MethodGet, "/metrics", public, s.metrics},
 
 		{http.MethodPost, "/v1/accounts", auth.ScopeAccountsWrite, s.registerAccount},
 		{http.MethodGet, "/v1/accounts", auth.ScopeAccountsRead, s.listAccounts},

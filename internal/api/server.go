@@ -35,8 +35,6 @@ type Deps struct {
 	Jobs     *scheduler.Scheduler
 	Alerts   *alerts.Store
 	Now      func() time.Time
-	// Metrics serves GET /metrics (Prometheus); nil answers 404.
-	Metrics http.Handler
 	// AllowPrivateWebhooks lets replyUrl point at private and loopback
 	// addresses (POOLGATE_WEBHOOK_ALLOW_PRIVATE).
 	AllowPrivateWebhooks bool
