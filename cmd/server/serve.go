@@ -55,8 +55,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 
 	upstream := ltxstudio.New(cfg.UpstreamURL, nil)
 	deliveries := newDeliveryMetrics(registry)
+	webhookSecrets := webhooks.NewSecrets(pool, box)
 	deliverer := webhooks.NewDeliverer(webhooks.DelivererConfig{
-		Pool: pool, Secrets: webhooks.NewSecrets(pool, box), Logger: logger,
+		Pool: pool, Secrets: webhookSecrets, Logger: logger,
 		AllowPrivate: cfg.WebhookAllowPrivate, OnResult: deliveries.observe,
 	})
 	sched := scheduler.New(scheduler.Config{
@@ -93,6 +94,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		Accounts:             accountStore,
 		Jobs:                 sched,
 		Alerts:               alerts.NewStore(pool, time.Now, cfg.WebhookAllowPrivate),
+		Secrets:              webhookSecrets,
 		AllowPrivateWebhooks: cfg.WebhookAllowPrivate,
 		OnJobCreated:         keyUsage.JobSubmitted,
 	})

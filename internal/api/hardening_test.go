@@ -381,3 +381,50 @@ func TestExpiringAccountWarnsWithoutError(t *testing.T) {
 		t.Errorf("disabled account: status %v, error %v, warning %v", a["status"], a["error"], a["warning"])
 	}
 }
+
+// TestWebhookSecretReadAndRotate: receivers need the secret to verify, and
+// a way to change it without dropping deliveries.
+func TestWebhookSecretReadAndRotate(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	admin := e.key("acme")
+	r := expect(t, e.do(req{method: "GET", path: "/v1/webhooks/secret", key: admin}), 200)
+	if r.header.Get("Cache-Control") != "no-store" {
+		t.Error("secret answer may be cached")
+	}
+	first := r.json(t)
+	old, _ := first["secret"].(string)
+	if !strings.HasPrefix(old, "whsec_") || first["previousExpiresUTC"] != nil {
+		t.Fatalf("secret: %s", r.body)
+	}
+	rot := expect(t, e.do(req{method: "POST", path: "/v1/webhooks/secret/rotate", key: admin, body: `{"expireOldIn":"24h"}`}), 200).json(t)
+	if rot["secret"] == old || rot["previousExpiresUTC"] == nil {
+		t.Fatalf("rotate: %v", rot)
+	}
+	if got := expect(t, e.do(req{method: "GET", path: "/v1/webhooks/secret", key: admin}), 200).json(t); got["secret"] != rot["secret"] {
+		t.Errorf("after rotation GET shows %v", got["secret"])
+	}
+
+	for _, c := range []struct {
+		name   string
+		r      req
+		status int
+		code   string
+	}{
+		{"test key reads", req{method: "GET", path: "/v1/webhooks/secret", key: e.keyMode("acme", tenant.Test)}, 403, "mode_not_allowed"},
+		{"test key rotates", req{method: "POST", path: "/v1/webhooks/secret/rotate", key: e.keyMode("acme", tenant.Test), body: `{"expireOldIn":"0"}`}, 403, "mode_not_allowed"},
+		{"no admin scope", req{method: "GET", path: "/v1/webhooks/secret", key: e.key("acme", "jobs:read")}, 403, "insufficient_scope"},
+		{"grace too long", req{method: "POST", path: "/v1/webhooks/secret/rotate", key: admin, body: `{"expireOldIn":"169h"}`}, 400, "validation_failed"},
+		{"grace missing", req{method: "POST", path: "/v1/webhooks/secret/rotate", key: admin, body: `{}`}, 400, "validation_failed"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if code := expect(t, e.do(c.r), c.status).errorCode(t); code != c.code {
+				t.Errorf("code %s, want %s", code, c.code)
+			}
+		})
+	}
+	// Another tenant has another secret.
+	if other := expect(t, e.do(req{method: "GET", path: "/v1/webhooks/secret", key: e.key("other")}), 200).json(t); other["secret"] == rot["secret"] {
+		t.Error("two tenants share a secret")
+	}
+}

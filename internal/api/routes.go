@@ -51,5 +51,8 @@ func (s *Server) routes() []route {
 		{http.MethodPost, "/v1/alerts/:id/ack", auth.ScopeAlertsWrite, s.ackAlert},
 		{http.MethodGet, "/v1/alerts/config", auth.ScopeAlertsRead, s.getAlertConfig},
 		{http.MethodPut, "/v1/alerts/config", auth.ScopeAlertsWrite, s.putAlertConfig},
+
+		{http.MethodGet, "/v1/webhooks/secret", auth.ScopeKeysAdmin, s.getWebhookSecret},
+		{http.MethodPost, "/v1/webhooks/secret/rotate", auth.ScopeKeysAdmin, s.rotateWebhookSecret},
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/poolgate/poolgate/internal/alerts"
 	"github.com/poolgate/poolgate/internal/auth"
 	"github.com/poolgate/poolgate/internal/scheduler"
+	"github.com/poolgate/poolgate/internal/webhooks"
 )
 
 // MaxBodyBytes is the largest request body accepted; bigger ones get 413.
@@ -34,7 +35,9 @@ type Deps struct {
 	Accounts *accounts.Store
 	Jobs     *scheduler.Scheduler
 	Alerts   *alerts.Store
-	Now      func() time.Time
+	// Secrets are the tenants' webhook signing secrets (the deliverer's).
+	Secrets *webhooks.Secrets
+	Now     func() time.Time
 	// AllowPrivateWebhooks lets replyUrl point at private and loopback
 	// addresses (POOLGATE_WEBHOOK_ALLOW_PRIVATE).
 	AllowPrivateWebhooks bool

@@ -319,7 +319,7 @@ func (d *Deliverer) attempt(abortCtx context.Context, c claimed) result {
 	}
 	ctx, cancel := context.WithTimeout(abortCtx, d.timeout)
 	defer cancel()
-	secret, err := d.secrets.Get(ctx, c.tenantID)
+	keys, err := d.secrets.SigningKeys(ctx, c.tenantID)
 	if err != nil {
 		return result{err: "signing secret unavailable", aborted: abortCtx.Err() != nil}
 	}
@@ -332,8 +332,9 @@ func (d *Deliverer) attempt(abortCtx context.Context, c claimed) result {
 	req.Header.Set("User-Agent", UserAgent)
 	req.Header.Set(HeaderDelivery, c.id)
 	req.Header.Set(HeaderEvent, c.event)
+	req.Header.Set(HeaderID, c.id)
 	req.Header.Set(HeaderTimestamp, strconv.FormatInt(ts, 10))
-	req.Header.Set(HeaderSignature, Sign(secret, ts, c.payload))
+	req.Header.Set(HeaderSignature, SignatureHeader(keys, c.id, ts, c.payload))
 	resp, err := d.client.Do(req)
 	if err != nil {
 		if r, ok := isRefused(err); ok {
