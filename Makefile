@@ -16,6 +16,8 @@ test:
 	@url="$$(scripts/pg.sh url-test)" || { echo "make test: no PostgreSQL could be reached or started (see above)" >&2; exit 1; }; \
 	set -e; \
 	$(GO) vet ./...; \
+	$(GO) mod tidy -diff || { echo "make test: go.mod/go.sum are not tidy (the diff is above); run go mod tidy" >&2; exit 1; }; \
+	if $(GO) list -deps ./cmd/server | grep -qx testing; then echo "make test: cmd/server links the testing package; keep test tooling out of the binary" >&2; exit 1; fi; \
 	DATABASE_URL="$$url" $(GO) test -race -count=1 ./...
 
 # fuzz runs every fuzz target for FUZZTIME each (default 30s).

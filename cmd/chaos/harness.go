@@ -24,7 +24,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/poolgate/poolgate/internal/pgtest"
+	"github.com/poolgate/poolgate/internal/dbx"
 	"github.com/poolgate/poolgate/internal/provider/sim"
 )
 
@@ -171,7 +171,7 @@ func (h *harness) setup(ctx context.Context) error {
 		return fmt.Errorf("create database: %w", err)
 	}
 	var err error
-	if h.dbURL, err = pgtest.WithDatabase(h.server, h.dbName); err != nil {
+	if h.dbURL, err = dbx.WithDatabase(h.server, h.dbName); err != nil {
 		return err
 	}
 	if h.admin, err = pgxpool.New(ctx, h.dbURL); err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"os/exec"
 	"strings"
 	"testing"
 
@@ -90,5 +91,21 @@ func TestMigrateRefusesNewerSchema(t *testing.T) {
 	err = run(context.Background(), []string{"migrate"}, env, &out, &errOut)
 	if err == nil || !strings.Contains(err.Error(), "newer") {
 		t.Fatalf("migrate on a newer schema: err = %v, want a refusal", err)
+	}
+}
+
+// TestBinaryDoesNotLinkTesting: cmd/server used to link the testing package
+// through internal/bench → internal/pgtest. Test tooling stays out of the
+// production binary.
+func TestBinaryDoesNotLinkTesting(t *testing.T) {
+	t.Parallel()
+	out, err := exec.Command("go", "list", "-deps", ".").Output()
+	if err != nil {
+		t.Fatalf("go list -deps: %v", err)
+	}
+	for _, dep := range strings.Fields(string(out)) {
+		if dep == "testing" || strings.HasSuffix(dep, "/internal/pgtest") {
+			t.Errorf("cmd/server links %s", dep)
+		}
 	}
 }
