@@ -19,6 +19,7 @@ test:
 	$(GO) mod tidy -diff || { echo "make test: go.mod/go.sum are not tidy (the diff is above); run go mod tidy" >&2; exit 1; }; \
 	if $(GO) list -deps ./cmd/server | grep -qx testing; then echo "make test: cmd/server links the testing package; keep test tooling out of the binary" >&2; exit 1; fi; \
 	$(MAKE) --no-print-directory lint-openapi; \
+	scripts/tools.sh promtool >/dev/null; \
 	DATABASE_URL="$$url" $(GO) test -race -count=1 ./...
 
 # lint-openapi lints the API document with Redocly's recommended rules

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -69,9 +70,14 @@ func TestMetricsOnTheirOwnAddress(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var logs lockedBuffer
 	done := make(chan error, 1)
+	url := pgtest.NewURL(t)
+	// A tenant, so the per-tenant series have something to show.
+	if err := run(ctx, []string{"keys", "create", "--tenant", "acme", "--name", "admin"}, envOf(map[string]string{"DATABASE_URL": url}), io.Discard, io.Discard); err != nil {
+		t.Fatal(err)
+	}
 	go func() {
 		done <- run(ctx, []string{"serve"}, envOf(map[string]string{
-			"DATABASE_URL": pgtest.NewURL(t), "POOLGATE_SECRET_KEY": "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=",
+			"DATABASE_URL": url, "POOLGATE_SECRET_KEY": "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=",
 			"POOLGATE_ADDR": "127.0.0.1:0", "POOLGATE_METRICS_ADDR": "127.0.0.1:0", "POOLGATE_SHUTDOWN_TIMEOUT": "2s",
 		}), io.Discard, &logs)
 	}()
@@ -92,6 +98,35 @@ func TestMetricsOnTheirOwnAddress(t *testing.T) {
 	status, body := get(t, metrics+"/metrics")
 	if status != http.StatusOK || !strings.Contains(body, "poolgate_placements_total") {
 		t.Errorf("GET /metrics on the metrics port: %d\n%.300s", status, body)
+	}
+	checkExposition(t, body)
+}
+
+// checkExposition holds a real scrape to promtool's rules and to what the
+// outside review found missing: an expiring status, a queue gauge that
+// stays when the queue is empty, a wait histogram that reaches past the
+// default queueTimeout, and a count of failed collector reads.
+func checkExposition(t *testing.T, body string) {
+	t.Helper()
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Fatal("promtool is not installed: make test installs it (scripts/tools.sh promtool), or apt-get install prometheus")
+	}
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = strings.NewReader(body)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
+	for _, want := range []string{
+		`poolgate_accounts{status="expiring"} 0`,
+		`poolgate_jobs_queued{mode="live",tenant="acme"} 0`,
+		`poolgate_job_wait_seconds_bucket{le="181898.9`, // the largest bucket before +Inf, 50 h > the 24 h longest queueTimeout
+		`poolgate_metrics_collect_errors_total{collector="accounts"} 0`,
+		`poolgate_metrics_collect_errors_total{collector="scheduler"} 0`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("the scrape lacks %s", want)
+		}
 	}
 }
 

@@ -72,7 +72,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	keyCache := auth.NewCache(keyStore, logger, cfg.KeyCacheTTL)
 	keyUsage := auth.NewUsage(pool, logger, time.Now, cfg.KeyUsageFlushEvery)
 
-	credMetrics := newCredentialMetrics(registry, pool)
+	credMetrics := newCredentialMetrics(registry, accountStore.StatusCollector())
 	refresher := accounts.NewRefresher(accounts.RefresherConfig{
 		Store: accountStore, Provider: upstream, Logger: logger,
 		Lead: cfg.RefreshLead, Interval: cfg.RefreshInterval, OnOutcome: credMetrics.refreshed,
@@ -233,14 +233,14 @@ type credentialMetrics struct {
 	refreshes, alerts *prometheus.CounterVec
 }
 
-func newCredentialMetrics(reg prometheus.Registerer, pool *pgxpool.Pool) credentialMetrics {
+func newCredentialMetrics(reg prometheus.Registerer, accountStatuses prometheus.Collector) credentialMetrics {
 	m := credentialMetrics{
 		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "poolgate_token_refreshes_total", Help: "Token refreshes, by outcome."}, []string{"outcome"}),
 		alerts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "poolgate_alerts_raised_total", Help: "Credential alerts raised, by kind."}, []string{"kind"}),
 	}
-	reg.MustRegister(m.refreshes, m.alerts, accounts.StatusCollector(pool))
+	reg.MustRegister(m.refreshes, m.alerts, accountStatuses)
 	return m
 }
 

@@ -2,42 +2,77 @@ package accounts
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-var statusDesc = prometheus.NewDesc("poolgate_accounts", "Accounts by status.", []string{"status"}, nil)
+var (
+	statusDesc = prometheus.NewDesc("poolgate_accounts",
+		"Accounts by status, read from the database at scrape time (every replica reports the same numbers).",
+		[]string{"status"}, nil)
+	// The name and help are shared with the scheduler's collector; the
+	// collector label tells them apart (const, so both may register it).
+	collectErrorsDesc = prometheus.NewDesc("poolgate_metrics_collect_errors_total",
+		"Scrapes whose database read failed, by collector (the collector's series are missing from those scrapes).",
+		nil, prometheus.Labels{"collector": "accounts"})
+)
 
-// StatusCollector reports how many accounts are in each status, read from
-// Postgres at scrape time with the same rules the API uses.
-func StatusCollector(pool *pgxpool.Pool) prometheus.Collector { return statusCollector{pool} }
+// allStatuses are reported on every scrape, zero or not, so a status's
+// series does not vanish when its last account leaves it.
+var allStatuses = []Status{StatusActive, StatusExpiring, StatusRefreshing, StatusExpired, StatusError, StatusDisabled}
 
-type statusCollector struct{ pool *pgxpool.Pool }
+// StatusCollector reports how many accounts are in each status. It derives
+// each status with deriveStatus, the rule the API shows, so the two cannot
+// drift apart.
+func (s *Store) StatusCollector() prometheus.Collector { return &statusCollector{store: s} }
 
-func (statusCollector) Describe(ch chan<- *prometheus.Desc) { ch <- statusDesc }
+type statusCollector struct {
+	store  *Store
+	errors atomic.Int64
+}
 
-func (c statusCollector) Collect(ch chan<- prometheus.Metric) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	rows, err := c.pool.Query(ctx, `
-		SELECT CASE
-			WHEN NOT enabled THEN 'disabled'
-			WHEN status = 'error' THEN 'error'
-			WHEN refresh_token_expires_at <= now() THEN 'expired'
-			WHEN token_expires_at <= now() THEN 'refreshing'
-			ELSE 'active' END, count(*)
-		FROM accounts GROUP BY 1`)
+func (*statusCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- statusDesc
+	ch <- collectErrorsDesc
+}
+
+const accountStatusFacts = `SELECT enabled, status, status_reason, token_expires_at, refresh_token_expires_at FROM accounts`
+
+func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
+	counts, err := c.count()
 	if err != nil {
-		return
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var status string
-		var n float64
-		if rows.Scan(&status, &n) == nil {
-			ch <- prometheus.MustNewConstMetric(statusDesc, prometheus.GaugeValue, n, status)
+		c.errors.Add(1)
+	} else {
+		for _, st := range allStatuses {
+			ch <- prometheus.MustNewConstMetric(statusDesc, prometheus.GaugeValue, float64(counts[st]), string(st))
 		}
 	}
+	ch <- prometheus.MustNewConstMetric(collectErrorsDesc, prometheus.CounterValue, float64(c.errors.Load()))
+}
+
+func (c *statusCollector) count() (map[Status]int, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	rows, err := c.store.pool.Query(ctx, accountStatusFacts)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	now := c.store.now()
+	counts := make(map[Status]int, len(allStatuses))
+	for rows.Next() {
+		var (
+			a      Account
+			stored string
+			reason *string
+		)
+		if err := rows.Scan(&a.Enabled, &stored, &reason, &a.TokenExpiresAt, &a.RefreshTokenExpiresAt); err != nil {
+			return nil, err
+		}
+		st, _ := deriveStatus(a, stored, reason, now, c.store.life)
+		counts[st]++
+	}
+	return counts, rows.Err()
 }

@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -38,7 +39,7 @@ func NewMetrics(reg prometheus.Registerer, pool *pgxpool.Pool) *Metrics {
 			Name: "poolgate_job_rescues_total", Help: "Jobs taken over after their replica's lease lapsed."}),
 		waitToRun: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "poolgate_job_wait_seconds", Help: "Time from a job's submission to its first placement.",
-			Buckets: prometheus.ExponentialBuckets(0.005, 2.5, 14)}),
+			Buckets: prometheus.ExponentialBuckets(0.005, 2.5, 20)}), // 5 ms .. 50 h, past the longest queueTimeout (24 h)
 	}
 	reg.MustRegister(m.placements, m.created, m.outcomes, m.retries, m.rescues, m.waitToRun, &gauges{pool: pool})
 	return m
@@ -84,7 +85,11 @@ func (m *Metrics) createdJob() {
 }
 
 // gauges reads the queue's current shape from Postgres on each scrape.
-type gauges struct{ pool *pgxpool.Pool }
+// Every replica reports the same database-wide numbers.
+type gauges struct {
+	pool   *pgxpool.Pool
+	errors atomic.Int64 // scrapes whose reads failed
+}
 
 var (
 	queuedDesc = prometheus.NewDesc("poolgate_jobs_queued", "Jobs waiting for a slot, per tenant and mode.",
@@ -93,19 +98,27 @@ var (
 		[]string{"tenant", "mode", "email"}, nil)
 	maxJobsDesc = prometheus.NewDesc("poolgate_account_max_jobs", "Concurrent job limit, per account.",
 		[]string{"tenant", "mode", "email"}, nil)
+	collectErrorsDesc = prometheus.NewDesc("poolgate_metrics_collect_errors_total",
+		"Scrapes whose database read failed, by collector (the collector's series are missing from those scrapes).",
+		nil, prometheus.Labels{"collector": "scheduler"})
 )
 
 func (g *gauges) Describe(ch chan<- *prometheus.Desc) {
 	ch <- queuedDesc
 	ch <- runningDesc
 	ch <- maxJobsDesc
+	ch <- collectErrorsDesc
 }
 
 func (g *gauges) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if rows, err := g.pool.Query(ctx, `SELECT t.name, j.mode, count(*) FROM jobs j JOIN tenants t ON t.id = j.tenant_id
-		WHERE j.state = 'queued' GROUP BY 1, 2`); err == nil {
+	failed := false
+	// Every tenant and mode, zero included: an empty queue is a value.
+	if rows, err := g.pool.Query(ctx, `SELECT t.name, m.mode, count(j.id) FROM tenants t
+		CROSS JOIN (VALUES ('live'), ('test')) m (mode)
+		LEFT JOIN jobs j ON j.tenant_id = t.id AND j.mode = m.mode AND j.state = 'queued'
+		GROUP BY 1, 2`); err == nil {
 		for rows.Next() {
 			var name, mode string
 			var n float64
@@ -114,6 +127,9 @@ func (g *gauges) Collect(ch chan<- prometheus.Metric) {
 			}
 		}
 		rows.Close()
+		failed = failed || rows.Err() != nil
+	} else {
+		failed = true
 	}
 	if rows, err := g.pool.Query(ctx, `SELECT t.name, a.mode, a.email, a.running, a.max_jobs FROM accounts a
 		JOIN tenants t ON t.id = a.tenant_id`); err == nil {
@@ -126,5 +142,12 @@ func (g *gauges) Collect(ch chan<- prometheus.Metric) {
 			}
 		}
 		rows.Close()
+		failed = failed || rows.Err() != nil
+	} else {
+		failed = true
 	}
+	if failed {
+		g.errors.Add(1)
+	}
+	ch <- prometheus.MustNewConstMetric(collectErrorsDesc, prometheus.CounterValue, float64(g.errors.Load()))
 }
