@@ -39,6 +39,7 @@ var kindHTTP = map[errs.Kind]struct {
 	errs.KindTooLarge:         {http.StatusRequestEntityTooLarge, "invalid_request_error"},
 	errs.KindRateLimited:      {http.StatusTooManyRequests, "rate_limit_error"},
 	errs.KindUnavailable:      {http.StatusServiceUnavailable, "api_error"},
+	errs.KindHeadersTooLarge:  {http.StatusRequestHeaderFieldsTooLarge, "invalid_request_error"},
 }
 
 // fromEcho translates the errors echo raises itself (routing, its own

@@ -428,3 +428,15 @@ func TestWebhookSecretReadAndRotate(t *testing.T) {
 		t.Error("two tenants share a secret")
 	}
 }
+
+// TestLargeHeadersGetTheEnvelope: net/http's own 431 is bare text; below
+// its limit, poolgate answers oversized headers in the envelope.
+func TestLargeHeadersGetTheEnvelope(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	r := expect(t, e.do(req{method: "GET", path: "/v1/accounts", key: e.key("acme"),
+		header: map[string]string{"X-Padding": strings.Repeat("a", 40<<10)}}), 431)
+	if c := r.errorCode(t); c != "headers_too_large" {
+		t.Errorf("code %s", c)
+	}
+}

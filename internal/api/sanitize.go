@@ -19,6 +19,25 @@ import (
 // an idempotency key is a bug waiting for its day.
 var singleHeaders = []string{echo.HeaderAuthorization, "Idempotency-Key"}
 
+// MaxHeaderBytes bounds a request's headers. net/http refuses headers over
+// its own, larger limit (http.Server.MaxHeaderBytes, 1 MiB by default) with
+// a bare text answer; below that, this limit answers in the envelope.
+const MaxHeaderBytes = 32 << 10
+
+var errHeadersTooLarge = errs.New(errs.KindHeadersTooLarge, "headers_too_large",
+	"request headers exceed %d bytes", MaxHeaderBytes)
+
+// headerBytes is the size of h as sent: "Name: value\r\n" per value.
+func headerBytes(h map[string][]string) int {
+	n := 0
+	for k, vs := range h {
+		for _, v := range vs {
+			n += len(k) + len(v) + 4
+		}
+	}
+	return n
+}
+
 // cleanInput refuses, before any handler or authentication runs, input
 // that no route can store: path parameters and query values that are not
 // UTF-8 or hold control characters (Postgres refuses NUL in text, and
@@ -28,6 +47,9 @@ var singleHeaders = []string{echo.HeaderAuthorization, "Idempotency-Key"}
 // "alice@a.example" whether the client wrote "@" or "%40".
 func cleanInput(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
+		if headerBytes(c.Request().Header) > MaxHeaderBytes {
+			return errHeadersTooLarge
+		}
 		for _, h := range singleHeaders {
 			if len(c.Request().Header.Values(h)) > 1 {
 				return errs.Invalid("duplicate_header", "the %s header must appear at most once", h)

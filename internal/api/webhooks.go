@@ -22,13 +22,25 @@ type webhookSecretJSON struct {
 // signs live deliveries too, so a test key that read it could forge them.
 var errLiveOnly = errs.New(errs.KindForbidden, "mode_not_allowed", "only a live-mode key may read or rotate the webhook signing secret")
 
+// secretsFor is the caller's tenant, once it may see the signing secret.
+func (s *Server) secretsFor(c echo.Context) (int64, error) {
+	p := principal(c)
+	switch {
+	case s.Secrets == nil:
+		return 0, errs.NotFound("route_not_found", "webhook signing is not configured on this server")
+	case p.Mode != tenant.Live:
+		return 0, errLiveOnly
+	}
+	return p.TenantID, nil
+}
+
 // getWebhookSecret is GET /v1/webhooks/secret.
 func (s *Server) getWebhookSecret(c echo.Context) error {
-	p := principal(c)
-	if p.Mode != tenant.Live {
-		return errLiveOnly
+	tenantID, err := s.secretsFor(c)
+	if err != nil {
+		return err
 	}
-	info, err := s.Secrets.Info(c.Request().Context(), p.TenantID)
+	info, err := s.Secrets.Info(c.Request().Context(), tenantID)
 	if err != nil {
 		return err
 	}
@@ -42,9 +54,9 @@ type rotateSecretRequest struct {
 // rotateWebhookSecret is POST /v1/webhooks/secret/rotate: a new secret;
 // deliveries carry signatures under both until expireOldIn has passed.
 func (s *Server) rotateWebhookSecret(c echo.Context) error {
-	p := principal(c)
-	if p.Mode != tenant.Live {
-		return errLiveOnly
+	tenantID, err := s.secretsFor(c)
+	if err != nil {
+		return err
 	}
 	var req rotateSecretRequest
 	if err := s.decodeJSON(c, &req); err != nil {
@@ -54,7 +66,7 @@ func (s *Server) rotateWebhookSecret(c echo.Context) error {
 	if err != nil || grace < 0 || grace > webhooks.MaxRotationGrace {
 		return errs.Fields(errs.FieldError{Field: "expireOldIn", Message: "must be a duration from 0 to 168h, like 24h"})
 	}
-	info, err := s.Secrets.Rotate(c.Request().Context(), p.TenantID, grace)
+	info, err := s.Secrets.Rotate(c.Request().Context(), tenantID, grace)
 	if err != nil {
 		return err
 	}

@@ -157,7 +157,7 @@ func (s *Store) lookup(ctx context.Context, hash []byte) (keyRecord, error) {
 	case errors.Is(err, pgx.ErrNoRows):
 		return keyRecord{}, ErrInvalidKey
 	case err != nil:
-		return keyRecord{}, errs.Unavailable(fmt.Errorf("verify api key: %w", err))
+		return keyRecord{}, dbx.Classify(fmt.Errorf("verify api key: %w", err))
 	}
 	r.p.RateLimit = rateLimitOf(requests, per)
 	r.p.ExpiresAt = r.expires

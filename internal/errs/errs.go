@@ -25,6 +25,7 @@ const (
 	KindTooLarge
 	KindRateLimited
 	KindUnavailable
+	KindHeadersTooLarge
 )
 
 // Error is a user-facing error.
