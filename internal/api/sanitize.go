@@ -74,26 +74,24 @@ func cleanInput(next echo.HandlerFunc) echo.HandlerFunc {
 // decodePathParams percent-decodes every path parameter in place, refusing
 // values that do not decode to clean text.
 func decodePathParams(c echo.Context) error {
-	names, values := c.ParamNames(), c.ParamValues()
+	names := c.ParamNames()
 	if len(names) == 0 {
 		return nil
 	}
-	decoded := make([]string, len(values))
-	for i, v := range values {
-		if i >= len(names) {
-			break
-		}
-		d, err := v, error(nil)
-		if c.Request().URL.RawPath != "" { // echo routed on the escaped path
-			d, err = url.PathUnescape(v)
+	values := c.ParamValues()                // as long as names
+	escaped := c.Request().URL.RawPath != "" // echo routed on the escaped path
+	decoded := make([]string, len(names))
+	for i, name := range names {
+		d, err := values[i], error(nil)
+		if escaped {
+			d, err = url.PathUnescape(d)
 		}
 		if err != nil || !cleanText(d) {
-			return errs.Invalid("invalid_characters",
-				"path parameter %s must be UTF-8 text without control characters", names[i])
+			return errs.Invalid("invalid_characters", "path parameter %s must be UTF-8 text without control characters", name)
 		}
 		decoded[i] = d
 	}
-	c.SetParamValues(decoded[:len(names)]...)
+	c.SetParamValues(decoded...)
 	return nil
 }
 
