@@ -3,13 +3,18 @@
 #
 #   scripts/pg.sh url-test   print a server URL for the tests: $DATABASE_URL if
 #                            set, else postgres@127.0.0.1:5432 if it answers,
-#                            else a throwaway cluster under .data/ (started now)
+#                            else the test cluster under .data/pg-test (started now)
 #   scripts/pg.sh url-run    print the URL of database "poolgate" in the
-#                            throwaway cluster under .data/ (started now)
-#   scripts/pg.sh stop       stop the throwaway cluster
+#                            local cluster under .data/pg (started now)
+#   scripts/pg.sh stop       stop both clusters
 #
-# The throwaway cluster listens on 127.0.0.1:$POOLGATE_PG_PORT (default 54329)
-# with trust auth for user postgres. initdb refuses to run as root, so as root
+# Two clusters, because they deserve different care. The one `make run`
+# uses holds someone's accounts and queue, so it runs with fsync on (a power
+# cut must not corrupt it); it listens on 127.0.0.1:$POOLGATE_PG_PORT
+# (default 54329). The one only tests use is thrown away at will, so it runs
+# with fsync off for speed, on $POOLGATE_PG_TEST_PORT (default 54330).
+# $POOLGATE_DATA_DIR (default .data) holds both. Both trust user postgres
+# on loopback. initdb refuses to run as root, so as root
 # the cluster is owned by the "postgres" user (or "nobody" when there is none);
 # if that user cannot reach .data/ (a checkout under /root, say), the data
 # lives in /tmp and .data/pg links to it.
@@ -17,7 +22,8 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 PORT="${POOLGATE_PG_PORT:-54329}"
-DATA_LINK="$PWD/.data/pg"
+TEST_PORT="${POOLGATE_PG_TEST_PORT:-54330}"
+DATA="${POOLGATE_DATA_DIR:-$PWD/.data}"
 
 die() { echo "pg.sh: $*" >&2; exit 1; }
 
@@ -47,45 +53,58 @@ as_owner() {
 	else (cd / && su -s /bin/sh "$OWNER" -c "$(printf '%q ' "$@")"); fi
 }
 
-data_dir() {
-	mkdir -p "$PWD/.data"
-	if [ ! -e "$DATA_LINK" ]; then
-		mkdir -p "$DATA_LINK"
+data_dir() { # link
+	local link=$1
+	mkdir -p "$DATA"
+	if [ ! -e "$link" ]; then
+		mkdir -p "$link"
 		if [ -n "$OWNER" ]; then
-			chown "$OWNER" "$DATA_LINK"
-			if ! as_owner test -w "$DATA_LINK"; then
+			chown "$OWNER" "$link"
+			if ! as_owner test -w "$link"; then
 				# The owner cannot traverse our path; keep the data where it can.
-				rmdir "$DATA_LINK"
+				rmdir "$link"
 				local tmp
-				tmp="${TMPDIR:-/tmp}/poolgate-pg-$(printf '%s' "$PWD" | cksum | cut -d' ' -f1)"
+				tmp="${TMPDIR:-/tmp}/poolgate-pg-$(printf '%s' "$link" | cksum | cut -d' ' -f1)"
 				mkdir -p "$tmp" && chown "$OWNER" "$tmp" && chmod 700 "$tmp"
-				ln -s "$tmp" "$DATA_LINK"
+				ln -s "$tmp" "$link"
 			fi
 		fi
 	fi
-	readlink -f "$DATA_LINK"
+	readlink -f "$link"
 }
 
-start_local() {
-	local dir url log
-	dir=$(data_dir)
-	url="postgres://postgres@127.0.0.1:$PORT/postgres?sslmode=disable"
-	exec 9>"$PWD/.data/pg.lock"
+start_local() { # link port fsync(on|off)
+	local link=$1 port=$2 fsync=$3 dir url log
+	dir=$(data_dir "$link")
+	url="postgres://postgres@127.0.0.1:$port/postgres?sslmode=disable"
+	exec 9>"$DATA/pg.lock"
 	flock 9 # one starter at a time (parallel make invocations)
 	if [ ! -f "$dir/PG_VERSION" ]; then
-		echo "pg.sh: creating a throwaway PostgreSQL cluster in $dir" >&2
+		echo "pg.sh: creating a PostgreSQL cluster in $dir (fsync=$fsync)" >&2
 		as_owner "$(pg_bin initdb)" -D "$dir" -U postgres --auth=trust --encoding=UTF8 --no-locale >/dev/null \
 			|| die "initdb failed in $dir"
 	fi
-	if ! as_owner "$(pg_bin pg_ctl)" -D "$dir" status >/dev/null 2>&1; then
+	local opts="-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories='' -c max_connections=300 -c fsync=$fsync"
+	if as_owner "$(pg_bin pg_ctl)" -D "$dir" status >/dev/null 2>&1; then
+		# Started by an older pg.sh with fsync off? Restart it as it should run.
+		if answers "$url" && [ "$("$(pg_bin psql)" "$url" -Atqc 'SHOW fsync')" != "$fsync" ]; then
+			echo "pg.sh: restarting the cluster in $dir with fsync=$fsync" >&2
+			as_owner "$(pg_bin pg_ctl)" -D "$dir" -m fast -w -t 60 -o "$opts" restart >/dev/null \
+				|| die "PostgreSQL did not restart on 127.0.0.1:$port; see $dir/server.log"
+		fi
+	else
 		log="$dir/server.log"
-		echo "pg.sh: starting PostgreSQL on 127.0.0.1:$PORT (log: $log)" >&2
-		as_owner "$(pg_bin pg_ctl)" -D "$dir" -l "$log" -w -t 60 \
-			-o "-c listen_addresses=127.0.0.1 -p $PORT -c unix_socket_directories='' -c max_connections=300 -c fsync=off" start >/dev/null \
-			|| die "PostgreSQL did not start on 127.0.0.1:$PORT; see $log (is the port taken? set POOLGATE_PG_PORT)"
+		echo "pg.sh: starting PostgreSQL on 127.0.0.1:$port, fsync=$fsync (log: $log)" >&2
+		as_owner "$(pg_bin pg_ctl)" -D "$dir" -l "$log" -w -t 60 -o "$opts" start >/dev/null \
+			|| die "PostgreSQL did not start on 127.0.0.1:$port; see $log (is the port taken? set POOLGATE_PG_PORT or POOLGATE_PG_TEST_PORT)"
 	fi
-	answers "$url" || die "the cluster in $dir runs but does not answer on 127.0.0.1:$PORT (port taken by another server? set POOLGATE_PG_PORT)"
+	answers "$url" || die "the cluster in $dir runs but does not answer on 127.0.0.1:$port (port taken by another server? set POOLGATE_PG_PORT or POOLGATE_PG_TEST_PORT)"
 	echo "$url"
+}
+
+stop_local() { # link
+	[ -e "$1/PG_VERSION" ] || return 0
+	as_owner "$(pg_bin pg_ctl)" -D "$(readlink -f "$1")" -m fast stop
 }
 
 case "${1:-}" in
@@ -96,11 +115,11 @@ url-test)
 	elif answers "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"; then
 		echo "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
 	else
-		start_local
+		start_local "$DATA/pg-test" "$TEST_PORT" off
 	fi
 	;;
 url-run)
-	url=$(start_local)
+	url=$(start_local "$DATA/pg" "$PORT" on)
 	psql=$(pg_bin psql)
 	if [ "$("$psql" "$url" -Atqc "SELECT 1 FROM pg_database WHERE datname = 'poolgate'")" != 1 ]; then
 		"$psql" "$url" -qc 'CREATE DATABASE poolgate' >/dev/null
@@ -108,8 +127,8 @@ url-run)
 	echo "postgres://postgres@127.0.0.1:$PORT/poolgate?sslmode=disable"
 	;;
 stop)
-	[ -e "$DATA_LINK/PG_VERSION" ] || { echo "pg.sh: no local cluster" >&2; exit 0; }
-	as_owner "$(pg_bin pg_ctl)" -D "$(readlink -f "$DATA_LINK")" -m fast stop
+	stop_local "$DATA/pg"
+	stop_local "$DATA/pg-test"
 	;;
 *)
 	die "usage: scripts/pg.sh url-test | url-run | stop"

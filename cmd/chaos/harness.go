@@ -24,7 +24,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/poolgate/poolgate/internal/pgtest"
+	"github.com/poolgate/poolgate/internal/dbx"
+	"github.com/poolgate/poolgate/internal/pgbouncer"
 	"github.com/poolgate/poolgate/internal/provider/sim"
 )
 
@@ -173,7 +174,7 @@ func (h *harness) setup(ctx context.Context) error {
 		return fmt.Errorf("create database: %w", err)
 	}
 	var err error
-	if h.dbURL, err = pgtest.WithDatabase(h.server, h.dbName); err != nil {
+	if h.dbURL, err = dbx.WithDatabase(h.server, h.dbName); err != nil {
 		return err
 	}
 	if h.admin, err = pgxpool.New(ctx, h.dbURL); err != nil {
@@ -181,7 +182,7 @@ func (h *harness) setup(ctx context.Context) error {
 	}
 	h.queryURL = h.dbURL
 	if h.cfg.pgbouncer {
-		through, stop, err := pgtest.StartBouncer(h.dbURL)
+		through, stop, err := pgbouncer.Start(h.dbURL)
 		if err != nil {
 			return err
 		}
@@ -243,6 +244,7 @@ func (h *harness) serverEnv(s *server) []string {
 		"DATABASE_URL=" + h.queryURL,
 		"DATABASE_LISTEN_URL=" + h.dbURL,
 		"POOLGATE_ADDR=" + s.addr,
+		"POOLGATE_METRICS_ADDR=127.0.0.1:0", // three servers on one host: no fixed metrics port
 		"POOLGATE_SECRET_KEY=" + h.secretKey,
 		"POOLGATE_UPSTREAM_URL=" + h.simURL,
 		"POOLGATE_LEASE_TTL=" + h.cfg.leaseTTL.String(),

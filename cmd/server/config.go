@@ -48,6 +48,9 @@ type config struct {
 	AlertWebhookURL string
 	AlertFormat     string
 
+	MetricsAddr         string // where GET /metrics is served; "off": nowhere
+	MetricsAccountLabel string // email or hash
+
 	// keys
 	KeyRateLimit       auth.RateLimit
 	KeyCacheTTL        time.Duration
@@ -152,6 +155,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	loadKeyConfig(e, &c, &problems)
 	loadRetentionConfig(e, &c, &problems)
+	loadMetricsConfig(e, &c, &problems)
 	if c.DatabaseURL, err = databaseURL(getenv); err != nil {
 		problems = append(problems, err)
 	}

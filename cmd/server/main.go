@@ -4,6 +4,7 @@
 //	poolgate migrate      apply database migrations and exit
 //	poolgate keys create  create a tenant if needed and issue an API key
 //	poolgate sim          run the upstream simulator
+//	poolgate sim cookie   print a cookie string the simulator accepts
 //	poolgate bench        measure throughput and latency, check invariants
 //
 // Configuration comes from the environment; see the README's table.
@@ -41,6 +42,8 @@ commands:
   keys create  --tenant NAME --name NAME [--scopes a,b] [--mode live|test]
                create the tenant if needed and print a new API key
   sim          run the upstream simulator (flags: poolgate sim -h)
+  sim cookie   --email ADDRESS [--token-lifetime 1h] [--refresh-token-lifetime 720h]
+               print a cookie string the simulator accepts, to register a demo account
   bench        benchmark against DATABASE_URL's server (flags: poolgate bench -h)
 
 configuration is read from the environment; see README.md
@@ -61,6 +64,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "keys":
 		return keys(ctx, args, getenv, stdout, stderr)
 	case "sim":
+		if len(args) > 0 && args[0] == "cookie" {
+			return simCookie(args[1:], stdout, stderr)
+		}
 		return simulate(ctx, args, getenv, stderr)
 	case "bench":
 		return benchmark(ctx, args, getenv, stdout, stderr)

@@ -3,13 +3,22 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
+	"io"
+	"net/http/httptest"
+	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/poolgate/poolgate/internal/auth"
+	"github.com/poolgate/poolgate/internal/cookies"
 	"github.com/poolgate/poolgate/internal/pgtest"
+	"github.com/poolgate/poolgate/internal/provider"
+	"github.com/poolgate/poolgate/internal/provider/ltxstudio"
+	"github.com/poolgate/poolgate/internal/provider/sim"
 )
 
 func envOf(m map[string]string) func(string) string {
@@ -90,5 +99,50 @@ func TestMigrateRefusesNewerSchema(t *testing.T) {
 	err = run(context.Background(), []string{"migrate"}, env, &out, &errOut)
 	if err == nil || !strings.Contains(err.Error(), "newer") {
 		t.Fatalf("migrate on a newer schema: err = %v, want a refusal", err)
+	}
+}
+
+// TestBinaryDoesNotLinkTesting: cmd/server used to link the testing package
+// through internal/bench → internal/pgtest. Test tooling stays out of the
+// production binary.
+func TestBinaryDoesNotLinkTesting(t *testing.T) {
+	t.Parallel()
+	out, err := exec.Command("go", "list", "-deps", ".").Output()
+	if err != nil {
+		t.Fatalf("go list -deps: %v", err)
+	}
+	for _, dep := range strings.Fields(string(out)) {
+		if dep == "testing" || strings.HasSuffix(dep, "/internal/pgtest") {
+			t.Errorf("cmd/server links %s", dep)
+		}
+	}
+}
+
+// TestSimCookie: a newcomer had no cookie to try make run with; the
+// simulator wants JWT-shaped tokens and nothing printed one.
+func TestSimCookie(t *testing.T) {
+	t.Parallel()
+	var out, errOut bytes.Buffer
+	if err := run(context.Background(), []string{"sim", "cookie", "--email", "demo@example.com"}, envOf(nil), &out, &errOut); err != nil {
+		t.Fatalf("sim cookie: %v\n%s", err, errOut.String())
+	}
+	line := strings.TrimSuffix(out.String(), "\n")
+	if strings.Contains(line, "\n") {
+		t.Fatalf("want the cookie alone on one line, got %q", out.String())
+	}
+	creds, err := cookies.ParseLTX(line)
+	if err != nil || creds.Email != "demo@example.com" || !creds.TokenExpiry.After(time.Now()) {
+		t.Fatalf("poolgate would not register it: %+v, %v", creds, err)
+	}
+	// The simulator accepts it: a refresh with it succeeds.
+	upstream := httptest.NewServer(sim.New(sim.DefaultConfig(), nil))
+	defer upstream.Close()
+	if _, err := ltxstudio.New(upstream.URL, nil).Refresh(context.Background(), provider.Account{Email: creds.Email, Cookie: line}); err != nil {
+		t.Errorf("the simulator refuses the cookie: %v", err)
+	}
+	for _, args := range [][]string{{"sim", "cookie"}, {"sim", "cookie", "--email", "not an address"}} {
+		if err := run(context.Background(), args, envOf(nil), io.Discard, io.Discard); !errors.Is(err, errUsage) {
+			t.Errorf("%v: err %v, want a usage error", args, err)
+		}
 	}
 }

@@ -14,7 +14,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/poolgate/poolgate/internal/accounts"
 	"github.com/poolgate/poolgate/internal/alerts"
@@ -60,8 +59,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 
 	upstream := ltxstudio.New(cfg.UpstreamURL, nil)
 	deliveries := newDeliveryMetrics(registry)
+	webhookSecrets := webhooks.NewSecrets(pool, box)
 	deliverer := webhooks.NewDeliverer(webhooks.DelivererConfig{
-		Pool: pool, Secrets: webhooks.NewSecrets(pool, box), Logger: logger,
+		Pool: pool, Secrets: webhookSecrets, Logger: logger,
 		AllowPrivate: cfg.WebhookAllowPrivate, OnResult: deliveries.observe,
 	})
 	// One LISTEN connection for the replica, on a direct connection.
@@ -76,12 +76,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		JobRetention: cfg.Retention.Jobs,
 	})
 	// keys
-	keyStore := auth.NewStore(pool, time.Now)
+	keyStore := auth.NewStore(pool, time.Now).WithDefaultRateLimit(cfg.KeyRateLimit)
 	keyCache := auth.NewCache(keyStore, logger, cfg.KeyCacheTTL)
 	keyCache.Listen(listener)
 	keyUsage := auth.NewUsage(pool, logger, time.Now, cfg.KeyUsageFlushEvery)
 
-	credMetrics := newCredentialMetrics(registry, pool, accountStore)
+	credMetrics := newCredentialMetrics(registry, accountStore.StatusCollector(), accountStore.SlotCollector())
 	refresher := accounts.NewRefresher(accounts.RefresherConfig{
 		Store: accountStore, Provider: upstream, Logger: logger,
 		Lead: cfg.RefreshLead, Interval: cfg.RefreshInterval, OnOutcome: credMetrics.refreshed,
@@ -107,7 +107,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		Accounts:             accountStore,
 		Jobs:                 sched,
 		Alerts:               alerts.NewStore(pool, time.Now, cfg.WebhookAllowPrivate),
-		Metrics:              promhttp.HandlerFor(registry, promhttp.HandlerOpts{}),
+		Secrets:              webhookSecrets,
 		AllowPrivateWebhooks: cfg.WebhookAllowPrivate,
 		OnJobCreated:         keyUsage.JobSubmitted,
 	})
@@ -125,6 +125,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	logger.Info("listening", "addr", ln.Addr().String(), "upstream", cfg.UpstreamURL)
+	stopMetrics, err := startMetrics(cfg.MetricsAddr, cfg.MetricsAccountLabel, registry, logger)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 	// Every background loop, in start order; they stop in reverse, so the
 	// listener outlives its subscribers and key usage is written after the
 	// last request was served.
@@ -269,14 +274,15 @@ type credentialMetrics struct {
 	refreshes, alerts *prometheus.CounterVec
 }
 
-func newCredentialMetrics(reg prometheus.Registerer, pool *pgxpool.Pool, accountStore *accounts.Store) credentialMetrics {
+func newCredentialMetrics(reg prometheus.Registerer, accountCollectors ...prometheus.Collector) credentialMetrics {
 	m := credentialMetrics{
 		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "poolgate_token_refreshes_total", Help: "Token refreshes, by outcome."}, []string{"outcome"}),
 		alerts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "poolgate_alerts_raised_total", Help: "Credential alerts raised, by kind."}, []string{"kind"}),
 	}
-	reg.MustRegister(m.refreshes, m.alerts, accountStore.StatusCollector(), accounts.SlotCollector(pool))
+	reg.MustRegister(m.refreshes, m.alerts)
+	reg.MustRegister(accountCollectors...)
 	return m
 }
 

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/mail"
 	"time"
 
 	"github.com/poolgate/poolgate/internal/provider/sim"
@@ -48,4 +49,33 @@ func simulate(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	return nil
+}
+
+// simCookie prints, alone on one line, a browser cookie string for email
+// that the simulator accepts: JWT-shaped lt_token and lt_refresh_token
+// with the given lifetimes. Registering it through POST /v1/accounts gives
+// a newcomer a working account without an LTX Studio login.
+func simCookie(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("sim cookie", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	email := fs.String("email", "", "the account's email (required)")
+	tokenLife := fs.Duration("token-lifetime", time.Hour, "lifetime of lt_token")
+	refreshLife := fs.Duration("refresh-token-lifetime", 720*time.Hour, "lifetime of lt_refresh_token")
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	a, err := mail.ParseAddress(*email)
+	switch {
+	case *email == "":
+		return fmt.Errorf("%w: sim cookie needs --email", errUsage)
+	case err != nil || a.Address != *email:
+		return fmt.Errorf("%w: --email %q is not an email address", errUsage, *email)
+	case fs.NArg() > 0:
+		return fmt.Errorf("%w: sim cookie takes no arguments, only flags", errUsage)
+	case *tokenLife <= 0 || *refreshLife <= 0:
+		return fmt.Errorf("%w: lifetimes must be above 0", errUsage)
+	}
+	now := time.Now()
+	_, err = fmt.Fprintln(stdout, sim.Cookie(*email, now.Add(*tokenLife), now.Add(*refreshLife)))
+	return err
 }

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -160,7 +161,7 @@ func (s *Store) Register(ctx context.Context, scope tenant.Scope, r Registration
 		return nil
 	})
 	if err != nil {
-		return Account{}, errs.As(err)
+		return Account{}, dbx.Classify(err)
 	}
 	return a, nil
 }
@@ -200,19 +201,35 @@ func AddRunning(ctx context.Context, db dbx.DBTX, scope tenant.Scope, id int64, 
 // rather than silently ignored.
 func accountEmail(claim, body string) (string, error) {
 	body = strings.ToLower(strings.TrimSpace(body))
+	if claim != "" && !isAddress(claim) {
+		return "", errs.Invalid("invalid_token_email", "the email claim of lt_token is not an email address of at most %d characters", maxEmailLen)
+	}
 	switch {
 	case claim != "" && body != "" && claim != body:
 		return "", errs.Invalid("email_mismatch", "email %q does not match the email in lt_token", body)
 	case claim != "":
 		return claim, nil
 	case body != "":
-		if a, err := mail.ParseAddress(body); err != nil || a.Address != body || a.Name != "" {
+		if !isAddress(body) {
 			return "", errs.Fields(errs.FieldError{Field: "email", Message: "must be an email address"})
 		}
 		return body, nil
 	default:
 		return "", errs.Invalid("email_required", "lt_token carries no email claim; send the account's email in the email field")
 	}
+}
+
+// maxEmailLen is the longest address SMTP allows (RFC 5321 path limit).
+const maxEmailLen = 254
+
+// isAddress reports whether s is a bare email address (no display name,
+// no comments) of printable characters, at most maxEmailLen bytes.
+func isAddress(s string) bool {
+	if len(s) > maxEmailLen || strings.ContainsFunc(s, func(r rune) bool { return r < 0x21 || r == 0x7f || r == utf8.RuneError }) {
+		return false
+	}
+	a, err := mail.ParseAddress(s)
+	return err == nil && a.Address == s && a.Name == ""
 }
 
 // cookieError turns a cookies error into a 400. Their messages never quote
@@ -253,7 +270,7 @@ FROM accounts WHERE tenant_id = $1 AND mode = $2 ORDER BY email`
 func (s *Store) List(ctx context.Context, scope tenant.Scope) ([]Account, error) {
 	rows, err := s.pool.Query(ctx, accountList, scope.TenantID, scope.Mode)
 	if err != nil {
-		return nil, errs.Unavailable(fmt.Errorf("list accounts: %w", err))
+		return nil, dbx.Classify(fmt.Errorf("list accounts: %w", err))
 	}
 	defer rows.Close()
 	var out []Account
@@ -265,7 +282,7 @@ func (s *Store) List(ctx context.Context, scope tenant.Scope) ([]Account, error)
 		out = append(out, a)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, errs.Unavailable(fmt.Errorf("list accounts: %w", err))
+		return nil, dbx.Classify(fmt.Errorf("list accounts: %w", err))
 	}
 	return out, nil
 }
@@ -296,7 +313,7 @@ const accountDelete = `DELETE FROM accounts WHERE tenant_id = $1 AND mode = $2 A
 func (s *Store) Delete(ctx context.Context, scope tenant.Scope, email string) error {
 	tag, err := s.pool.Exec(ctx, accountDelete, scope.TenantID, scope.Mode, normalizeEmail(email))
 	if err != nil {
-		return errs.Unavailable(fmt.Errorf("delete account: %w", err))
+		return dbx.Classify(fmt.Errorf("delete account: %w", err))
 	}
 	if tag.RowsAffected() == 0 {
 		return errNotFound(email)
@@ -333,12 +350,15 @@ func (s *Store) scanAccount(row pgx.Row, scope tenant.Scope) (Account, error) {
 		return Account{}, err
 	}
 	if err != nil {
-		return Account{}, errs.Unavailable(fmt.Errorf("read account: %w", err))
+		return Account{}, dbx.Classify(fmt.Errorf("read account: %w", err))
 	}
 	plain, err := s.box.Open(sealed, cookieAAD(scope, a.Email))
 	if err != nil {
-		// Wrong POOLGATE_SECRET_KEY or a tampered row; say which account.
-		return Account{}, errs.Internal(fmt.Errorf("open cookie of account %d: %w", a.ID, err))
+		// One unreadable row must not break the pool's list: show that
+		// account alone as broken, with what to do about it.
+		a.Cookie = map[string]string{}
+		a.Status, a.Reason = StatusError, unreadableReason
+		return a, nil
 	}
 	jar, err := cookies.Parse(string(plain))
 	if err != nil {

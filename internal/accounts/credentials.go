@@ -11,7 +11,6 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/poolgate/poolgate/internal/dbx"
-	"github.com/poolgate/poolgate/internal/errs"
 	"github.com/poolgate/poolgate/internal/provider"
 	"github.com/poolgate/poolgate/internal/tenant"
 )
@@ -19,6 +18,14 @@ import (
 // ErrGone is returned by Credentials for an account deleted since a job
 // was placed on it.
 var ErrGone = errors.New("account no longer exists")
+
+// ErrUnreadable is returned by Credentials for an account whose stored
+// cookie cannot be opened (another POOLGATE_SECRET_KEY, a tampered or
+// swapped row): it cannot run anything until its cookies are registered
+// again. Its text is safe to show as the account's error.
+var ErrUnreadable = errors.New(unreadableReason)
+
+const unreadableReason = "the stored cookie cannot be decrypted (another POOLGATE_SECRET_KEY or a tampered row); register the account's cookies again"
 
 // accountCookieByID probes the primary key and checks the mode in the
 // select list: with mode in the WHERE the planner may prefer the
@@ -42,7 +49,7 @@ func (s *Store) Credentials(ctx context.Context, scope tenant.Scope, id int64) (
 	}
 	plain, err := s.box.Open(sealed, cookieAAD(scope, email))
 	if err != nil {
-		return provider.Account{}, errs.Internal(fmt.Errorf("open cookie of account %d: %w", id, err))
+		return provider.Account{}, ErrUnreadable
 	}
 	acct := provider.Account{Email: email, Cookie: string(plain)}
 	s.creds.put(scope, id, sealedVersion(sealed), acct)

@@ -1,62 +1,90 @@
-package accounts_test
+package accounts
 
 import (
 	"context"
-	"strings"
+	"crypto/rand"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
-	"github.com/poolgate/poolgate/internal/accounts"
+	"github.com/poolgate/poolgate/internal/pgtest"
 	"github.com/poolgate/poolgate/internal/provider/sim"
+	"github.com/poolgate/poolgate/internal/secret"
+	"github.com/poolgate/poolgate/internal/tenant"
 )
 
-// TestStatusMetricUsesTheAPIsRule: poolgate_accounts counts accounts by the
-// status the API shows them with, expiring included.
-func TestStatusMetricUsesTheAPIsRule(t *testing.T) {
+func gather(t *testing.T, c prometheus.Collector) map[string]float64 {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(c)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.Metric {
+			key := mf.GetName()
+			for _, l := range m.Label {
+				key += "/" + l.GetValue()
+			}
+			out[key] = value(m)
+		}
+	}
+	return out
+}
+
+func value(m *dto.Metric) float64 {
+	if m.Gauge != nil {
+		return m.Gauge.GetValue()
+	}
+	return m.Counter.GetValue()
+}
+
+// TestStatusCollector: poolgate_accounts had no expiring status (its SQL
+// kept its own copy of the status rules), and a failed read hid the series
+// without a trace.
+func TestStatusCollector(t *testing.T) {
 	t.Parallel()
-	w := newRefreshWorld(t)
-	ctx := context.Background()
-	now := time.Now()
-	register := func(email string, refreshExpiry time.Time) {
-		t.Helper()
-		if _, err := w.store.Register(ctx, w.scope, accounts.Registration{Cookie: sim.Cookie(email, now.Add(time.Hour), refreshExpiry)}); err != nil {
+	pool := pgtest.New(t)
+	key := make([]byte, secret.KeySize)
+	rand.Read(key)
+	box, _ := secret.NewBox(key)
+	s := NewStore(pool, box, time.Now)
+	var id int64
+	if err := pool.QueryRow(context.Background(), `INSERT INTO tenants (name) VALUES ('acme') RETURNING id`).Scan(&id); err != nil {
+		t.Fatal(err)
+	}
+	scope := tenant.Scope{TenantID: id, Mode: tenant.Live}
+	for email, refreshIn := range map[string]time.Duration{"soon@x.io": 48 * time.Hour, "later@x.io": 90 * 24 * time.Hour} {
+		cookie := sim.Cookie(email, time.Now().Add(time.Hour), time.Now().Add(refreshIn))
+		if _, err := s.Register(context.Background(), scope, Registration{Cookie: cookie}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	register("active@x.io", now.Add(90*24*time.Hour))
-	register("expiring@x.io", now.Add(2*24*time.Hour)) // within the default 7d
-	register("disabled@x.io", now.Add(90*24*time.Hour))
-	off := false
-	if _, err := w.store.Update(ctx, w.scope, "disabled@x.io", accounts.Patch{Enabled: &off}); err != nil {
-		t.Fatal(err)
+	got := gather(t, s.StatusCollector())
+	for k, want := range map[string]float64{"poolgate_accounts/expiring": 1, "poolgate_accounts/active": 1,
+		"poolgate_accounts/error": 0, "poolgate_metrics_collect_errors_total/accounts": 0} {
+		if got[k] != want {
+			t.Errorf("%s = %v, want %v (all: %v)", k, got[k], want, got)
+		}
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(w.store.StatusCollector())
-	families, err := reg.Gather()
+
+	broken, err := pgxpool.New(context.Background(), pgtest.NewURL(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := map[string]float64{}
-	for _, f := range families {
-		for _, m := range f.GetMetric() {
-			got[m.GetLabel()[0].GetValue()] = m.GetGauge().GetValue()
-		}
+	broken.Close() // every query fails
+	c := NewStore(broken, box, time.Now).StatusCollector()
+	gather(t, c)
+	got = gather(t, c)
+	if got["poolgate_metrics_collect_errors_total/accounts"] != 2 {
+		t.Errorf("failed reads counted %v, want 2", got["poolgate_metrics_collect_errors_total/accounts"])
 	}
-	want := map[string]float64{"active": 1, "expiring": 1, "disabled": 1, "error": 0, "expired": 0, "refreshing": 0}
-	for status, n := range want {
-		if v, ok := got[status]; !ok || v != n {
-			t.Errorf("poolgate_accounts{status=%q} = %v (present %v), want %v", status, v, ok, n)
-		}
-	}
-	list, err := w.store.List(ctx, w.scope)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, a := range list {
-		if !strings.HasPrefix(a.Email, string(a.Status)) {
-			t.Errorf("the API shows %s as %s", a.Email, a.Status)
-		}
+	if _, ok := got["poolgate_accounts/active"]; ok {
+		t.Error("a failed read still reported account counts")
 	}
 }

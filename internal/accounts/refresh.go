@@ -166,6 +166,9 @@ func (r *Refresher) refresh(ctx context.Context, d dueAccount) bool {
 	plain, err := r.cfg.Store.box.Open(d.sealed, cookieAAD(d.scope, d.email))
 	if err != nil {
 		r.log.Error("open cookie for refresh", "account", d.email, "err", err)
+		if err := MarkError(ctx, r.cfg.Store.pool, d.scope, d.id, unreadableReason, r.cfg.Now().UTC()); err != nil {
+			r.log.Error("take unreadable account out of rotation", "account", d.email, "err", err)
+		}
 		return false
 	}
 	jar, err := cookies.Parse(string(plain))

@@ -252,7 +252,7 @@ ON CONFLICT (tenant_id, account_id, dedupe_key) DO NOTHING`
 
 	alertSetDeliveries = `UPDATE alerts SET delivery_ids = $3 WHERE tenant_id = $1 AND id = $2`
 
-	tenantAlertConfig = `SELECT url, format FROM alert_config WHERE tenant_id = $1`
+	tenantAlertConfig = `SELECT url, format FROM alert_config WHERE tenant_id = $1 AND mode = $2`
 
 	// alertsResolveStale closes alerts whose cause is gone: the account
 	// has other credentials now, is healthy again, or no longer exists.
@@ -284,7 +284,7 @@ func (s *Service) raise(ctx context.Context, tx pgx.Tx, c *Alert, now time.Time)
 		dests = append(dests, dest{s.cfg.URL, s.cfg.Format})
 	}
 	var d dest
-	err = tx.QueryRow(ctx, tenantAlertConfig, c.TenantID).Scan(&d.url, &d.format)
+	err = tx.QueryRow(ctx, tenantAlertConfig, c.TenantID, c.Mode).Scan(&d.url, &d.format)
 	switch {
 	case err == nil:
 		dests = append(dests, d)

@@ -248,3 +248,42 @@ func TestConfigParsing(t *testing.T) {
 		}
 	}
 }
+
+// TestDestinationsAreScopedByMode: a test-mode key used to read and replace
+// the tenant's one destination, and then received live alerts naming live
+// accounts.
+func TestDestinationsAreScopedByMode(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	w.register(t, "live@x.io", w.now().Add(2*24*time.Hour))
+	ctx := context.Background()
+	store := alerts.NewStore(w.pool, time.Now, true)
+	testScope := tenant.Scope{TenantID: w.scope.TenantID, Mode: tenant.Test}
+	if _, err := store.SetDestination(ctx, w.scope, alerts.Destination{URL: "https://live.example/hook"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.SetDestination(ctx, testScope, alerts.Destination{URL: "https://test.example/hook"}); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := store.Destination(ctx, w.scope); err != nil || d == nil || d.URL != "https://live.example/hook" {
+		t.Fatalf("a test key's PUT changed the live destination: %v %v", d, err)
+	}
+	if d, _ := store.Destination(ctx, testScope); d == nil || d.URL != "https://test.example/hook" {
+		t.Fatalf("test destination: %v", d)
+	}
+	if _, err := w.service(t, "@every 1h").Scan(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var toTest, toLive int
+	w.pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE url LIKE 'https://test.%'), count(*) FILTER (WHERE url LIKE 'https://live.%') FROM webhook_deliveries`).Scan(&toTest, &toLive)
+	if toTest != 0 || toLive == 0 {
+		t.Errorf("live alerts went %d times to the test destination and %d to the live one", toTest, toLive)
+	}
+	// Removing the test destination leaves the live one.
+	if _, err := store.SetDestination(ctx, testScope, alerts.Destination{}); err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := store.Destination(ctx, w.scope); d == nil {
+		t.Error("removing the test destination removed the live one")
+	}
+}

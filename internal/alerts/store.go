@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/poolgate/poolgate/internal/dbx"
 	"github.com/poolgate/poolgate/internal/errs"
 	"github.com/poolgate/poolgate/internal/tenant"
 	"github.com/poolgate/poolgate/internal/timefmt"
@@ -118,11 +119,11 @@ func (s *Store) List(ctx context.Context, scope tenant.Scope, f Filter) ([]Alert
 	}
 	rows, err := s.pool.Query(ctx, alertList, scope.TenantID, scope.Mode, f.State, f.Cursor, f.Limit+1)
 	if err != nil {
-		return nil, "", errs.Unavailable(err)
+		return nil, "", dbx.Classify(err)
 	}
 	list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Alert, error) { return scanAlert(r) })
 	if err != nil {
-		return nil, "", errs.Unavailable(err)
+		return nil, "", dbx.Classify(err)
 	}
 	next := ""
 	if len(list) > f.Limit {
@@ -147,7 +148,7 @@ func (s *Store) Ack(ctx context.Context, scope tenant.Scope, id string) (Alert, 
 		return Alert{}, errs.NotFound("alert_not_found", "no alert %q", id)
 	}
 	if err != nil {
-		return Alert{}, errs.Unavailable(err)
+		return Alert{}, dbx.Classify(err)
 	}
 	return a, nil
 }
@@ -159,15 +160,16 @@ type Destination struct {
 }
 
 const alertConfigUpsert = `
-INSERT INTO alert_config (tenant_id, url, format, updated_at) VALUES ($1, $2, $3, $4)
-ON CONFLICT (tenant_id) DO UPDATE SET url = EXCLUDED.url, format = EXCLUDED.format, updated_at = EXCLUDED.updated_at`
+INSERT INTO alert_config (tenant_id, mode, url, format, updated_at) VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (tenant_id, mode) DO UPDATE SET url = EXCLUDED.url, format = EXCLUDED.format, updated_at = EXCLUDED.updated_at`
 
-// SetDestination sets (or, with an empty URL, removes) the tenant's alert
-// webhook. Alerts are per tenant, whichever mode's key sets it.
+// SetDestination sets (or, with an empty URL, removes) the alert webhook of
+// the scope's pool: live and test pools each have their own, so a test key
+// never learns or redirects where live alerts go.
 func (s *Store) SetDestination(ctx context.Context, scope tenant.Scope, d Destination) (Destination, error) {
 	if d.URL == "" {
-		_, err := s.pool.Exec(ctx, `DELETE FROM alert_config WHERE tenant_id = $1`, scope.TenantID)
-		return Destination{}, errs.As(err)
+		_, err := s.pool.Exec(ctx, `DELETE FROM alert_config WHERE tenant_id = $1 AND mode = $2`, scope.TenantID, scope.Mode)
+		return Destination{}, dbx.Classify(err)
 	}
 	if d.Format == "" {
 		d.Format = FormatJSON
@@ -178,21 +180,21 @@ func (s *Store) SetDestination(ctx context.Context, scope tenant.Scope, d Destin
 	if err := webhooks.CheckURL(d.URL, s.allowPrivate); err != nil {
 		return Destination{}, errs.Fields(errs.FieldError{Field: "url", Message: errs.As(err).Message})
 	}
-	if _, err := s.pool.Exec(ctx, alertConfigUpsert, scope.TenantID, d.URL, d.Format, s.now().UTC()); err != nil {
-		return Destination{}, errs.Unavailable(fmt.Errorf("set alert destination: %w", err))
+	if _, err := s.pool.Exec(ctx, alertConfigUpsert, scope.TenantID, scope.Mode, d.URL, d.Format, s.now().UTC()); err != nil {
+		return Destination{}, dbx.Classify(fmt.Errorf("set alert destination: %w", err))
 	}
 	return d, nil
 }
 
-// Destination returns the tenant's alert webhook, if any.
+// Destination returns the alert webhook of the scope's pool, if any.
 func (s *Store) Destination(ctx context.Context, scope tenant.Scope) (*Destination, error) {
 	var d Destination
-	err := s.pool.QueryRow(ctx, tenantAlertConfig, scope.TenantID).Scan(&d.URL, &d.Format)
+	err := s.pool.QueryRow(ctx, tenantAlertConfig, scope.TenantID, scope.Mode).Scan(&d.URL, &d.Format)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, errs.Unavailable(err)
+		return nil, dbx.Classify(err)
 	}
 	return &d, nil
 }

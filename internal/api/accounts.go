@@ -23,7 +23,8 @@ type accountJSON struct {
 	MaxJobs               int               `json:"maxJobs"`
 	Enabled               bool              `json:"enabled"`
 	Status                accounts.Status   `json:"status"`
-	Error                 *string           `json:"error"`
+	Error                 *string           `json:"error"`   // why it is out of rotation; null while it takes jobs
+	Warning               *string           `json:"warning"` // what needs doing while it still takes jobs
 	Running               int               `json:"running"`
 	Updated               int64             `json:"updated"`
 	UpdatedUTC            string            `json:"updatedUTC"`
@@ -40,7 +41,13 @@ func accountOut(a accounts.Account) accountJSON {
 		Email: a.Email, Cookie: a.Cookie, MaxJobs: a.MaxJobs, Enabled: a.Enabled,
 		Status: a.Status, Running: a.Running,
 	}
-	if a.Reason != "" {
+	// useapi clients read a non-null error as a broken account, so an
+	// account that still takes jobs carries its reason as a warning.
+	switch {
+	case a.Reason == "":
+	case a.Status == accounts.StatusExpiring:
+		out.Warning = &a.Reason
+	default:
 		out.Error = &a.Reason
 	}
 	out.Updated, out.UpdatedUTC = a.UpdatedAt.UnixMilli(), timefmt.UTC(a.UpdatedAt)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/poolgate/poolgate/internal/alerts"
 	"github.com/poolgate/poolgate/internal/errs"
+	"github.com/poolgate/poolgate/internal/ids"
 )
 
 type alertPage struct {
@@ -18,6 +19,9 @@ type alertPage struct {
 // listAlerts is GET /v1/alerts?state=&limit=&cursor=, newest first.
 func (s *Server) listAlerts(c echo.Context) error {
 	f := alerts.Filter{State: c.QueryParam("state"), Cursor: c.QueryParam("cursor"), Limit: 50}
+	if f.Cursor != "" && !ids.Valid("alr", f.Cursor) {
+		return errInvalidCursor
+	}
 	if l := c.QueryParam("limit"); l != "" {
 		n, err := strconv.Atoi(l)
 		if err != nil || n < 1 || n > 500 {

@@ -95,6 +95,9 @@ func decodeStrict(body io.Reader, dst any) error {
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return errs.Invalid("malformed_json", "request body must hold exactly one JSON object")
 	}
+	if err := checkJSONValues(raw); err != nil {
+		return err
+	}
 	return exactFieldNames(raw, dst)
 }
 

@@ -39,10 +39,9 @@ func oneOf(field string, v *string, allowed []string, bad *[]errs.FieldError) {
 	}
 }
 
-func oneOfInt(field string, v *int, allowed []int, bad *[]errs.FieldError) {
-	if *v == 0 {
-		*v = allowed[0]
-		return
+func oneOfInt(field string, v *int, allowed []int, bad *[]errs.FieldError) int {
+	if v == nil {
+		return allowed[0]
 	}
 	if !slices.Contains(allowed, *v) {
 		names := make([]string, len(allowed))
@@ -51,4 +50,5 @@ func oneOfInt(field string, v *int, allowed []int, bad *[]errs.FieldError) {
 		}
 		*bad = append(*bad, errs.FieldError{Field: field, Message: "must be one of: " + strings.Join(names, ", ")})
 	}
+	return *v
 }

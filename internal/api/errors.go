@@ -40,6 +40,7 @@ var kindHTTP = map[errs.Kind]struct {
 	errs.KindRateLimited:      {http.StatusTooManyRequests, "rate_limit_error"},
 	errs.KindUnavailable:      {http.StatusServiceUnavailable, "api_error"},
 	errs.KindGone:             {http.StatusGone, "invalid_request_error"},
+	errs.KindHeadersTooLarge:  {http.StatusRequestHeaderFieldsTooLarge, "invalid_request_error"},
 }
 
 // fromEcho translates the errors echo raises itself (routing, its own
@@ -85,6 +86,9 @@ func (s *Server) handleError(err error, c echo.Context) {
 	}
 	if e.Kind == errs.KindUnauthenticated {
 		h.Set("WWW-Authenticate", `Bearer realm="poolgate"`)
+	}
+	if unreadBody(c) {
+		h.Set(echo.HeaderConnection, "close") // answer now rather than drain the body first
 	}
 	body := errorBody{
 		Error:     errorDetail{Type: m.typ, Code: e.Code, Message: e.Message, Details: e.Details},

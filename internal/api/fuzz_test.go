@@ -48,13 +48,13 @@ func checkJobRequest(s *Server, endpoint int, body []byte) (scheduler.NewJob, er
 		var bad []errs.FieldError
 		checkPrompt(req.Prompt, &bad)
 		oneOf("model", &req.Model, catalog.VideoModels, &bad)
-		oneOfInt("duration", &req.Duration, catalog.VideoDurations, &bad)
+		duration := oneOfInt("duration", req.Duration, catalog.VideoDurations, &bad)
 		oneOf("resolution", &req.Resolution, catalog.VideoResolutions, &bad)
 		oneOf("aspectRatio", &req.AspectRatio, catalog.VideoAspectRatios, &bad)
 		if len(bad) > 0 {
 			return scheduler.NewJob{}, errs.Fields(bad...)
 		}
-		params, _ := json.Marshal(map[string]any{"prompt": req.Prompt, "model": req.Model, "duration": req.Duration,
+		params, _ := json.Marshal(map[string]any{"prompt": req.Prompt, "model": req.Model, "duration": duration,
 			"resolution": req.Resolution, "aspectRatio": req.AspectRatio, "imageUrl": req.ImageURL})
 		return s.newJob("video", params, req.jobOptions)
 	case endpointImages:

@@ -27,14 +27,3 @@ func (s *Server) readyz(c echo.Context) error {
 	}
 	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
 }
-
-// metrics serves Prometheus metrics. Per-account series are labelled with
-// account emails, so keep the API's port private (the default binds
-// 127.0.0.1) or filter /metrics at the proxy.
-func (s *Server) metrics(c echo.Context) error {
-	if s.Metrics == nil {
-		return errs.NotFound("route_not_found", "metrics are not enabled")
-	}
-	s.Metrics.ServeHTTP(c.Response(), c.Request())
-	return nil
-}

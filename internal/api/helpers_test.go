@@ -43,6 +43,9 @@ type env struct {
 	// sim is the upstream every replica's scheduler talks to.
 	sim    *sim.Server
 	simURL string
+	// secrets are the webhook signing secrets every replica and the
+	// deliverer share, as in serve.
+	secrets *webhooks.Secrets
 }
 
 func setup(t *testing.T) *env {
@@ -59,6 +62,7 @@ func setup(t *testing.T) *env {
 	simSrv := httptest.NewServer(upstream)
 	t.Cleanup(simSrv.Close)
 	e := &env{t: t, pool: pgtest.New(t), box: box, logs: &syncBuffer{}, sim: upstream, simURL: simSrv.URL}
+	e.secrets = webhooks.NewSecrets(e.pool, box)
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("server logs:\n%s", e.logs)
@@ -87,6 +91,7 @@ func (e *env) addServer() string {
 		Accounts:             accountStore,
 		Jobs:                 sched,
 		Alerts:               alerts.NewStore(e.pool, time.Now, true),
+		Secrets:              e.secrets,
 		AllowPrivateWebhooks: true,
 	}))
 	e.t.Cleanup(func() {
@@ -115,7 +120,7 @@ func (e *env) keyMode(tenantName string, mode tenant.Mode, scopes ...string) str
 // startDeliverer runs a webhook deliverer on the test database.
 func (e *env) startDeliverer() {
 	d := webhooks.NewDeliverer(webhooks.DelivererConfig{
-		Pool: e.pool, Secrets: webhooks.NewSecrets(e.pool, e.box), AllowPrivate: true,
+		Pool: e.pool, Secrets: e.secrets, AllowPrivate: true,
 		PollInterval: 50 * time.Millisecond,
 	})
 	d.Start(context.Background())

@@ -14,6 +14,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/poolgate/poolgate/internal/errs"
+	"github.com/poolgate/poolgate/internal/ids"
 	"github.com/poolgate/poolgate/internal/scheduler"
 	"github.com/poolgate/poolgate/internal/webhooks"
 )
@@ -24,7 +25,7 @@ type jobOptions struct {
 	ReplyURL     string `json:"replyUrl" validate:"max=2048"`
 	ReplyRef     string `json:"replyRef" validate:"max=1024"`
 	Priority     int    `json:"priority" validate:"min=-100,max=100"`
-	MaxAttempts  int    `json:"maxAttempts" validate:"omitempty,min=1,max=10"`
+	MaxAttempts  *int   `json:"maxAttempts" validate:"omitempty,min=1,max=10"` // nil: the default; 0 is refused, not defaulted
 	QueueTimeout string `json:"queueTimeout"`
 }
 
@@ -34,6 +35,15 @@ type createJobRequest struct {
 	jobOptions
 }
 
+// MaxParamsBytes bounds a job's params: they are stored, listed and sent
+// upstream with every attempt, and no LTX request comes near it.
+const MaxParamsBytes = 64 << 10
+
+// maxPageBytes bounds the params and results one list page carries, so
+// that a page of 500 large jobs cannot hold hundreds of MB per request; a
+// page cut short still has a nextCursor.
+const maxPageBytes = 1 << 20
+
 // maxQueueTimeout bounds queueTimeout: a job older than a day is not
 // something a producer is still waiting for.
 const maxQueueTimeout = 24 * time.Hour
@@ -41,10 +51,16 @@ const maxQueueTimeout = 24 * time.Hour
 // newJob checks the shared options and builds the scheduler's request.
 func (s *Server) newJob(typ string, params json.RawMessage, o jobOptions) (scheduler.NewJob, error) {
 	nj := scheduler.NewJob{Type: typ, Params: params, Email: strings.ToLower(strings.TrimSpace(o.Email)),
-		ReplyURL: o.ReplyURL, ReplyRef: o.ReplyRef, Priority: o.Priority, MaxAttempts: o.MaxAttempts}
+		ReplyURL: o.ReplyURL, ReplyRef: o.ReplyRef, Priority: o.Priority}
+	if o.MaxAttempts != nil {
+		nj.MaxAttempts = *o.MaxAttempts
+	}
 	var bad []errs.FieldError
 	// Postgres's jsonb cannot store NUL characters; refuse them here rather
 	// than fail on insert with a 503.
+	if len(params) > MaxParamsBytes {
+		bad = append(bad, errs.FieldError{Field: "params", Message: "must be at most " + strconv.Itoa(MaxParamsBytes) + " bytes of JSON"})
+	}
 	if bytes.Contains(params, []byte(`\u0000`)) {
 		bad = append(bad, errs.FieldError{Field: "params", Message: "must not contain NUL characters (\\u0000)"})
 	}
@@ -85,7 +101,7 @@ func (s *Server) createJob(c echo.Context) error {
 type videoRequest struct {
 	Prompt      string `json:"prompt" validate:"required"`
 	Model       string `json:"model"`
-	Duration    int    `json:"duration"`
+	Duration    *int   `json:"duration"` // nil: the catalog's default; 0 is refused
 	Resolution  string `json:"resolution"`
 	AspectRatio string `json:"aspectRatio"`
 	ImageURL    string `json:"imageUrl" validate:"omitempty,http_url,max=2048"`
@@ -101,13 +117,13 @@ func (s *Server) createVideo(c echo.Context) error {
 	var bad []errs.FieldError
 	checkPrompt(req.Prompt, &bad)
 	oneOf("model", &req.Model, catalog.VideoModels, &bad)
-	oneOfInt("duration", &req.Duration, catalog.VideoDurations, &bad)
+	duration := oneOfInt("duration", req.Duration, catalog.VideoDurations, &bad)
 	oneOf("resolution", &req.Resolution, catalog.VideoResolutions, &bad)
 	oneOf("aspectRatio", &req.AspectRatio, catalog.VideoAspectRatios, &bad)
 	if len(bad) > 0 {
 		return errs.Fields(bad...)
 	}
-	p := map[string]any{"prompt": req.Prompt, "model": req.Model, "duration": req.Duration,
+	p := map[string]any{"prompt": req.Prompt, "model": req.Model, "duration": duration,
 		"resolution": req.Resolution, "aspectRatio": req.AspectRatio}
 	if req.ImageURL != "" {
 		p["imageUrl"] = req.ImageURL
@@ -159,8 +175,8 @@ func checkPrompt(p string, bad *[]errs.FieldError) {
 func (s *Server) submitJob(c echo.Context, nj scheduler.NewJob) error {
 	var idem *scheduler.Idempotency
 	if key := c.Request().Header.Get("Idempotency-Key"); key != "" {
-		if len(key) > 255 {
-			return errs.Invalid("invalid_idempotency_key", "Idempotency-Key must be at most 255 characters")
+		if len(key) > 255 || !printableASCII(key) {
+			return errs.Invalid("invalid_idempotency_key", "Idempotency-Key must be at most 255 printable ASCII characters")
 		}
 		canonical, _ := json.Marshal(nj)
 		sum := sha256.Sum256(append([]byte(c.Path()+"\n"), canonical...))
@@ -210,6 +226,10 @@ func (s *Server) getJob(c echo.Context) error {
 	return c.JSON(http.StatusOK, Job(j))
 }
 
+// errInvalidCursor answers a cursor no page ever gave out: an empty page
+// would look like the end of the list, and the first page like progress.
+var errInvalidCursor = errs.Invalid("invalid_cursor", "cursor must be the nextCursor of a previous page")
+
 type jobPage struct {
 	Data       []JobModel `json:"data"`
 	NextCursor *string    `json:"nextCursor"`
@@ -218,6 +238,9 @@ type jobPage struct {
 // listJobs is GET /v1/jobs?state=&limit=&cursor=, newest first.
 func (s *Server) listJobs(c echo.Context) error {
 	f := scheduler.ListFilter{State: c.QueryParam("state"), Cursor: c.QueryParam("cursor"), Limit: 50}
+	if f.Cursor != "" && !ids.Valid("job", f.Cursor) {
+		return errInvalidCursor
+	}
 	if f.State != "" && !scheduler.ValidState(f.State) {
 		return errs.Invalid("invalid_state", "state must be queued, dispatching, running, succeeded, failed or canceled")
 	}
@@ -233,6 +256,13 @@ func (s *Server) listJobs(c echo.Context) error {
 		return err
 	}
 	page := jobPage{Data: jobModels(jobs)}
+	size := 0
+	for i, j := range jobs {
+		if size += len(j.Params) + len(j.Result); size > maxPageBytes && i > 0 {
+			page.Data, next = page.Data[:i], jobs[i-1].ID
+			break
+		}
+	}
 	if next != "" {
 		page.NextCursor = &next
 	}
@@ -264,4 +294,14 @@ func (s *Server) schedulerAvailable(c echo.Context) error {
 		return err
 	}
 	return c.JSON(http.StatusOK, availability(a))
+}
+
+// printableASCII reports whether s holds only visible ASCII and spaces.
+func printableASCII(s string) bool {
+	for i := range len(s) {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
 }

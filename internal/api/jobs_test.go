@@ -227,7 +227,7 @@ func TestWebhookOnFinish(t *testing.T) {
 	select {
 	case h := <-got:
 		body := <-bodies
-		if h.Get("Poolgate-Delivery") == "" || h.Get("Poolgate-Signature") == "" {
+		if h.Get("Poolgate-Delivery") == "" || h.Get("webhook-signature") == "" || h.Get("webhook-id") != h.Get("Poolgate-Delivery") {
 			t.Errorf("webhook headers: %v", h)
 		}
 		if !strings.Contains(body, r["id"].(string)) || !strings.Contains(body, `"state":"succeeded"`) || !strings.Contains(body, "ref-9") {

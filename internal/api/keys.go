@@ -88,6 +88,13 @@ type createKeyRequest struct {
 func (r createKeyRequest) params() (auth.KeyParams, error) {
 	p := auth.KeyParams{Name: r.Name, Mode: r.Mode, Scopes: r.Scopes}
 	var fields []errs.FieldError
+	if !auth.ValidName(r.Name) {
+		fields = append(fields, errs.FieldError{Field: "name", Message: "must be 1 to 100 characters of text without control characters"})
+	}
+	if r.Scopes != nil && len(r.Scopes) == 0 {
+		// [] reading as "all of mine" would widen a key by omission.
+		fields = append(fields, errs.FieldError{Field: "scopes", Message: "must name at least one scope (leave it out for the caller's scopes)"})
+	}
 	if r.ExpiresAt != nil {
 		t, err := time.Parse(time.RFC3339Nano, *r.ExpiresAt)
 		if err != nil {

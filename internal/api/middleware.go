@@ -2,6 +2,7 @@ package api
 
 import (
 	"crypto/rand"
+	"io"
 	"log/slog"
 	"net/http"
 	"regexp"
@@ -16,6 +17,7 @@ const (
 	headerRequestID = "X-Request-Id"
 	ctxRequestID    = "poolgate.request_id"
 	ctxPrincipal    = "poolgate.principal"
+	ctxBody         = "poolgate.body"
 )
 
 // saneRequestID is what an incoming X-Request-Id must look like to be kept;
@@ -73,7 +75,8 @@ func (s *Server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 }
 
 // limitBody refuses bodies over limit: at once when Content-Length says so,
-// otherwise when reading crosses it (decode sees *http.MaxBytesError).
+// otherwise when reading crosses it (decode sees *http.MaxBytesError). It
+// also notes whether the body was read to its end (see unreadBody).
 func limitBody(limit int64) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
@@ -81,10 +84,39 @@ func limitBody(limit int64) echo.MiddlewareFunc {
 			if r.ContentLength > limit {
 				return errTooLarge
 			}
-			r.Body = http.MaxBytesReader(c.Response(), r.Body, limit)
+			b := &trackedBody{ReadCloser: http.MaxBytesReader(c.Response(), r.Body, limit)}
+			r.Body = b
+			c.Set(ctxBody, b)
 			return next(c)
 		}
 	}
+}
+
+// trackedBody remembers whether its reader reached the end.
+type trackedBody struct {
+	io.ReadCloser
+	done bool
+}
+
+func (b *trackedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil {
+		b.done = true
+	}
+	return n, err
+}
+
+// unreadBody reports whether the request announced a body that nobody
+// read. Answering such a request, net/http first drains the body to keep
+// the connection, so a client that announces Content-Length: 10 and sends
+// nothing would wait for its 401 until the read timeout. Closing the
+// connection instead answers at once.
+func unreadBody(c echo.Context) bool {
+	if c.Request().ContentLength == 0 {
+		return false
+	}
+	b, ok := c.Get(ctxBody).(*trackedBody)
+	return !ok || !b.done
 }
 
 // authenticate verifies the Bearer key, applies its rate limit and checks

@@ -24,7 +24,6 @@ func (s *Server) routes() []route {
 		{http.MethodGet, "/healthz", public, s.healthz},
 		{http.MethodGet, "/readyz", public, s.readyz},
 		{http.MethodGet, "/openapi.yaml", public, s.openAPI},
-		{http.MethodGet, "/metrics", public, s.metrics},
 
 		{http.MethodPost, "/v1/accounts", auth.ScopeAccountsWrite, s.registerAccount},
 		{http.MethodGet, "/v1/accounts", auth.ScopeAccountsRead, s.listAccounts},
@@ -53,5 +52,8 @@ func (s *Server) routes() []route {
 		{http.MethodPost, "/v1/alerts/:id/ack", auth.ScopeAlertsWrite, s.ackAlert},
 		{http.MethodGet, "/v1/alerts/config", auth.ScopeAlertsRead, s.getAlertConfig},
 		{http.MethodPut, "/v1/alerts/config", auth.ScopeAlertsWrite, s.putAlertConfig},
+
+		{http.MethodGet, "/v1/webhooks/secret", auth.ScopeKeysAdmin, s.getWebhookSecret},
+		{http.MethodPost, "/v1/webhooks/secret/rotate", auth.ScopeKeysAdmin, s.rotateWebhookSecret},
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/poolgate/poolgate/internal/alerts"
 	"github.com/poolgate/poolgate/internal/auth"
 	"github.com/poolgate/poolgate/internal/scheduler"
+	"github.com/poolgate/poolgate/internal/webhooks"
 )
 
 // MaxBodyBytes is the largest request body accepted; bigger ones get 413.
@@ -34,9 +35,9 @@ type Deps struct {
 	Accounts *accounts.Store
 	Jobs     *scheduler.Scheduler
 	Alerts   *alerts.Store
-	Now      func() time.Time
-	// Metrics serves GET /metrics (Prometheus); nil answers 404.
-	Metrics http.Handler
+	// Secrets are the tenants' webhook signing secrets (the deliverer's).
+	Secrets *webhooks.Secrets
+	Now     func() time.Time
 	// AllowPrivateWebhooks lets replyUrl point at private and loopback
 	// addresses (POOLGATE_WEBHOOK_ALLOW_PRIVATE).
 	AllowPrivateWebhooks bool
@@ -84,7 +85,7 @@ func (s *Server) Echo() *echo.Echo {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
-	e.Use(s.requestID, s.logRequests, limitBody(MaxBodyBytes))
+	e.Use(s.requestID, s.logRequests, limitBody(MaxBodyBytes), cleanInput)
 	for _, r := range s.routes() {
 		h := r.handler
 		if r.scope != public {

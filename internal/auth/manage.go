@@ -67,6 +67,41 @@ func (p Principal) mayIssue(mode tenant.Mode, scopes []string) error {
 	return nil
 }
 
+// capChild holds a key p is about to issue to p's own lifetime and rate,
+// as mayIssue holds it to p's scopes: left unset, they are the caller's;
+// set beyond the caller's, they are a 403. def is the server's default
+// limit, which is the caller's when it has none of its own (nil: unknown).
+func (caller Principal) capChild(p *KeyParams, def *RateLimit) error {
+	if end := caller.ExpiresAt; end != nil {
+		switch {
+		case p.ExpiresAt == nil:
+			p.ExpiresAt = end
+		case p.ExpiresAt.After(*end):
+			return exceedsCaller("expiresAt", "must not be later than the calling key's own end, "+end.UTC().Format(time.RFC3339))
+		}
+	}
+	own := caller.RateLimit
+	if own == nil {
+		own = def
+	}
+	if own == nil || own.Off() {
+		return nil
+	}
+	switch {
+	case p.RateLimit == nil && caller.RateLimit != nil:
+		p.RateLimit = caller.RateLimit
+	case p.RateLimit != nil && p.RateLimit.exceeds(*own):
+		return exceedsCaller("rateLimit", "must not allow more than the calling key's own limit, "+own.String())
+	}
+	return nil
+}
+
+func exceedsCaller(field, msg string) error {
+	return &errs.Error{Kind: errs.KindForbidden, Code: "exceeds_caller_key",
+		Message: "a key cannot issue a key that outlives or out-rates itself: " + field + " " + msg,
+		Details: []errs.FieldError{{Field: field, Message: msg}}}
+}
+
 // Create issues a key in caller's tenant. Mode defaults to the caller's and
 // scopes to the caller's scopes; neither may exceed the caller's.
 func (s *Store) Create(ctx context.Context, caller Principal, p KeyParams) (Key, string, error) {
@@ -88,6 +123,9 @@ func (s *Store) Create(ctx context.Context, caller Principal, p KeyParams) (Key,
 	}
 	if p.ExpiresAt != nil && !p.ExpiresAt.After(s.now()) {
 		return Key{}, "", errs.Fields(errs.FieldError{Field: "expiresAt", Message: "must be in the future"})
+	}
+	if err := caller.capChild(&p, s.defaultLimit); err != nil {
+		return Key{}, "", err
 	}
 	p.Scopes = scopes
 	return s.insert(ctx, s.pool, caller.TenantID, p)
@@ -216,6 +254,9 @@ func (s *Store) Roll(ctx context.Context, caller Principal, id string, grace tim
 		if old.ExpiresAt != nil {
 			exp := now.Add(old.ExpiresAt.Sub(old.CreatedAt))
 			p.ExpiresAt = &exp
+		}
+		if err := caller.capChild(&p, s.defaultLimit); err != nil {
+			return err
 		}
 		if fresh, secret, err = s.insert(ctx, tx, caller.TenantID, p); err != nil {
 			return err

@@ -72,6 +72,14 @@ func ParseRateLimit(s string) (RateLimit, error) {
 }
 
 // validate checks a key's own limit; field names are as clients spell them.
+// exceeds reports whether r allows more than o: a bigger burst, or more
+// requests per unit of time.
+func (r RateLimit) exceeds(o RateLimit) bool {
+	// Milliseconds keep the products below 2^63 (1e6 requests × 24 h).
+	return r.Requests > o.Requests ||
+		int64(r.Requests)*o.Per.Milliseconds() > int64(o.Requests)*r.Per.Milliseconds()
+}
+
 func (r RateLimit) validate() error {
 	var fields []errs.FieldError
 	if r.Requests < 1 || r.Requests > maxLimitRequests {

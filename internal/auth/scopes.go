@@ -2,6 +2,7 @@ package auth
 
 import (
 	"slices"
+	"time"
 
 	"github.com/poolgate/poolgate/internal/errs"
 	"github.com/poolgate/poolgate/internal/tenant"
@@ -47,6 +48,7 @@ type Principal struct {
 	KeyID     string
 	Scopes    []string
 	RateLimit *RateLimit // the key's own limit; nil: the server default
+	ExpiresAt *time.Time // when the key stops working (expiry or end of a roll's grace); nil: never
 }
 
 // Has reports whether p holds scope, directly or through ScopeAll.

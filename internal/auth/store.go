@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -44,6 +47,19 @@ type KeyParams struct {
 type Store struct {
 	pool *pgxpool.Pool
 	now  func() time.Time
+	// defaultLimit is what keys without their own rate limit get; nil:
+	// none known (then only keys with their own limit cap their children).
+	defaultLimit *RateLimit
+}
+
+// WithDefaultRateLimit tells s the server's default rate limit
+// (POOLGATE_KEY_RATE_LIMIT), which caps the keys a key without its own
+// limit may create.
+func (s *Store) WithDefaultRateLimit(r RateLimit) *Store {
+	if !r.Off() {
+		s.defaultLimit = &r
+	}
+	return s
 }
 
 // NewStore returns a Store; now is the clock expiry is judged by.
@@ -89,8 +105,8 @@ func (s *Store) insert(ctx context.Context, db dbx.DBTX, tenantID int64, p KeyPa
 	if !p.Mode.Valid() {
 		return Key{}, "", errs.Invalid("invalid_mode", "mode must be live or test")
 	}
-	if p.Name == "" || len(p.Name) > 100 {
-		return Key{}, "", errs.Invalid("invalid_name", "key name must be 1 to 100 characters")
+	if !ValidName(p.Name) {
+		return Key{}, "", errs.Invalid("invalid_name", "key name must be 1 to %d characters of text without control characters", MaxNameLen)
 	}
 	scopes, err := ValidateScopes(p.Scopes)
 	if err != nil {
@@ -141,9 +157,13 @@ func (s *Store) lookup(ctx context.Context, hash []byte) (keyRecord, error) {
 	case errors.Is(err, pgx.ErrNoRows):
 		return keyRecord{}, ErrInvalidKey
 	case err != nil:
-		return keyRecord{}, errs.Unavailable(fmt.Errorf("verify api key: %w", err))
+		return keyRecord{}, dbx.Classify(fmt.Errorf("verify api key: %w", err))
 	}
 	r.p.RateLimit = rateLimitOf(requests, per)
+	r.p.ExpiresAt = r.expires
+	if r.revoked != nil && (r.expires == nil || r.revoked.Before(*r.expires)) {
+		r.p.ExpiresAt = r.revoked // a rolled key works until its grace ends
+	}
 	return r, nil
 }
 
@@ -178,4 +198,17 @@ func (s *Store) Verify(ctx context.Context, secret string) (Principal, error) {
 		return Principal{}, err
 	}
 	return r.judge(s.now())
+}
+
+// MaxNameLen is the longest key name, in characters.
+const MaxNameLen = 100
+
+// ValidName reports whether name can name a key: UTF-8, not blank, at most
+// MaxNameLen characters (not bytes), and free of control characters that
+// would forge lines in a terminal or a log.
+func ValidName(name string) bool {
+	if !utf8.ValidString(name) || strings.TrimSpace(name) == "" || utf8.RuneCountInString(name) > MaxNameLen {
+		return false
+	}
+	return !strings.ContainsFunc(name, unicode.IsControl)
 }

@@ -18,7 +18,7 @@ import (
 
 	"github.com/poolgate/poolgate/internal/accounts"
 	"github.com/poolgate/poolgate/internal/auth"
-	"github.com/poolgate/poolgate/internal/pgtest"
+	"github.com/poolgate/poolgate/internal/dbx"
 	"github.com/poolgate/poolgate/internal/provider/ltxstudio"
 	"github.com/poolgate/poolgate/internal/provider/sim"
 	"github.com/poolgate/poolgate/internal/scheduler"
@@ -43,7 +43,7 @@ func newDatabases(ctx context.Context, server string) (*databases, error) {
 		return nil, fmt.Errorf("create bench database (does the user have CREATEDB?): %w", err)
 	}
 	d.made = append(d.made, d.template)
-	u, err := pgtest.WithDatabase(server, d.template)
+	u, err := dbx.WithDatabase(server, d.template)
 	if err != nil {
 		return nil, err
 	}
@@ -67,7 +67,7 @@ func (d *databases) clone(ctx context.Context, tag string) (string, string, erro
 	d.mu.Lock()
 	d.made = append(d.made, name)
 	d.mu.Unlock()
-	u, err := pgtest.WithDatabase(d.server, name)
+	u, err := dbx.WithDatabase(d.server, name)
 	return name, u, err
 }
 

@@ -5,29 +5,27 @@ import "strings"
 // Secured replaces secret values in Masked.
 const Secured = "…secured…"
 
-// secretNameParts are substrings of cookie names that hold credentials.
-// The list errs wide ("sid" also matches "inside"): showing a secret costs
-// far more than hiding a harmless value.
-var secretNameParts = []string{
-	"token", "secret", "session", "sess", "auth", "password", "passwd", "pwd",
-	"key", "sid", "jwt", "csrf", "xsrf", "refresh",
+// harmlessNames are the cookies whose values Masked shows: identifiers and
+// preferences known to carry no credential. Every other cookie is hidden,
+// whatever its name: sites name credentials "credential", "pass", "otp",
+// "remember_me", "cf_clearance", "__cf_bm", "sig", "hmac"…, and a list of
+// bad names is never complete, while a list of good ones only costs a
+// value shown as "…secured…" that could have been shown.
+var harmlessNames = map[string]bool{
+	"lt_id": true, "theme": true, "locale": true, "lang": true, "language": true,
+	"timezone": true, "tz": true, "color_scheme": true,
 }
 
 // minOpaqueLen is the shortest run of base64/hex characters treated as an
 // opaque secret; identifiers like "user123" are much shorter.
 const minOpaqueLen = 32
 
-// IsSecret reports whether a cookie should be hidden from display, judging
-// by its name and by whether its value looks like a token.
+// IsSecret reports whether a cookie must be hidden from display: any cookie
+// not known to be harmless, and a harmless-named one whose value looks like
+// a token.
 func IsSecret(name, value string) bool {
-	if name == "lt_token" || name == "lt_refresh_token" {
+	if !harmlessNames[strings.ToLower(name)] {
 		return true
-	}
-	lower := strings.ToLower(name)
-	for _, part := range secretNameParts {
-		if strings.Contains(lower, part) {
-			return true
-		}
 	}
 	return secretValue(value)
 }

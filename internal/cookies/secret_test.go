@@ -26,8 +26,18 @@ func TestMasked(t *testing.T) {
 			"a=e30.e30.; lt_token=e30.e30.",
 			map[string]string{"a": Secured, "lt_token": Secured}},
 		{"secrets under 8 bytes hide only their own cookie",
-			"session=1; lt_id=1; sid=abc; x=abc",
-			map[string]string{"session": Secured, "lt_id": "1", "sid": Secured, "x": "abc"}},
+			"session=1; lt_id=1; sid=abc; theme=abc",
+			map[string]string{"session": Secured, "lt_id": "1", "sid": Secured, "theme": "abc"}},
+		// The outside review found these shown in clear by a deny-list of
+		// secret-looking names; only known-harmless cookies are shown now.
+		{"unknown names are hidden, however innocent they look",
+			"credential=c1; pass=p1; otp=123456; remember_me=1; cf_clearance=x.y; __cf_bm=b; sig=s; hmac=h; x=abc; lt_id=u1; Theme=dark",
+			map[string]string{"credential": Secured, "pass": Secured, "otp": Secured, "remember_me": Secured,
+				"cf_clearance": Secured, "__cf_bm": Secured, "sig": Secured, "hmac": Secured, "x": Secured,
+				"lt_id": "u1", "Theme": "dark"}},
+		{"a harmless name with a token-like value is hidden",
+			"lt_id=" + jwt,
+			map[string]string{"lt_id": Secured}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

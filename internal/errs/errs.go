@@ -27,6 +27,7 @@ const (
 	KindUnavailable
 	// KindGone is a resource that existed and was deleted for good (410).
 	KindGone
+	KindHeadersTooLarge
 )
 
 // Error is a user-facing error.
@@ -88,6 +89,8 @@ func Fields(fields ...FieldError) *Error {
 }
 
 // As returns err as an *Error, wrapping unknown errors as internal ones.
+// err must not be nil: As(nil) is an internal error, so never end a function
+// with `return errs.As(err)` (dbx.Classify is the storage boundary's way).
 func As(err error) *Error {
 	var e *Error
 	if errors.As(err, &e) {

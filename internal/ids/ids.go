@@ -59,3 +59,19 @@ func Time(prefix, id string) (t time.Time, ok bool) {
 	}
 	return time.UnixMilli(int64(ms)).UTC(), true
 }
+
+// Valid reports whether s has the shape of an id New(prefix, …) makes:
+// the prefix, "_" and 26 Crockford base32 digits. It says nothing about
+// whether such an id exists.
+func Valid(prefix, s string) bool {
+	rest, ok := strings.CutPrefix(s, prefix+"_")
+	if !ok || len(rest) != 26 || rest[0] > '7' {
+		return false
+	}
+	for i := range len(rest) {
+		if strings.IndexByte(crockford, rest[i]) < 0 {
+			return false
+		}
+	}
+	return true
+}

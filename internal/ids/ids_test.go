@@ -63,3 +63,16 @@ func TestTimeRefusesWhatNewCannotMake(t *testing.T) {
 		}
 	}
 }
+
+func TestValid(t *testing.T) {
+	id := New("job", time.Now())
+	if !Valid("job", id) {
+		t.Fatalf("Valid(%q) = false", id)
+	}
+	for _, bad := range []string{"", "job_", id[:len(id)-1], id + "0", "alr" + id[3:], "job_" + strings.Repeat("I", 26),
+		"job_" + strings.Repeat("Z", 26), "\x00", "job_0000000000000000000000000\xff"} {
+		if Valid("job", bad) {
+			t.Errorf("Valid(%q) = true", bad)
+		}
+	}
+}

@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -23,6 +22,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/poolgate/poolgate/internal/dbx"
 	"github.com/poolgate/poolgate/migrations"
 )
 
@@ -89,17 +89,7 @@ func New(t testing.TB) *pgxpool.Pool {
 }
 
 // WithDatabase returns dsn (URL or key=value form) pointing at database db.
-func WithDatabase(dsn, db string) (string, error) {
-	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
-		u, err := url.Parse(dsn)
-		if err != nil {
-			return "", fmt.Errorf("DATABASE_URL is not a valid URL")
-		}
-		u.Path = "/" + db
-		return u.String(), nil
-	}
-	return dsn + " dbname=" + db, nil
-}
+func WithDatabase(dsn, db string) (string, error) { return dbx.WithDatabase(dsn, db) }
 
 func connectAdmin(t testing.TB) *pgx.Conn {
 	t.Helper()

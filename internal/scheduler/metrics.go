@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -38,7 +39,7 @@ func NewMetrics(reg prometheus.Registerer, pool *pgxpool.Pool) *Metrics {
 			Name: "poolgate_job_rescues_total", Help: "Jobs taken over after their replica's lease lapsed."}),
 		waitToRun: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "poolgate_job_wait_seconds", Help: "Time from a job's submission to its first placement.",
-			Buckets: prometheus.ExponentialBuckets(0.005, 2.5, 14)}),
+			Buckets: prometheus.ExponentialBuckets(0.005, 2.5, 20)}), // 5 ms .. 50 h, past the longest queueTimeout (24 h)
 	}
 	reg.MustRegister(m.placements, m.created, m.outcomes, m.retries, m.rescues, m.waitToRun, &gauges{pool: pool})
 	return m
@@ -83,33 +84,58 @@ func (m *Metrics) createdJob() {
 	}
 }
 
-// gauges reads the queue's current depth from Postgres on each scrape
-// (the O(1) counters admission uses).
-type gauges struct{ pool *pgxpool.Pool }
+// gauges reads the queues' depths from Postgres on each scrape (the O(1)
+// counters admission uses). Every replica reports the same database-wide
+// numbers; accounts' slots are the accounts package's (SlotCollector).
+type gauges struct {
+	pool   *pgxpool.Pool
+	errors atomic.Int64 // scrapes whose reads failed
+}
 
-var queuedDesc = prometheus.NewDesc("poolgate_jobs_queued", "Jobs waiting for a slot, per tenant and mode.",
-	[]string{"tenant", "mode"}, nil)
+var (
+	queuedDesc = prometheus.NewDesc("poolgate_jobs_queued", "Jobs waiting for a slot, per tenant and mode.",
+		[]string{"tenant", "mode"}, nil)
+	collectErrorsDesc = prometheus.NewDesc("poolgate_metrics_collect_errors_total",
+		"Scrapes whose database read failed, by collector (the collector's series are missing from those scrapes).",
+		nil, prometheus.Labels{"collector": "scheduler"})
+)
 
-func (g *gauges) Describe(ch chan<- *prometheus.Desc) { ch <- queuedDesc }
+func (g *gauges) Describe(ch chan<- *prometheus.Desc) {
+	ch <- queuedDesc
+	ch <- collectErrorsDesc
+}
 
+// queueDepthAll is every tenant's depth in both modes, zero included: an
+// empty queue is a value, not a missing series.
 const queueDepthAll = `
-SELECT t.name, q.mode, sum(CASE q.side WHEN 'in' THEN q.n ELSE -q.n END)
-FROM queue_depth q JOIN tenants t ON t.id = q.tenant_id
+SELECT t.name, m.mode, coalesce(sum(CASE q.side WHEN 'in' THEN q.n ELSE -q.n END), 0)
+FROM tenants t
+CROSS JOIN (VALUES ('live'), ('test')) m (mode)
+LEFT JOIN queue_depth q ON q.tenant_id = t.id AND q.mode = m.mode
 GROUP BY 1, 2`
 
 func (g *gauges) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	if err := g.collect(ctx, ch); err != nil {
+		g.errors.Add(1)
+	}
+	ch <- prometheus.MustNewConstMetric(collectErrorsDesc, prometheus.CounterValue, float64(g.errors.Load()))
+}
+
+func (g *gauges) collect(ctx context.Context, ch chan<- prometheus.Metric) error {
 	rows, err := g.pool.Query(ctx, queueDepthAll)
 	if err != nil {
-		return
+		return err
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var name, mode string
 		var n float64
-		if rows.Scan(&name, &mode, &n) == nil {
-			ch <- prometheus.MustNewConstMetric(queuedDesc, prometheus.GaugeValue, n, name, mode)
+		if err := rows.Scan(&name, &mode, &n); err != nil {
+			return err
 		}
+		ch <- prometheus.MustNewConstMetric(queuedDesc, prometheus.GaugeValue, n, name, mode)
 	}
+	return rows.Err()
 }

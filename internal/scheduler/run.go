@@ -90,6 +90,10 @@ func (s *Scheduler) credentials(ctx context.Context, e *execution) bool {
 			message: "the account this job ran on was deleted"})
 		return false
 	}
+	if errors.Is(err, accounts.ErrUnreadable) { // take it out of rotation, run the job elsewhere
+		s.retry(ctx, e, retry{reason: "auth", message: err.Error(), accountError: err.Error(), unconsumed: true})
+		return false
+	}
 	if err != nil {
 		if !isShutdown(ctx, err) {
 			s.log.Error("load account credentials", "job", e.id, "err", err)

@@ -338,18 +338,9 @@ func (s *Scheduler) List(ctx context.Context, scope tenant.Scope, f ListFilter) 
 	return jobs, next, nil
 }
 
-// asDomain passes domain errors through and makes everything else a 503:
-// at this boundary an unexpected error is the database's.
-func asDomain(err error) error {
-	if err == nil {
-		return nil
-	}
-	var e *errs.Error
-	if errors.As(err, &e) {
-		return e
-	}
-	return errs.Unavailable(err)
-}
+// asDomain passes domain errors through, makes a database that cannot
+// answer now a 503 and anything else a 500 (dbx.Classify).
+func asDomain(err error) error { return dbx.Classify(err) }
 
 // jobsAdopt hands jobs still running under this email on a deleted account
 // row to the new row.

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -296,7 +297,8 @@ func (d *Deliverer) deliver(abortCtx context.Context, c claimed) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(abortCtx), 5*time.Second)
 	defer cancel()
 	outcome, err := d.settle(ctx, c, res)
-	log := d.log.With("delivery", c.id, "tenant", c.tenantID, "event", c.event, "attempt", c.attempts, "status", res.status)
+	log := d.log.With("delivery", c.id, "tenant", c.tenantID, "event", c.event, "url", RedactURL(c.url),
+		"attempt", c.attempts, "status", res.status)
 	if err != nil {
 		log.Error("webhooks: record delivery result", "err", err)
 		return
@@ -320,7 +322,7 @@ func (d *Deliverer) attempt(abortCtx context.Context, c claimed) result {
 	}
 	ctx, cancel := context.WithTimeout(abortCtx, d.timeout)
 	defer cancel()
-	secret, err := d.secrets.Get(ctx, c.tenantID)
+	keys, err := d.secrets.SigningKeys(ctx, c.tenantID)
 	if err != nil {
 		return result{err: "signing secret unavailable", aborted: abortCtx.Err() != nil}
 	}
@@ -333,8 +335,9 @@ func (d *Deliverer) attempt(abortCtx context.Context, c claimed) result {
 	req.Header.Set("User-Agent", UserAgent)
 	req.Header.Set(HeaderDelivery, c.id)
 	req.Header.Set(HeaderEvent, c.event)
+	req.Header.Set(HeaderID, c.id)
 	req.Header.Set(HeaderTimestamp, strconv.FormatInt(ts, 10))
-	req.Header.Set(HeaderSignature, Sign(secret, ts, c.payload))
+	req.Header.Set(HeaderSignature, SignatureHeader(keys, c.id, ts, c.payload))
 	resp, err := d.client.Do(req)
 	if err != nil {
 		if r, ok := isRefused(err); ok {
@@ -342,6 +345,12 @@ func (d *Deliverer) attempt(abortCtx context.Context, c claimed) result {
 		}
 		if errors.Is(err, context.DeadlineExceeded) && abortCtx.Err() == nil {
 			return result{err: fmt.Sprintf("no response within %s", d.timeout)}
+		}
+		// *url.Error quotes the whole URL, and a Slack webhook's path is
+		// its secret: name the URL redacted, then the cause.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			return result{err: ue.Op + " " + RedactURL(c.url) + ": " + ue.Err.Error(), aborted: abortCtx.Err() != nil}
 		}
 		return result{err: err.Error(), aborted: abortCtx.Err() != nil}
 	}

@@ -22,8 +22,8 @@ func TestSecrets(t *testing.T) {
 			t.Fatal(err)
 		}
 		raw, ok := strings.CutPrefix(s1, SecretPrefix)
-		if b, err := base64.RawURLEncoding.DecodeString(raw); !ok || err != nil || len(b) != 32 {
-			t.Fatalf("secret %q is not whsec_ + base64url(32 bytes)", s1)
+		if b, err := base64.StdEncoding.DecodeString(raw); !ok || err != nil || len(b) != 32 {
+			t.Fatalf("secret %q is not whsec_ + base64(32 bytes)", s1)
 		}
 		// A fresh Secrets (another replica) reads the same value back.
 		s2, err := NewSecrets(e.pool, e.box).Get(ctx, e.tenant)

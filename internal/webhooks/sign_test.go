@@ -1,25 +1,35 @@
 package webhooks
 
 import (
+	"encoding/base64"
 	"errors"
 	"net/http"
 	"strconv"
 	"testing"
 	"time"
+
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 )
 
 func TestSignVerify(t *testing.T) {
 	t.Parallel()
-	const secret = "whsec_test"
+	const secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	key, err := KeyOf(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, _ := KeyOf(FormatSecret(newKey()))
 	body := []byte(`{"id":"job_1","status":"succeeded"}`)
 	now := time.Unix(1_800_000_000, 0)
-	signed := func(ts int64, sig string) http.Header {
+	const id = "dlv_1"
+	signed := func(id string, ts int64, sig string) http.Header {
 		h := http.Header{}
+		h.Set(HeaderID, id)
 		h.Set(HeaderTimestamp, strconv.FormatInt(ts, 10))
 		h.Set(HeaderSignature, sig)
 		return h
 	}
-	good := Sign(secret, now.Unix(), body)
+	good := Sign(key, id, now.Unix(), body)
 
 	tests := []struct {
 		name   string
@@ -28,17 +38,20 @@ func TestSignVerify(t *testing.T) {
 		body   []byte
 		want   error
 	}{
-		{"valid", secret, signed(now.Unix(), good), body, nil},
-		{"valid among several signatures", secret, signed(now.Unix(), "v0=abc, v1=00ff,"+good), body, nil},
-		{"within tolerance", secret, signed(now.Unix()-299, Sign(secret, now.Unix()-299, body)), body, nil},
-		{"tampered body", secret, signed(now.Unix(), good), []byte(`{"id":"job_2"}`), ErrBadSignature},
-		{"wrong secret", "whsec_other", signed(now.Unix(), good), body, ErrBadSignature},
-		{"signature of another timestamp", secret, signed(now.Unix()+1, good), body, ErrBadSignature},
-		{"not hex", secret, signed(now.Unix(), "v1=zz"), body, ErrBadSignature},
-		{"missing signature", secret, signed(now.Unix(), ""), body, ErrBadSignature},
-		{"stale timestamp", secret, signed(now.Unix()-301, Sign(secret, now.Unix()-301, body)), body, ErrBadTimestamp},
-		{"future timestamp", secret, signed(now.Unix()+301, Sign(secret, now.Unix()+301, body)), body, ErrBadTimestamp},
-		{"missing timestamp", secret, http.Header{HeaderSignature: {good}}, body, ErrBadTimestamp},
+		{"valid", secret, signed(id, now.Unix(), good), body, nil},
+		{"valid among several signatures", secret, signed(id, now.Unix(), "v0,abc "+Sign(other, id, now.Unix(), body)+" "+good), body, nil},
+		{"within tolerance", secret, signed(id, now.Unix()-299, Sign(key, id, now.Unix()-299, body)), body, nil},
+		{"tampered body", secret, signed(id, now.Unix(), good), []byte(`{"id":"job_2"}`), ErrBadSignature},
+		{"wrong secret", FormatSecret(other), signed(id, now.Unix(), good), body, ErrBadSignature},
+		{"signature of another timestamp", secret, signed(id, now.Unix()+1, good), body, ErrBadSignature},
+		{"signature of another id", secret, signed("dlv_2", now.Unix(), good), body, ErrBadSignature},
+		{"not base64", secret, signed(id, now.Unix(), "v1,@@"), body, ErrBadSignature},
+		{"missing signature", secret, signed(id, now.Unix(), ""), body, ErrBadSignature},
+		{"missing id", secret, signed("", now.Unix(), good), body, ErrBadSignature},
+		{"stale timestamp", secret, signed(id, now.Unix()-301, Sign(key, id, now.Unix()-301, body)), body, ErrBadTimestamp},
+		{"future timestamp", secret, signed(id, now.Unix()+301, Sign(key, id, now.Unix()+301, body)), body, ErrBadTimestamp},
+		{"missing timestamp", secret, http.Header{HeaderID: {id}, HeaderSignature: {good}}, body, ErrBadTimestamp},
+		{"secret without prefix", "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", signed(id, now.Unix(), good), body, ErrBadSecret},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -51,13 +64,44 @@ func TestSignVerify(t *testing.T) {
 	}
 }
 
+// TestSignKnownVector checks Sign against the Standard Webhooks
+// specification's example and against the official Go library, so
+// receivers in any language can rely on their own library.
 func TestSignKnownVector(t *testing.T) {
 	t.Parallel()
-	// Computed independently with
-	//   printf '1700000000.{}' | openssl dgst -sha256 -hmac whsec_test
-	// so receivers in other languages can check themselves against it.
-	const want = "v1=35495024f4ef3f94e5a93e22221544c4b75e9a42300cd965ab81cb85cd994e91"
-	if got := Sign("whsec_test", 1700000000, []byte(`{}`)); got != want {
-		t.Fatalf("Sign = %q, want %q", got, want)
+	const (
+		secret  = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+		id      = "msg_p5jXN8AQM9LWM0D4loKWxJek"
+		ts      = 1614265330
+		payload = `{"test": 2432232314}`
+		want    = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+	)
+	key, err := KeyOf(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := Sign(key, id, ts, []byte(payload)); got != want {
+		t.Errorf("Sign = %q, want the specification's %q", got, want)
+	}
+	wh, err := standardwebhooks.NewWebhook(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lib, _ := wh.Sign(id, time.Unix(ts, 0), []byte(payload))
+	if lib != want {
+		t.Errorf("the official library signs %q", lib)
 	}
 }
+
+func TestLegacySecretsStillRead(t *testing.T) {
+	t.Parallel()
+	key := newKey()
+	for _, s := range []string{FormatSecret(key), SecretPrefix + "" + rawURL(key)} {
+		got, err := KeyOf(s)
+		if err != nil || string(got) != string(key) {
+			t.Errorf("KeyOf(%q) = %x, %v; want %x", s, got, err, key)
+		}
+	}
+}
+
+func rawURL(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }

@@ -173,3 +173,19 @@ func isRefused(err error) (*refusedError, bool) {
 	ok := errors.As(err, &r)
 	return r, ok
 }
+
+// RedactURL is raw as logs may show it: scheme and host (with port), the
+// path replaced by "/…" and no user info, query or fragment. Webhook URLs
+// often carry their secret in the path (Slack's /services/T…/B…/token) or
+// the query, so neither may reach a log line or a stored error.
+func RedactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return "(unparsable URL)"
+	}
+	out := u.Scheme + "://" + u.Host
+	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+		out += "/…"
+	}
+	return out
+}

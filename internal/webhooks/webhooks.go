@@ -25,17 +25,14 @@ import (
 	"github.com/poolgate/poolgate/internal/ids"
 )
 
-// Headers every delivery carries.
+// Headers every delivery carries besides the Standard Webhooks ones (see
+// sign.go).
 const (
-	// HeaderDelivery is the delivery id, identical on every retry; receivers
-	// dedupe on it.
+	// HeaderDelivery is the delivery id, identical on every retry and equal
+	// to webhook-id; receivers dedupe on it.
 	HeaderDelivery = "Poolgate-Delivery"
 	// HeaderEvent names the event, e.g. "job.succeeded".
 	HeaderEvent = "Poolgate-Event"
-	// HeaderTimestamp is the signing time in Unix seconds.
-	HeaderTimestamp = "Poolgate-Timestamp"
-	// HeaderSignature is "v1=<hex HMAC-SHA256(secret, timestamp + "." + body)>".
-	HeaderSignature = "Poolgate-Signature"
 	// UserAgent identifies poolgate to receivers.
 	UserAgent = "poolgate-webhooks/1"
 )
