@@ -251,12 +251,13 @@ func (s *Server) listJobs(c echo.Context) error {
 		}
 		f.Limit = n
 	}
+	f.MaxBytes = maxPageBytes
 	jobs, next, err := s.Jobs.List(c.Request().Context(), principal(c).Scope, f)
 	if err != nil {
 		return err
 	}
 	page := jobPage{Data: jobModels(jobs)}
-	size := 0
+	size := 0 // as sent; the scheduler's cut counts bytes as stored
 	for i, j := range jobs {
 		if size += len(j.Params) + len(j.Result); size > maxPageBytes && i > 0 {
 			page.Data, next = page.Data[:i], jobs[i-1].ID

@@ -2,6 +2,9 @@ package scheduler_test
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
 	"testing"
 	"time"
 
@@ -94,9 +97,14 @@ func TestQueueFull(t *testing.T) {
 	if j, replayed, err := s.Create(ctx, w.scope, video("a cat"), idem); err != nil || !replayed || j.ID != first.ID {
 		t.Errorf("replay with a full queue: job %s replayed=%v err=%v; want job %s", j.ID, replayed, err, first.ID)
 	}
-	// Other tenants have their own queue.
+	// Other tenants have their own queue, and so has the tenant's other
+	// mode: test jobs never fill the live queue, nor live jobs the test one.
 	if _, _, err := s.Create(ctx, w.tenant("globex", tenant.Live), video("a cat"), nil); err != nil {
 		t.Errorf("another tenant's create failed while ours is full: %v", err)
+	}
+	testMode := tenant.Scope{TenantID: w.scope.TenantID, Mode: tenant.Test}
+	if _, _, err := s.Create(ctx, testMode, video("a cat"), nil); err != nil {
+		t.Errorf("a test-mode create failed while the live queue is full: %v", err)
 	}
 	// A canceled job makes room.
 	if _, err := s.Cancel(ctx, w.scope, first.ID); err != nil {
@@ -104,5 +112,76 @@ func TestQueueFull(t *testing.T) {
 	}
 	if _, _, err := s.Create(ctx, w.scope, video("a cat"), nil); err != nil {
 		t.Errorf("create after making room: %v", err)
+	}
+	w.checkQueueDepth()
+}
+
+// TestTestJobsDoNotFillTheLiveQueue: POOLGATE_MAX_QUEUED counts each mode
+// apart (issue 12: test keys filled the live queue).
+func TestTestJobsDoNotFillTheLiveQueue(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	w := newWorld(t, fastSim())
+	s := w.replica(func(c *scheduler.Config) { c.DispatchOff, c.MaxQueued = true, 2 })
+	testMode := tenant.Scope{TenantID: w.scope.TenantID, Mode: tenant.Test}
+	for range 2 {
+		if _, _, err := s.Create(ctx, testMode, video("a test"), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, _, err := s.Create(ctx, testMode, video("a test"), nil)
+	wantCode(t, err, errs.KindRateLimited, "queue_full")
+	for range 2 {
+		if _, _, err := s.Create(ctx, w.scope, video("live"), nil); err != nil {
+			t.Errorf("live job refused while only the test queue is full: %v", err)
+		}
+	}
+	w.checkQueueDepth()
+}
+
+// TestListStopsAtTheByteBudget: a page of big jobs ends early (with a
+// cursor) instead of reading every row's params out of Postgres, and
+// following the cursors still lists every job exactly once.
+func TestListStopsAtTheByteBudget(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	w := newWorld(t, fastSim())
+	s := w.replica(func(c *scheduler.Config) { c.DispatchOff = true })
+	const n = 12
+	for i := range n {
+		blob := make([]byte, 30<<10)
+		rand.Read(blob)
+		nj := video(fmt.Sprint("job ", i))
+		nj.Params = []byte(fmt.Sprintf(`{"prompt":"job %d","blob":%q}`, i, base64.StdEncoding.EncodeToString(blob)))
+		w.create(s, nj)
+	}
+	seen := map[string]bool{}
+	pages, cursor := 0, ""
+	for {
+		jobs, next, err := s.List(ctx, w.scope, scheduler.ListFilter{Limit: 50, Cursor: cursor, MaxBytes: 100 << 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages++
+		if len(jobs) == 0 || len(jobs) > 3 {
+			t.Fatalf("page %d holds %d jobs of ~40 KB each under a 100 KB budget", pages, len(jobs))
+		}
+		for _, j := range jobs {
+			if seen[j.ID] {
+				t.Fatalf("job %s listed twice", j.ID)
+			}
+			seen[j.ID] = true
+		}
+		if next == "" {
+			break
+		}
+		cursor = next
+	}
+	if len(seen) != n {
+		t.Errorf("listed %d of %d jobs over %d pages", len(seen), n, pages)
+	}
+	// Without a budget one page holds them all.
+	if jobs, next, _ := s.List(ctx, w.scope, scheduler.ListFilter{Limit: 50}); len(jobs) != n || next != "" {
+		t.Errorf("unbudgeted page: %d jobs, next %q", len(jobs), next)
 	}
 }

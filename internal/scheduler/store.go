@@ -314,28 +314,61 @@ type ListFilter struct {
 	State  string
 	Limit  int
 	Cursor string // id of the last job of the previous page
+	// MaxBytes, if set, ends a page early once its params and results (as
+	// stored) pass this many bytes, so that a page of big jobs is never
+	// read whole from Postgres; the page holds at least one job.
+	MaxBytes int
 }
 
-const jobList = `SELECT ` + jobColumns + ` FROM jobs
-WHERE tenant_id = $1 AND mode = $2 AND ($3 = '' OR state = $3) AND ($4 = '' OR id < $4)
-ORDER BY id DESC LIMIT $5`
+// jobList reads a page newest first. page_bytes is the running size of
+// the rows' params and results, so the outer query stops at the byte
+// budget without sending the rest; pg_column_size reads a stored value's
+// size without fetching it from TOAST.
+const jobList = `
+SELECT ` + jobColumns + `, total FROM (
+	SELECT *, sum(pg_column_size(params) + coalesce(pg_column_size(result), 0)) OVER w AS page_bytes,
+		pg_column_size(params) + coalesce(pg_column_size(result), 0) AS row_bytes,
+		count(*) OVER () AS total
+	FROM (
+		SELECT * FROM jobs
+		WHERE tenant_id = $1 AND mode = $2 AND ($3 = '' OR state = $3) AND ($4 = '' OR id < $4)
+		ORDER BY id DESC LIMIT $5
+	) newest
+	WINDOW w AS (ORDER BY id DESC ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+) sized
+WHERE $6 = 0 OR page_bytes <= $6 OR page_bytes = row_bytes
+ORDER BY id DESC`
 
 // List returns a page of jobs and the cursor of the next page ("" at the end).
 func (s *Scheduler) List(ctx context.Context, scope tenant.Scope, f ListFilter) ([]Job, string, error) {
-	rows, err := s.cfg.Pool.Query(ctx, jobList, scope.TenantID, scope.Mode, f.State, f.Cursor, f.Limit+1)
+	rows, err := s.cfg.Pool.Query(ctx, jobList, scope.TenantID, scope.Mode, f.State, f.Cursor, f.Limit+1, f.MaxBytes)
 	if err != nil {
 		return nil, "", asDomain(err)
 	}
-	jobs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Job, error) { return scanJob(r) })
+	var total int // rows the query found before the byte budget cut
+	jobs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Job, error) {
+		return scanJob(withTail{r, &total})
+	})
 	if err != nil {
 		return nil, "", asDomain(err)
 	}
-	next := ""
 	if len(jobs) > f.Limit {
 		jobs = jobs[:f.Limit]
+	}
+	next := ""
+	if len(jobs) > 0 && total > len(jobs) {
 		next = jobs[len(jobs)-1].ID
 	}
 	return jobs, next, nil
+}
+
+// withTail scans a row of jobColumns followed by one more column.
+type withTail struct {
+	row  pgx.Row
+	tail any
+}
+
+func (w withTail) Scan(dest ...any) error { return w.row.Scan(append(dest, w.tail)...)
 }
 
 // asDomain passes domain errors through, makes a database that cannot
