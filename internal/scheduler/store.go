@@ -368,7 +368,8 @@ type withTail struct {
 	tail any
 }
 
-func (w withTail) Scan(dest ...any) error { return w.row.Scan(append(dest, w.tail)...)
+func (w withTail) Scan(dest ...any) error {
+	return w.row.Scan(append(dest, w.tail)...)
 }
 
 // asDomain passes domain errors through, makes a database that cannot
