@@ -41,9 +41,20 @@ var _ provider.Provider = (*Client)(nil)
 // optional path prefix). hc may be nil for a client with a 60s timeout.
 func New(baseURL string, hc *http.Client) *Client {
 	if hc == nil {
-		hc = &http.Client{Timeout: defaultTimeout}
+		hc = &http.Client{Timeout: defaultTimeout, Transport: newTransport()}
 	}
 	return &Client{base: strings.TrimRight(baseURL, "/"), hc: hc, now: time.Now}
+}
+
+// maxIdleConns is how many idle connections to the upstream a replica
+// keeps. net/http keeps 2 per host by default; with hundreds of jobs in
+// flight that meant a new TCP (and TLS) connection for almost every call.
+const maxIdleConns = 512
+
+func newTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns, t.MaxIdleConnsPerHost = maxIdleConns, maxIdleConns
+	return t
 }
 
 // Submit starts a generation, or returns the existing one if the upstream

@@ -86,7 +86,7 @@ func (s *Server) authed(h func(w http.ResponseWriter, r *http.Request, email str
 // email claim and an exp after now.
 func (s *Server) identify(r *http.Request) (string, bool) {
 	tok, _ := requestCookies(r).Get(ltxstudio.CookieToken)
-	c, err := cookies.DecodeJWT(tok)
+	c, err := s.tokens.claims(tok)
 	if err != nil || c.Email == "" || !c.Expiry.After(s.now()) {
 		return "", false
 	}
