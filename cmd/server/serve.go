@@ -20,6 +20,7 @@ import (
 	"github.com/poolgate/poolgate/internal/alerts"
 	"github.com/poolgate/poolgate/internal/api"
 	"github.com/poolgate/poolgate/internal/auth"
+	"github.com/poolgate/poolgate/internal/console"
 	"github.com/poolgate/poolgate/internal/provider/ltxstudio"
 	"github.com/poolgate/poolgate/internal/scheduler"
 	"github.com/poolgate/poolgate/internal/secret"
@@ -84,6 +85,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if err != nil {
 		return err
 	}
+	alertStore := alerts.NewStore(pool, time.Now, cfg.WebhookAllowPrivate)
 	handler := api.New(api.Deps{
 		Logger:               logger,
 		DB:                   pool,
@@ -93,10 +95,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		Usage:                keyUsage,
 		Accounts:             accountStore,
 		Jobs:                 sched,
-		Alerts:               alerts.NewStore(pool, time.Now, cfg.WebhookAllowPrivate),
+		Alerts:               alertStore,
 		Metrics:              promhttp.HandlerFor(registry, promhttp.HandlerOpts{}),
 		AllowPrivateWebhooks: cfg.WebhookAllowPrivate,
 		OnJobCreated:         keyUsage.JobSubmitted,
+		Console: console.New(console.Deps{
+			Logger: logger, Verifier: keyCache, Accounts: accountStore, Jobs: sched, Alerts: alertStore, Keys: keyStore,
+			Stats: scheduler.NewStats(pool), Sessions: auth.NewSessionStore(pool, box, time.Now, console.DefaultTimeouts),
+			ExpiringWithin: cfg.AlertThresholds[0].Before,
+		}),
 	})
 
 	ln, err := net.Listen("tcp", cfg.Addr)

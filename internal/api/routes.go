@@ -20,7 +20,7 @@ type route struct {
 // routes is the whole API surface. Every /v1 route names the scope it
 // requires; openapi.yaml documents exactly these routes (a test checks).
 func (s *Server) routes() []route {
-	return []route{
+	rs := []route{
 		{http.MethodGet, "/healthz", public, s.healthz},
 		{http.MethodGet, "/readyz", public, s.readyz},
 		{http.MethodGet, "/openapi.yaml", public, s.openAPI},
@@ -53,4 +53,14 @@ func (s *Server) routes() []route {
 		{http.MethodGet, "/v1/alerts/config", auth.ScopeAlertsRead, s.getAlertConfig},
 		{http.MethodPut, "/v1/alerts/config", auth.ScopeAlertsWrite, s.putAlertConfig},
 	}
+	// The operator console (internal/console) authenticates with its own
+	// sessions and CSRF tokens and renders its own errors; it is not part of
+	// openapi.yaml.
+	if s.Console != nil {
+		h := echo.WrapHandler(s.Console)
+		for _, path := range []string{"/console", "/console/*"} {
+			rs = append(rs, route{http.MethodGet, path, public, h}, route{http.MethodPost, path, public, h})
+		}
+	}
+	return rs
 }
