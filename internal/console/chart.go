@@ -50,6 +50,7 @@ func chartSVG(mins []scheduler.Minute) []byte {
 	fmt.Fprintf(&b, `<desc id="d">%s</desc>`, html.EscapeString(fmt.Sprintf(
 		"In the last %d minutes %d jobs started and %d finished; %d are queued now.", len(mins), started, finished, queued)))
 	fmt.Fprintf(&b, `<rect x="0" y="0" width="%d" height="%d" fill="#fff"/>`, chartW, chartH)
+	maxFlow, maxQueue = evenCeil(maxFlow), evenCeil(maxQueue)
 	panel(&b, flowTop, flowH, maxFlow, "jobs per minute")
 	panel(&b, queueTop, queueH, maxQueue, "queued")
 	line(&b, mins, flowTop, flowH, maxFlow, colStarted, "", func(m scheduler.Minute) int { return m.Started })
@@ -106,4 +107,11 @@ func legend(b *bytes.Buffer, x, y int, colour, dash, label string) {
 func text(b *bytes.Buffer, x, y int, anchor, s string) {
 	fmt.Fprintf(b, `<text x="%d" y="%d" text-anchor="%s" font-family="sans-serif" font-size="12" fill="%s">%s</text>`,
 		x, y, anchor, colText, html.EscapeString(s))
+}
+
+// evenCeil rounds an axis maximum up to an even number of at least 2, so
+// the middle grid line has a whole label.
+func evenCeil(v int) int {
+	v = max(v, 2)
+	return v + v%2
 }

@@ -105,11 +105,20 @@ func TestConsoleJourney(t *testing.T) {
 		if got := b.text("#live-accounts tr"); !strings.Contains(got, "ops1@example.com") || !strings.Contains(got, "2/2") {
 			t.Errorf("slot row while full: %q", got)
 		}
+		b.do("redraw the chart", chromedp.Evaluate[chromedp.Void](`document.getElementById('live-chart').src = '/console/live/chart.svg?t=' + Date.now()`))
+		b.waitFor("the chart loads", `document.getElementById('live-chart').complete && document.getElementById('live-chart').naturalWidth > 0`, 5*time.Second)
 		b.check("live")
 		b.waitFor("the pool drains", `window.__livePage === 1 && document.getElementById('live-executing').textContent === '0'
 			&& document.getElementById('live-queued').textContent === '0'`, 30*time.Second)
 		b.open("/console/live")
 		b.waitFor("the chart loads", `document.getElementById('live-chart').complete && document.getElementById('live-chart').naturalWidth > 0`, 5*time.Second)
+		// The per-minute numbers behind the chart count every job.
+		started := eval[int](b, `[...document.querySelectorAll('section[aria-labelledby=chart-h] tbody tr')].reduce((n, tr) => n + parseInt(tr.cells[1].textContent), 0)`)
+		finished := eval[int](b, `[...document.querySelectorAll('section[aria-labelledby=chart-h] tbody tr')].reduce((n, tr) => n + parseInt(tr.cells[2].textContent), 0)`)
+		if started != 6 || finished != 6 {
+			t.Errorf("last ten minutes: %d started, %d finished; want 6 and 6", started, finished)
+		}
+		b.check("live-drained")
 	})
 
 	step("4 a failed job's detail; cancel a queued job", func(t *testing.T) {

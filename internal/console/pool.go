@@ -13,6 +13,11 @@ import (
 	"github.com/poolgate/poolgate/internal/errs"
 )
 
+// tokenWarnWithin highlights an lt_token this close to expiry: by then the
+// refresher (POOLGATE_REFRESH_LEAD, 10 minutes by default) should have
+// renewed it.
+const tokenWarnWithin = 10 * time.Minute
+
 // poolPageSize bounds the rows of one Pool page, so a pool of 10,000
 // accounts renders as fast as one of 100.
 const poolPageSize = 100
@@ -141,7 +146,7 @@ func (c *Console) renderPool(w http.ResponseWriter, r *http.Request, rq *request
 		v.Rows = append(v.Rows, accountRow{
 			Email: a.Email, Status: string(a.Status), Reason: a.Reason, Enabled: a.Enabled,
 			Running: a.Running, MaxJobs: a.MaxJobs,
-			Token:       newCountdown(a.TokenExpiresAt, now, time.Hour),
+			Token:       newCountdown(a.TokenExpiresAt, now, tokenWarnWithin),
 			Refresh:     newCountdown(a.RefreshTokenExpiresAt, now, c.ExpiringWithin),
 			LastRefresh: a.LastRefreshAt, NextRefresh: a.NextRefreshAt, Updated: a.UpdatedAt,
 			MaxJobsID: "maxjobs-" + strconv.Itoa(i), EnableID: "enable-" + strconv.Itoa(i),

@@ -1,0 +1,201 @@
+package console_test
+
+import (
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/poolgate/poolgate/internal/auth"
+)
+
+// xss is what an attacker could get into an email (the lt_token claim), a
+// prompt or a key name. Rendered inert, it shows as text and runs nothing.
+const xss = `x<img src=x onerror="window.__xss=1"><script>window.__xss=1</script>`
+
+// TestConsoleEscapesUserStrings puts the payload in an account email, a job
+// prompt and a key name and visits every page that shows them.
+func TestConsoleEscapesUserStrings(t *testing.T) {
+	w := newWorld(t, 200*time.Millisecond)
+	admin := w.key("ops admin")
+	w.register(admin, xss+"@evil.test", 2, 30*24*time.Hour)
+	job := w.mustAPI(http.StatusAccepted, http.MethodPost, "/v1/jobs", admin, map[string]any{
+		"type": "video", "params": map[string]any{"prompt": xss}})
+	w.mustAPI(http.StatusCreated, http.MethodPost, "/v1/keys", admin, map[string]any{"name": xss, "scopes": []string{"jobs:read"}})
+
+	b := newBrowser(t, w.url)
+	b.signIn(admin)
+	for _, p := range []string{"/console/pool", "/console/live", "/console/jobs", "/console/jobs/" + job["id"].(string), "/console/keys"} {
+		b.open(p)
+		b.waitFor("the page settles", `document.readyState === 'complete'`, 5*time.Second)
+		time.Sleep(300 * time.Millisecond) // an injected handler would have fired by now
+		if eval[bool](b, `window.__xss !== undefined`) {
+			t.Errorf("%s ran the injected script", p)
+		}
+		if n := eval[int](b, `document.querySelectorAll('img[src="x"], main script').length`); n != 0 {
+			t.Errorf("%s has %d injected elements", p, n)
+		}
+		if !strings.Contains(eval[string](b, `document.querySelector('main').innerText`), `<img src=x onerror="window.__xss=1">`) {
+			t.Errorf("%s does not show the payload as text", p)
+		}
+		b.consoleClean(p)
+	}
+	// The Live page redraws its table from live.json: still inert.
+	b.open("/console/live")
+	b.waitFor("a poll redraws the table", `document.getElementById('live-status').textContent.startsWith('Updates') && performance.getEntriesByType('resource').some(e => e.name.includes('live.json'))`, 10*time.Second)
+	if eval[bool](b, `window.__xss !== undefined || document.querySelectorAll('img[src="x"]').length > 0`) {
+		t.Error("the Live page's polling injected the payload")
+	}
+	b.check("xss-live")
+}
+
+// TestConsoleScopes: a jobs-only key sees only the pages it may use, and a
+// page it may not use says so; revoking the key ends its session.
+func TestConsoleScopes(t *testing.T) {
+	w := newWorld(t, 200*time.Millisecond)
+	admin := w.key("ops admin")
+	jobsOnly := w.key("jobs only", auth.ScopeJobsRead, auth.ScopeJobsWrite)
+	b := newBrowser(t, w.url)
+	b.signIn(jobsOnly)
+	if loc := b.location(); !strings.HasSuffix(loc, "/console/live") {
+		t.Errorf("a jobs-only key lands on %s, want Live (the first page it may use)", loc)
+	}
+	nav := eval[[]string](b, `[...document.querySelectorAll("nav[aria-label='Console pages'] a")].map(a => a.textContent)`)
+	if strings.Join(nav, ",") != "Live,Jobs" {
+		t.Errorf("a jobs-only key sees nav %v, want [Live Jobs]", nav)
+	}
+	for path, scope := range map[string]string{"/console/keys": "keys:admin", "/console/pool": "accounts:read", "/console/alerts": "alerts:read"} {
+		b.open(path)
+		if got := b.text("#refused"); !strings.Contains(got, "lacks the scope "+scope) {
+			t.Errorf("%s with a jobs-only key says %q", path, got)
+		}
+		if b.has("table") {
+			t.Errorf("%s with a jobs-only key shows a table", path)
+		}
+	}
+	b.open("/console/keys")
+	b.check("forbidden")
+
+	// Revoke the key the session signed in with: the next page is refused.
+	keys := w.mustAPI(http.StatusOK, http.MethodGet, "/v1/keys", admin, nil)["data"].([]any)
+	for _, k := range keys {
+		if k.(map[string]any)["name"] == "jobs only" {
+			w.mustAPI(http.StatusNoContent, http.MethodDelete, "/v1/keys/"+k.(map[string]any)["id"].(string), admin, nil)
+		}
+	}
+	b.open("/console/jobs")
+	if loc := b.location(); !strings.HasSuffix(loc, "/console/signin?m=key") {
+		t.Fatalf("after revoking the session's key, /console/jobs showed %s", loc)
+	}
+	if got := b.text(".notice"); !strings.Contains(got, "no longer valid") {
+		t.Errorf("sign-in page after revocation says %q", got)
+	}
+}
+
+var csrfInput = regexp.MustCompile(`name="csrf" value="([A-Z0-9]+)"`)
+
+// TestConsoleCSRF: a POST without the session's CSRF token, with a wrong
+// one, or from another site is refused and changes nothing.
+func TestConsoleCSRF(t *testing.T) {
+	w := newWorld(t, 200*time.Millisecond)
+	admin := w.key("ops admin")
+	w.register(admin, "a@example.com", 3, 30*24*time.Hour)
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar}
+	post := func(path string, form url.Values, header map[string]string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, w.url+path, strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		for k, v := range header {
+			req.Header.Set(k, v)
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	if status, _ := post("/console/signin", url.Values{"key": {admin}}, nil); status != http.StatusOK {
+		t.Fatalf("sign-in: %d", status)
+	}
+	resp, err := c.Get(w.url + "/console/pool")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	m := csrfInput.FindSubmatch(page)
+	if m == nil {
+		t.Fatalf("no CSRF token on the Pool page:\n%s", page)
+	}
+	token := string(m[1])
+	change := url.Values{"email": {"a@example.com"}, "maxJobs": {"7"}}
+	withToken := func(tok string) url.Values {
+		v := url.Values{"csrf": {tok}}
+		for k, vs := range change {
+			v[k] = vs
+		}
+		return v
+	}
+	for name, tc := range map[string]struct {
+		form   url.Values
+		header map[string]string
+	}{
+		"no token":         {change, nil},
+		"wrong token":      {withToken("AAAAAAAAAAAAAAAAAAAAAAAAAA"), nil},
+		"cross-site fetch": {withToken(token), map[string]string{"Sec-Fetch-Site": "cross-site"}},
+		"foreign origin":   {withToken(token), map[string]string{"Origin": "https://evil.example"}},
+	} {
+		status, body := post("/console/pool/update", tc.form, tc.header)
+		if status != http.StatusForbidden || !strings.Contains(body, "refused") && !strings.Contains(body, "security token") {
+			t.Errorf("%s: status %d, want 403 with a reason", name, status)
+		}
+	}
+	if a := w.mustAPI(http.StatusOK, http.MethodGet, "/v1/accounts/a@example.com", admin, nil); a["maxJobs"] != float64(3) {
+		t.Fatalf("a refused POST changed maxJobs to %v", a["maxJobs"])
+	}
+	// Sign-out is a POST too: without the token the session survives.
+	if status, _ := post("/console/signout", url.Values{}, nil); status != http.StatusForbidden {
+		t.Errorf("sign-out without a token: %d", status)
+	}
+	if status, _ := post("/console/pool/update", withToken(token), nil); status != http.StatusOK { // 303 followed to the page
+		t.Fatalf("the same POST with its token: %d", status)
+	}
+	if a := w.mustAPI(http.StatusOK, http.MethodGet, "/v1/accounts/a@example.com", admin, nil); a["maxJobs"] != float64(7) {
+		t.Fatalf("with its token, maxJobs is %v, want 7", a["maxJobs"])
+	}
+
+	// And in a real browser: a script POSTing without the token is refused.
+	b := newBrowser(t, w.url)
+	b.signIn(admin)
+	status, err := chromedp.Run(b.ctx, chromedp.Evaluate[int](`fetch('/console/keys/create', {method: 'POST',
+		body: new URLSearchParams({name: 'sneaky'})}).then(r => r.status)`, chromedp.EvalAwaitPromise))
+	if err != nil || status != http.StatusForbidden {
+		t.Errorf("a fetch POST without the CSRF token answered %d (%v), want 403", status, err)
+	}
+	keys := w.mustAPI(http.StatusOK, http.MethodGet, "/v1/keys", admin, nil)["data"].([]any)
+	for _, k := range keys {
+		if k.(map[string]any)["name"] == "sneaky" {
+			t.Error("a POST without the CSRF token created a key")
+		}
+	}
+}
+
+// signIn signs in through the form.
+func (b *browser) signIn(key string) {
+	b.t.Helper()
+	b.open("/console/signin")
+	b.fill("#key", key)
+	b.submit("button[type=submit]")
+	if strings.Contains(b.location(), "/signin") {
+		b.t.Fatalf("sign-in failed: %s", b.text("main"))
+	}
+}
