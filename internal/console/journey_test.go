@@ -167,6 +167,14 @@ func TestConsoleJourney(t *testing.T) {
 		if _, err := w.alerter.Scan(context.Background()); err != nil {
 			t.Fatal(err)
 		}
+		b.open("/console/pool")
+		if got := b.text("table.accounts"); !strings.Contains(got, "soon@example.com") || !strings.Contains(got, "expiring") {
+			t.Errorf("pool with an expiring account: %q", got)
+		}
+		if !b.has("time.cd.warn") {
+			t.Error("the refresh token expiring in 2 days is not highlighted")
+		}
+		b.check("pool-expiring")
 		hook := newReceiver(t)
 		b.open("/console/alerts")
 		if got := b.text("#open-h + .table-wrap tbody"); !strings.Contains(got, "soon@example.com") || !strings.Contains(got, "expiring") {
