@@ -199,3 +199,51 @@ func (b *browser) signIn(key string) {
 		b.t.Fatalf("sign-in failed: %s", b.text("main"))
 	}
 }
+
+// TestConsoleSessionCookie: the session cookie is HttpOnly, SameSite=Strict,
+// limited to /console, and Secure when the browser came over TLS.
+func TestConsoleSessionCookie(t *testing.T) {
+	w := newWorld(t, 200*time.Millisecond)
+	admin := w.key("ops admin")
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	signIn := func(header map[string]string) *http.Cookie {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, w.url+"/console/signin", strings.NewReader(url.Values{"key": {admin}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		for k, v := range header {
+			req.Header.Set(k, v)
+		}
+		resp, err := noFollow.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusSeeOther || len(resp.Cookies()) != 1 {
+			t.Fatalf("sign-in answered %d with cookies %v", resp.StatusCode, resp.Cookies())
+		}
+		if cc := resp.Header.Get("Cache-Control"); cc != "" && cc != "no-store" {
+			t.Errorf("sign-in answer is cacheable: %q", cc)
+		}
+		return resp.Cookies()[0]
+	}
+	c := signIn(nil)
+	if !c.HttpOnly || c.SameSite != http.SameSiteStrictMode || c.Path != "/console" || c.Secure || c.Value == "" {
+		t.Errorf("session cookie over plain HTTP: %+v", c)
+	}
+	if c := signIn(map[string]string{"X-Forwarded-Proto": "https"}); !c.Secure {
+		t.Errorf("session cookie behind TLS is not Secure: %+v", c)
+	}
+	// Headers every console page carries.
+	resp, err := http.Get(w.url + "/console/signin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	csp := resp.Header.Get("Content-Security-Policy")
+	if !strings.Contains(csp, "default-src 'self'") || !strings.Contains(csp, "script-src 'self'") || strings.Contains(csp, "unsafe-inline") {
+		t.Errorf("CSP %q", csp)
+	}
+	if resp.Header.Get("X-Frame-Options") != "DENY" || resp.Header.Get("X-Content-Type-Options") != "nosniff" {
+		t.Errorf("framing/sniffing headers: %v", resp.Header)
+	}
+}

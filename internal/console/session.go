@@ -120,14 +120,21 @@ func (c *Console) signedOut(w http.ResponseWriter, r *http.Request, err error, w
 func setCookie(w http.ResponseWriter, r *http.Request, token string, sess auth.Session) {
 	http.SetCookie(w, &http.Cookie{
 		Name: cookieName, Value: token, Path: Prefix, Expires: sess.ExpiresAt,
-		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode,
+		HttpOnly: true, Secure: overTLS(r), SameSite: http.SameSiteStrictMode,
 	})
+}
+
+// overTLS reports whether the browser reached us over TLS, directly or
+// through a TLS-terminating proxy. Trusting the header can only make the
+// cookie stricter, never weaker.
+func overTLS(r *http.Request) bool {
+	return r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https")
 }
 
 func clearCookie(w http.ResponseWriter, r *http.Request) {
 	http.SetCookie(w, &http.Cookie{
 		Name: cookieName, Value: "", Path: Prefix, MaxAge: -1,
-		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode,
+		HttpOnly: true, Secure: overTLS(r), SameSite: http.SameSiteStrictMode,
 	})
 }
 
@@ -173,6 +180,12 @@ func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		c.internal(w, r, nil, err)
 		return
+	}
+	// A browser signing in again leaves no session of the earlier key behind.
+	if old, err := r.Cookie(cookieName); err == nil && old.Value != "" {
+		if err := c.Sessions.Delete(r.Context(), old.Value); err != nil {
+			c.Logger.Warn("console: delete the session replaced by a sign-in", "err", err)
+		}
 	}
 	setCookie(w, r, token, sess)
 	http.Redirect(w, r, Prefix+"/", http.StatusSeeOther)
