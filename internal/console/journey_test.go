@@ -55,10 +55,19 @@ func TestConsoleJourney(t *testing.T) {
 	step("2 register an account by pasting a cookie; a missing lt_refresh_token is named", func(t *testing.T) {
 		now := time.Now()
 		b.fill("#cookie", sim.Cookie("ops1@example.com", now.Add(time.Hour), now.Add(30*24*time.Hour)))
-		b.fill("#reg-max", "2")
+		b.fill("#reg-max", "1")
 		b.submit("#register button[type=submit]")
 		if got := b.text(".notice"); got != "Account registered." {
 			t.Fatalf("after registering: notice %q", got)
+		}
+		if got := b.text("table.accounts tbody tr .slots"); !strings.Contains(got, "0/1") {
+			t.Fatalf("registered with maxJobs 1, slots show %q", got)
+		}
+		// Edit maxJobs in place.
+		b.fill("#maxjobs-0", "2")
+		b.submit("#maxjobs-0 ~ button")
+		if got := b.text(".notice"); got != "Account updated." {
+			t.Fatalf("after Save: notice %q", got)
 		}
 		row := b.text("table.accounts tbody tr")
 		for _, want := range []string{"ops1@example.com", "active", "0/2", "in 59m", "in 29d"} {
@@ -230,6 +239,21 @@ func TestConsoleJourney(t *testing.T) {
 		}
 		if status, _ := w.api(http.MethodGet, "/v1/jobs", secret, nil); status != http.StatusUnauthorized {
 			t.Fatalf("revoked key still answers %d", status)
+		}
+
+		// Roll the signed-in key with a grace period: the new secret is shown
+		// once, and the old key (and this session) keeps working meanwhile.
+		b.fill("table.keys input[name=grace]", "1h")
+		b.submit("form[action='/console/keys/roll'] button")
+		rolled := b.text("#new-secret")
+		if !strings.HasPrefix(rolled, "pgk_live_") || rolled == admin {
+			t.Fatalf("rolled key's secret shown as %q", rolled)
+		}
+		w.mustAPI(http.StatusOK, http.MethodGet, "/v1/keys", rolled, nil)
+		w.mustAPI(http.StatusOK, http.MethodGet, "/v1/keys", admin, nil)
+		b.open("/console/keys")
+		if got := b.text("table.keys tbody"); !strings.Contains(got, "ops admin") {
+			t.Fatalf("after the roll, keys: %q", got)
 		}
 	})
 
