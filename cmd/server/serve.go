@@ -102,6 +102,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		Console: console.New(console.Deps{
 			Logger: logger, Verifier: keyCache, Accounts: accountStore, Jobs: sched, Alerts: alertStore, Keys: keyStore,
 			Stats: scheduler.NewStats(pool), Sessions: auth.NewSessionStore(pool, box, time.Now, console.DefaultTimeouts),
+			Deliveries:     webhooks.NewDeliveryLog(pool),
 			ExpiringWithin: cfg.AlertThresholds[0].Before,
 		}),
 	})

@@ -15,6 +15,7 @@ import (
 	"github.com/poolgate/poolgate/internal/auth"
 	"github.com/poolgate/poolgate/internal/scheduler"
 	"github.com/poolgate/poolgate/internal/tenant"
+	"github.com/poolgate/poolgate/internal/webhooks"
 )
 
 // Prefix is where the console is mounted.
@@ -72,6 +73,11 @@ type KeysService interface {
 	UsageReport(ctx context.Context, caller auth.Principal, id string, days int) (auth.UsageReport, error)
 }
 
+// DeliveriesService reads a job's webhook deliveries (a *webhooks.DeliveryLog).
+type DeliveriesService interface {
+	ForJob(ctx context.Context, tenantID int64, replyURL, jobID string) ([]webhooks.Delivery, error)
+}
+
 // Deps are what the console needs from the rest of poolgate.
 type Deps struct {
 	Logger   *slog.Logger
@@ -82,6 +88,8 @@ type Deps struct {
 	Stats    StatsService
 	Alerts   AlertsService
 	Keys     KeysService
+	// Deliveries, if set, lists a job's webhook deliveries on its page.
+	Deliveries DeliveriesService
 	// ExpiringWithin highlights refresh tokens that expire this soon (the
 	// largest alert threshold); 0 means 7 days.
 	ExpiringWithin time.Duration

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/poolgate/poolgate/internal/accounts"
@@ -64,6 +65,7 @@ func newWorld(t *testing.T, jobDuration time.Duration) *world {
 	sched := scheduler.New(scheduler.Config{
 		Pool: w.pool, Accounts: accountStore, Provider: ltxstudio.New(simSrv.URL, nil), Logger: logger,
 		LeaseTTL: 3 * time.Second, PollInterval: 50 * time.Millisecond, WakeInterval: 200 * time.Millisecond,
+		OnFinish: jobWebhook,
 	})
 	sched.Start(context.Background())
 	w.keys = auth.NewStore(w.pool, time.Now)
@@ -84,6 +86,7 @@ func newWorld(t *testing.T, jobDuration time.Duration) *world {
 		Console: console.New(console.Deps{
 			Logger: logger, Verifier: w.keys, Accounts: accountStore, Jobs: sched, Alerts: alertStore, Keys: w.keys,
 			Stats: scheduler.NewStats(w.pool), Sessions: auth.NewSessionStore(w.pool, box, time.Now, console.DefaultTimeouts),
+			Deliveries: webhooks.NewDeliveryLog(w.pool),
 		}),
 	}))
 	t.Cleanup(func() {
@@ -93,6 +96,15 @@ func newWorld(t *testing.T, jobDuration time.Duration) *world {
 	})
 	w.url = srv.URL
 	return w
+}
+
+// jobWebhook queues a finished job's webhook, as serve wires it.
+func jobWebhook(ctx context.Context, tx pgx.Tx, j scheduler.Job) error {
+	if j.ReplyURL == nil {
+		return nil
+	}
+	_, err := webhooks.Enqueue(ctx, tx, j.TenantID(), *j.ReplyURL, "job."+string(j.State), j, time.Now())
+	return err
 }
 
 // key issues a key in tenant acme; no scopes means all of them.

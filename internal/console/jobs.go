@@ -10,6 +10,7 @@ import (
 
 	"github.com/poolgate/poolgate/internal/auth"
 	"github.com/poolgate/poolgate/internal/scheduler"
+	"github.com/poolgate/poolgate/internal/webhooks"
 )
 
 const (
@@ -132,6 +133,7 @@ type jobView struct {
 	Result     string
 	ResultURLs []string
 	CanCancel  bool
+	Deliveries []webhooks.Delivery
 }
 
 func (c *Console) jobPage(w http.ResponseWriter, r *http.Request, rq *request) {
@@ -150,6 +152,12 @@ func (c *Console) renderJob(w http.ResponseWriter, r *http.Request, rq *request,
 	}
 	v := jobView{Job: j, Params: pretty(j.Params), Result: pretty(j.Result), ResultURLs: links(j.Result),
 		CanCancel: !j.State.Terminal() && rq.p.Has(auth.ScopeJobsWrite)}
+	if c.Deliveries != nil && j.ReplyURL != nil {
+		if v.Deliveries, err = c.Deliveries.ForJob(r.Context(), rq.p.TenantID, *j.ReplyURL, j.ID); err != nil {
+			c.internal(w, r, rq, err)
+			return
+		}
+	}
 	c.render(w, r, rq, status, "job", view{Title: "Job " + j.ID, Notice: notice, Errors: problems, Data: v})
 }
 

@@ -94,6 +94,7 @@ func TestConsoleJourney(t *testing.T) {
 	})
 
 	var failedJob string
+	jobHook := newReceiver(t)
 	step("3 jobs submitted through the API fill and drain the slots on Live", func(t *testing.T) {
 		b.open("/console/live")
 		b.do("mark page", chromedp.Evaluate[chromedp.Void](`window.__livePage = 1`))
@@ -105,7 +106,7 @@ func TestConsoleJourney(t *testing.T) {
 				"type": "video", "params": map[string]any{"prompt": "a red fox " + string(rune('a'+i))}})
 		}
 		m := w.mustAPI(http.StatusAccepted, http.MethodPost, "/v1/jobs", admin, map[string]any{
-			"type": "video", "params": map[string]any{"prompt": "please moderate-me"}})
+			"type": "video", "params": map[string]any{"prompt": "please moderate-me"}, "replyUrl": jobHook.url})
 		failedJob = m["id"].(string)
 		// Without a reload (the marker survives), the page shows both slots
 		// taken and the rest queued.
@@ -139,6 +140,11 @@ func TestConsoleJourney(t *testing.T) {
 		}
 		if got := b.text("pre.json"); !strings.Contains(got, "moderate-me") {
 			t.Errorf("params section %q lacks the prompt", got)
+		}
+		jobHook.wait(t, 10*time.Second)
+		b.open("/console/jobs/" + failedJob)
+		if got := b.text("#deliveries"); !strings.Contains(got, "job.failed") || !strings.Contains(got, "delivered") {
+			t.Errorf("webhook deliveries of the failed job: %q", got)
 		}
 		b.check("job-failed")
 		// Take the only account out of rotation so the next job waits.
