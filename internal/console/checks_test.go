@@ -247,3 +247,72 @@ func TestConsoleSessionCookie(t *testing.T) {
 		t.Errorf("framing/sniffing headers: %v", resp.Header)
 	}
 }
+
+// TestConsoleJobFilters: the Jobs page filters by state, account, type and
+// creation time, and says what is wrong with a filter it cannot read.
+func TestConsoleJobFilters(t *testing.T) {
+	w := newWorld(t, 200*time.Millisecond)
+	admin := w.key("ops admin")
+	// One disabled account: jobs can pin to it and all of them stay queued.
+	w.register(admin, "pinned@example.com", 1, 30*24*time.Hour)
+	w.mustAPI(http.StatusOK, http.MethodPatch, "/v1/accounts/pinned@example.com", admin, map[string]any{"enabled": false})
+	video := w.mustAPI(http.StatusAccepted, http.MethodPost, "/v1/jobs", admin, map[string]any{
+		"type": "video", "params": map[string]any{"prompt": "v"}, "email": "pinned@example.com"})["id"].(string)
+	image := w.mustAPI(http.StatusAccepted, http.MethodPost, "/v1/jobs", admin, map[string]any{
+		"type": "image", "params": map[string]any{"prompt": "i"}})["id"].(string)
+	get := signedInClient(t, w, admin)
+	hour := func(d time.Duration) string { return time.Now().UTC().Add(d).Format("2006-01-02T15:04") }
+	for _, tc := range []struct {
+		query      string
+		want, not  []string
+		wantStatus int
+	}{
+		{"", []string{video, image}, nil, http.StatusOK},
+		{"type=image", []string{image}, []string{video}, http.StatusOK},
+		{"state=queued&account=pinned", []string{video}, []string{image}, http.StatusOK},
+		{"from=" + hour(-time.Hour) + "&to=" + hour(time.Hour), []string{video, image}, nil, http.StatusOK},
+		{"from=" + hour(time.Hour), nil, []string{video, image}, http.StatusOK},
+		{"state=lost", nil, nil, http.StatusBadRequest},
+		{"from=yesterday", nil, nil, http.StatusBadRequest},
+	} {
+		status, body := get("/console/jobs?" + tc.query)
+		if status != tc.wantStatus {
+			t.Errorf("?%s: status %d, want %d", tc.query, status, tc.wantStatus)
+		}
+		for _, id := range tc.want {
+			if !strings.Contains(body, id) {
+				t.Errorf("?%s does not list %s", tc.query, id)
+			}
+		}
+		for _, id := range tc.not {
+			if strings.Contains(body, id) {
+				t.Errorf("?%s lists %s", tc.query, id)
+			}
+		}
+	}
+}
+
+// signedInClient signs in over plain HTTP and returns a GET helper.
+func signedInClient(t *testing.T, w *world, key string) func(path string) (int, string) {
+	t.Helper()
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar}
+	resp, err := c.PostForm(w.url+"/console/signin", url.Values{"key": {key}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("sign-in: %d", resp.StatusCode)
+	}
+	return func(path string) (int, string) {
+		t.Helper()
+		resp, err := c.Get(w.url + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+}
