@@ -331,12 +331,18 @@ func (s *Store) scanAccount(row pgx.Row, scope tenant.Scope) (Account, error) {
 		return Account{}, errs.Internal(fmt.Errorf("stored cookie of account %d does not parse", a.ID))
 	}
 	a.Cookie = jar.Masked()
-	a.Status, a.Reason = deriveStatus(a, status, reason, s.now(), s.life)
+	s.derive(&a, status, reason)
+	return a, nil
+}
+
+// derive sets what an account's view computes from its stored facts and
+// the clock: its status, why, and when its token will next be refreshed.
+func (s *Store) derive(a *Account, status string, reason *string) {
+	a.Status, a.Reason = deriveStatus(*a, status, reason, s.now(), s.life)
 	if a.TokenExpiresAt != nil && a.Enabled && status == string(StatusActive) {
 		next := a.TokenExpiresAt.Add(-s.life.RefreshLead)
 		a.NextRefreshAt = &next
 	}
-	return a, nil
 }
 
 // deriveStatus combines the stored status with the clock.
