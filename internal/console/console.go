@@ -35,7 +35,7 @@ type Sessions interface {
 
 // AccountsService is the account pool (an *accounts.Store).
 type AccountsService interface {
-	List(ctx context.Context, scope tenant.Scope) ([]accounts.Account, error)
+	Overview(ctx context.Context, scope tenant.Scope) ([]accounts.Account, error)
 	Register(ctx context.Context, scope tenant.Scope, r accounts.Registration) (accounts.Account, error)
 	Update(ctx context.Context, scope tenant.Scope, email string, p accounts.Patch) (accounts.Account, error)
 	Delete(ctx context.Context, scope tenant.Scope, email string) error
@@ -93,6 +93,9 @@ type Deps struct {
 	// ExpiringWithin highlights refresh tokens that expire this soon (the
 	// largest alert threshold); 0 means 7 days.
 	ExpiringWithin time.Duration
+	// ChartTTL is how long a tenant's Live chart data is reused; 0 means
+	// 10 seconds, a negative value reads it afresh every time.
+	ChartTTL time.Duration
 	// Now is the clock pages are rendered by; nil means time.Now.
 	Now func() time.Time
 }
@@ -102,6 +105,7 @@ type Console struct {
 	Deps
 	pages *pages
 	mux   *http.ServeMux
+	acts  activityCache
 }
 
 // New returns the console's handler; mount it at Prefix and Prefix+"/".
@@ -112,7 +116,11 @@ func New(d Deps) *Console {
 	if d.ExpiringWithin == 0 {
 		d.ExpiringWithin = 7 * 24 * time.Hour
 	}
-	c := &Console{Deps: d, pages: mustParsePages(), mux: http.NewServeMux()}
+	if d.ChartTTL == 0 {
+		d.ChartTTL = defaultChartTTL
+	}
+	c := &Console{Deps: d, pages: mustParsePages(), mux: http.NewServeMux(),
+		acts: activityCache{m: map[tenant.Scope]activityEntry{}}}
 	c.routes()
 	return c
 }

@@ -86,7 +86,7 @@ func newWorld(t *testing.T, jobDuration time.Duration) *world {
 		Console: console.New(console.Deps{
 			Logger: logger, Verifier: w.keys, Accounts: accountStore, Jobs: sched, Alerts: alertStore, Keys: w.keys,
 			Stats: scheduler.NewStats(w.pool), Sessions: auth.NewSessionStore(w.pool, box, time.Now, console.DefaultTimeouts),
-			Deliveries: webhooks.NewDeliveryLog(w.pool),
+			Deliveries: webhooks.NewDeliveryLog(w.pool), ChartTTL: -1,
 		}),
 	}))
 	t.Cleanup(func() {

@@ -74,7 +74,7 @@ func (c *Console) livePage(w http.ResponseWriter, r *http.Request, rq *request) 
 		c.internal(w, r, rq, err)
 		return
 	}
-	mins, err := c.Stats.Activity(r.Context(), rq.p.Scope, c.Now(), chartMinutes)
+	mins, err := c.activity(r.Context(), rq.p.Scope)
 	if err != nil {
 		c.internal(w, r, rq, err)
 		return
@@ -104,7 +104,7 @@ func (c *Console) liveJSON(w http.ResponseWriter, r *http.Request, rq *request) 
 
 // liveChart is the started/finished per minute and queue depth chart.
 func (c *Console) liveChart(w http.ResponseWriter, r *http.Request, rq *request) {
-	mins, err := c.Stats.Activity(r.Context(), rq.p.Scope, c.Now(), chartMinutes)
+	mins, err := c.activity(r.Context(), rq.p.Scope)
 	if err != nil {
 		c.Logger.Error("console: live chart", "err", err)
 		http.Error(w, "unavailable", http.StatusServiceUnavailable)

@@ -99,7 +99,7 @@ func (c *Console) poolPage(w http.ResponseWriter, r *http.Request, rq *request) 
 }
 
 func (c *Console) renderPool(w http.ResponseWriter, r *http.Request, rq *request, status int, notice string, errors []string, v poolView) {
-	list, err := c.Accounts.List(r.Context(), rq.p.Scope)
+	list, err := c.Accounts.Overview(r.Context(), rq.p.Scope)
 	if err != nil {
 		c.internal(w, r, rq, err)
 		return
