@@ -53,6 +53,9 @@ type Account struct {
 	RefreshTokenExpiresAt *time.Time
 	LastRefreshAt         *time.Time
 	NextRefreshAt         *time.Time // when the refresher will renew lt_token
+	// QuarantinedUntil is when a rate-limited account takes jobs again;
+	// nil or past when it is not resting.
+	QuarantinedUntil *time.Time
 }
 
 // Registration is what an operator sends to add or update an account.
@@ -107,7 +110,7 @@ func cookieAAD(scope tenant.Scope, email string) []byte {
 }
 
 const accountColumns = `id, email, cookie, max_jobs, enabled, status, status_reason, running,
-	updated_at, token_expires_at, refresh_token_expires_at, last_refresh_at`
+	updated_at, token_expires_at, refresh_token_expires_at, last_refresh_at, quarantined_until`
 
 const accountUpsert = `
 INSERT INTO accounts (tenant_id, mode, email, cookie, max_jobs, token_expires_at,
@@ -314,7 +317,7 @@ func (s *Store) scanAccount(row pgx.Row, scope tenant.Scope) (Account, error) {
 		reason *string
 	)
 	err := row.Scan(&a.ID, &a.Email, &sealed, &a.MaxJobs, &a.Enabled, &status, &reason, &a.Running,
-		&a.UpdatedAt, &a.TokenExpiresAt, &a.RefreshTokenExpiresAt, &a.LastRefreshAt)
+		&a.UpdatedAt, &a.TokenExpiresAt, &a.RefreshTokenExpiresAt, &a.LastRefreshAt, &a.QuarantinedUntil)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Account{}, err
 	}
