@@ -316,3 +316,21 @@ func signedInClient(t *testing.T, w *world, key string) func(path string) (int, 
 		return resp.StatusCode, string(b)
 	}
 }
+
+// TestConsolePoolShowsQuarantine: an account resting after a rate limit
+// says until when.
+func TestConsolePoolShowsQuarantine(t *testing.T) {
+	w := newWorld(t, 200*time.Millisecond)
+	admin := w.key("ops admin")
+	w.register(admin, "resting@example.com", 2, 30*24*time.Hour)
+	until := time.Now().Add(10 * time.Minute).UTC()
+	// What the scheduler records when the upstream answers 429.
+	if _, err := w.pool.Exec(t.Context(), `UPDATE accounts SET quarantined_until = $1 WHERE email = 'resting@example.com'`, until); err != nil {
+		t.Fatal(err)
+	}
+	get := signedInClient(t, w, admin)
+	_, body := get("/console/pool")
+	if want := "quarantined until <time datetime=\"" + until.Format(time.RFC3339) + "\">"; !strings.Contains(body, want) {
+		t.Errorf("Pool page lacks %q", want)
+	}
+}

@@ -52,7 +52,8 @@ type accountRow struct {
 	LastRefresh         *time.Time
 	NextRefresh         *time.Time
 	Updated             time.Time
-	MaxJobsID, EnableID string // unique ids for labels
+	MaxJobsID, EnableID string     // unique ids for labels
+	QuarantinedUntil    *time.Time // set while the account rests after a rate limit
 }
 
 // countdown is a time to come, shown as "in 6d 4h" and highlighted when
@@ -151,6 +152,9 @@ func (c *Console) renderPool(w http.ResponseWriter, r *http.Request, rq *request
 			LastRefresh: a.LastRefreshAt, NextRefresh: a.NextRefreshAt, Updated: a.UpdatedAt,
 			MaxJobsID: "maxjobs-" + strconv.Itoa(i), EnableID: "enable-" + strconv.Itoa(i),
 		})
+		if q := a.QuarantinedUntil; q != nil && q.After(now) {
+			v.Rows[len(v.Rows)-1].QuarantinedUntil = q
+		}
 	}
 	v.CanWrite = rq.p.Has(auth.ScopeAccountsWrite)
 	c.render(w, r, rq, status, "pool", view{Title: "Pool", Notice: notice, Errors: errors, Data: v})
