@@ -211,6 +211,13 @@ func (b *browser) screenshot(name string) {
 		set    func()
 	}{{"desktop", b.desktop}, {"phone", b.phone}} {
 		v.set()
+		if v.suffix == "phone" {
+			// Nothing may push the page sideways at phone width; wide
+			// tables scroll inside their own box or become cards.
+			if w := eval[int](b, `document.documentElement.scrollWidth - window.innerWidth`); w > 0 {
+				b.t.Errorf("%s at phone width is %d px wider than the screen", name, w)
+			}
+		}
 		png, err := chromedp.Run(b.ctx, chromedp.FullScreenshot(100))
 		if err != nil {
 			b.t.Fatalf("screenshot %s: %v", name, err)
