@@ -50,6 +50,16 @@ func TestConsoleJourney(t *testing.T) {
 		if nav := b.text("nav[aria-label='Console pages']"); !strings.Contains(nav, "Keys") || !strings.Contains(nav, "Alerts") {
 			t.Fatalf("an all-scopes key sees nav %q", nav)
 		}
+		// By keyboard: the first Tab reaches "Skip to content", the next ones
+		// the page links in order.
+		b.do("tab", chromedp.KeyEvent("\t"))
+		if got := eval[string](b, `document.activeElement.textContent`); got != "Skip to content" {
+			t.Errorf("first Tab focuses %q, want the skip link", got)
+		}
+		b.do("tab", chromedp.KeyEvent("\t"), chromedp.KeyEvent("\t"))
+		if got := eval[string](b, `document.activeElement.textContent`); got != "Live" {
+			t.Errorf("third Tab focuses %q, want the Live link", got)
+		}
 	})
 
 	step("2 register an account by pasting a cookie; a missing lt_refresh_token is named", func(t *testing.T) {
