@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -19,6 +18,7 @@ import (
 	"github.com/poolgate/poolgate/internal/alerts"
 	"github.com/poolgate/poolgate/internal/api"
 	"github.com/poolgate/poolgate/internal/auth"
+	"github.com/poolgate/poolgate/internal/console"
 	"github.com/poolgate/poolgate/internal/provider/ltxstudio"
 	"github.com/poolgate/poolgate/internal/pubsub"
 	"github.com/poolgate/poolgate/internal/retention"
@@ -72,7 +72,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		Metrics: scheduler.NewMetrics(registry, pool), Owner: cfg.ReplicaID,
 		LeaseTTL: cfg.LeaseTTL, PollInterval: cfg.PollInterval, Quarantine: cfg.Quarantine,
 		QueueTimeout: cfg.QueueTimeout, JobTimeout: cfg.JobTimeout, MaxQueued: cfg.MaxQueued,
-		OnFinish:     jobWebhook(deliverer),
+		OnFinish:     api.JobWebhook(deliverer.Wake),
 		JobRetention: cfg.Retention.Jobs,
 	})
 	// keys
@@ -97,6 +97,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if err != nil {
 		return err
 	}
+	alertStore := alerts.NewStore(pool, time.Now, cfg.WebhookAllowPrivate)
 	handler := api.New(api.Deps{
 		Logger:               logger,
 		DB:                   pool,
@@ -106,10 +107,16 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		Usage:                keyUsage,
 		Accounts:             accountStore,
 		Jobs:                 sched,
-		Alerts:               alerts.NewStore(pool, time.Now, cfg.WebhookAllowPrivate),
+		Alerts:               alertStore,
 		Secrets:              webhookSecrets,
 		AllowPrivateWebhooks: cfg.WebhookAllowPrivate,
 		OnJobCreated:         keyUsage.JobSubmitted,
+		Console: console.New(console.Deps{
+			Logger: logger, Verifier: keyCache, Accounts: accountStore, Jobs: sched, Alerts: alertStore, Keys: keyStore,
+			Stats: scheduler.NewStats(pool), Sessions: auth.NewSessionStore(pool, box, time.Now, console.DefaultTimeouts),
+			Deliveries:     webhooks.NewDeliveryLog(pool),
+			ExpiringWithin: cfg.AlertThresholds[0].Before,
+		}),
 	})
 
 	ln, err := net.Listen("tcp", cfg.Addr)
@@ -185,27 +192,6 @@ func stopAll(services []service, ctxs map[service]context.Context) {
 			defer cancel()
 		}
 		s.Stop(ctx)
-	}
-}
-
-// jobWebhook queues the job model for its replyUrl in the transaction that
-// ends the job, so a finished job and its notification commit together.
-func jobWebhook(d *webhooks.Deliverer) scheduler.FinishHook {
-	return func(ctx context.Context, tx pgx.Tx, jobs []scheduler.Job) error {
-		queued := false
-		for _, j := range jobs {
-			if j.ReplyURL == nil {
-				continue
-			}
-			if _, err := webhooks.Enqueue(ctx, tx, j.TenantID(), *j.ReplyURL, "job."+string(j.State), api.Job(j), time.Now()); err != nil {
-				return err
-			}
-			queued = true
-		}
-		if queued {
-			d.Wake()
-		}
-		return nil
 	}
 }
 

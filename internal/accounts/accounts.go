@@ -55,6 +55,9 @@ type Account struct {
 	RefreshTokenExpiresAt *time.Time
 	LastRefreshAt         *time.Time
 	NextRefreshAt         *time.Time // when the refresher will renew lt_token
+	// QuarantinedUntil is when a rate-limited account takes jobs again;
+	// nil or past when it is not resting.
+	QuarantinedUntil *time.Time
 }
 
 // Registration is what an operator sends to add or update an account.
@@ -111,7 +114,7 @@ func cookieAAD(scope tenant.Scope, email string) []byte {
 }
 
 const accountColumns = `id, email, cookie, max_jobs, enabled, status, status_reason, running,
-	updated_at, token_expires_at, refresh_token_expires_at, last_refresh_at`
+	updated_at, token_expires_at, refresh_token_expires_at, last_refresh_at, quarantined_until`
 
 const accountUpsert = `
 INSERT INTO accounts (tenant_id, mode, email, cookie, max_jobs, token_expires_at,
@@ -345,7 +348,7 @@ func (s *Store) scanAccount(row pgx.Row, scope tenant.Scope) (Account, error) {
 		reason *string
 	)
 	err := row.Scan(&a.ID, &a.Email, &sealed, &a.MaxJobs, &a.Enabled, &status, &reason, &a.Running,
-		&a.UpdatedAt, &a.TokenExpiresAt, &a.RefreshTokenExpiresAt, &a.LastRefreshAt)
+		&a.UpdatedAt, &a.TokenExpiresAt, &a.RefreshTokenExpiresAt, &a.LastRefreshAt, &a.QuarantinedUntil)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Account{}, err
 	}
@@ -365,12 +368,18 @@ func (s *Store) scanAccount(row pgx.Row, scope tenant.Scope) (Account, error) {
 		return Account{}, errs.Internal(fmt.Errorf("stored cookie of account %d does not parse", a.ID))
 	}
 	a.Cookie = jar.Masked()
-	a.Status, a.Reason = deriveStatus(a, status, reason, s.now(), s.life)
+	s.derive(&a, status, reason)
+	return a, nil
+}
+
+// derive sets what an account's view computes from its stored facts and
+// the clock: its status, why, and when its token will next be refreshed.
+func (s *Store) derive(a *Account, status string, reason *string) {
+	a.Status, a.Reason = deriveStatus(*a, status, reason, s.now(), s.life)
 	if a.TokenExpiresAt != nil && a.Enabled && status == string(StatusActive) {
 		next := a.TokenExpiresAt.Add(-s.life.RefreshLead)
 		a.NextRefreshAt = &next
 	}
-	return a, nil
 }
 
 // deriveStatus combines the stored status with the clock.

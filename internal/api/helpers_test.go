@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/poolgate/poolgate/internal/accounts"
@@ -81,7 +80,7 @@ func (e *env) addServer() string {
 	sched := scheduler.New(scheduler.Config{
 		Pool: e.pool, Accounts: accountStore, Provider: ltxstudio.New(e.simURL, nil), Logger: logger,
 		LeaseTTL: 3 * time.Second, PollInterval: 20 * time.Millisecond, WakeInterval: 200 * time.Millisecond,
-		OnFinish: e.onFinish,
+		OnFinish: api.JobWebhook(nil),
 	})
 	sched.Start(context.Background())
 	srv := httptest.NewServer(api.New(api.Deps{
@@ -136,19 +135,6 @@ func (e *env) verifyWebhook(h http.Header, body []byte) error {
 		return err
 	}
 	return webhooks.Verify(secret, h, body, time.Now(), 5*time.Minute)
-}
-
-// onFinish queues job webhooks like the server does (see cmd/server).
-func (e *env) onFinish(ctx context.Context, tx pgx.Tx, jobs []scheduler.Job) error {
-	for _, j := range jobs {
-		if j.ReplyURL == nil {
-			continue
-		}
-		if _, err := webhooks.Enqueue(ctx, tx, j.TenantID(), *j.ReplyURL, "job."+string(j.State), api.Job(j), time.Now()); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 type response struct {

@@ -1,11 +1,15 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/poolgate/poolgate/internal/scheduler"
 	"github.com/poolgate/poolgate/internal/timefmt"
+	"github.com/poolgate/poolgate/internal/webhooks"
 )
 
 // JobModel is a job on the wire: the API's responses and the webhook
@@ -102,4 +106,27 @@ func availability(a scheduler.Availability) availabilityModel {
 		m.Available[i] = capacityModel{Email: c.Email, MaxJobs: c.MaxJobs, Executing: c.Executing, Available: c.Available}
 	}
 	return m
+}
+
+// JobWebhook is the scheduler's finish hook that queues each ended job's
+// model for its replyUrl in the transaction that ends it, so a finished
+// job and its notification commit together; wake (optional) nudges the
+// deliverer afterwards.
+func JobWebhook(wake func()) scheduler.FinishHook {
+	return func(ctx context.Context, tx pgx.Tx, jobs []scheduler.Job) error {
+		queued := false
+		for _, j := range jobs {
+			if j.ReplyURL == nil {
+				continue
+			}
+			if _, err := webhooks.Enqueue(ctx, tx, j.TenantID(), *j.ReplyURL, "job."+string(j.State), Job(j), time.Now()); err != nil {
+				return err
+			}
+			queued = true
+		}
+		if queued && wake != nil {
+			wake()
+		}
+		return nil
+	}
 }

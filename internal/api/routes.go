@@ -20,7 +20,7 @@ type route struct {
 // routes is the whole API surface. Every /v1 route names the scope it
 // requires; openapi.yaml documents exactly these routes (a test checks).
 func (s *Server) routes() []route {
-	return []route{
+	rs := []route{
 		{http.MethodGet, "/healthz", public, s.healthz},
 		{http.MethodGet, "/readyz", public, s.readyz},
 		{http.MethodGet, "/openapi.yaml", public, s.openAPI},
@@ -56,4 +56,14 @@ func (s *Server) routes() []route {
 		{http.MethodGet, "/v1/webhooks/secret", auth.ScopeKeysAdmin, s.getWebhookSecret},
 		{http.MethodPost, "/v1/webhooks/secret/rotate", auth.ScopeKeysAdmin, s.rotateWebhookSecret},
 	}
+	// The operator console (internal/console) authenticates with its own
+	// sessions and CSRF tokens and renders its own errors; it is not part of
+	// openapi.yaml.
+	if s.Console != nil {
+		h := echo.WrapHandler(s.Console)
+		for _, path := range []string{"/console", "/console/*"} {
+			rs = append(rs, route{http.MethodGet, path, public, h}, route{http.MethodPost, path, public, h})
+		}
+	}
+	return rs
 }

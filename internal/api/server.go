@@ -43,6 +43,8 @@ type Deps struct {
 	AllowPrivateWebhooks bool
 	// OnJobCreated, if set, is told which key created a job (usage counts).
 	OnJobCreated func(keyID string)
+	// Console serves the operator console under /console; nil serves none.
+	Console http.Handler
 
 	// keys: Verifier checks Bearer keys (an *auth.Cache); nil means Keys,
 	// uncached. Limits applies per-key rate limits; nil means none. Usage
