@@ -197,9 +197,9 @@ func (h *harness) drain(ctx context.Context, ids []string) {
 const (
 	qStates = `SELECT state, count(*) FROM jobs WHERE id = ANY($1) GROUP BY state`
 	qSlots  = `SELECT
-	(SELECT coalesce(sum(running), 0) FROM accounts),
+	(SELECT coalesce(sum(held), 0) FROM account_slots),
 	(SELECT count(*) FROM jobs WHERE state IN ('dispatching', 'running')),
-	(SELECT count(*) FROM accounts a WHERE running <> (SELECT count(*) FROM jobs j
+	(SELECT count(*) FROM account_slots a WHERE held <> (SELECT count(*) FROM jobs j
 		WHERE j.tenant_id = a.tenant_id AND j.account_id = a.id AND j.state IN ('dispatching', 'running')))`
 )
 

@@ -113,7 +113,11 @@ func cookieAAD(scope tenant.Scope, email string) []byte {
 	return []byte("account-cookie\x00" + strconv.FormatInt(scope.TenantID, 10) + "\x00" + string(scope.Mode) + "\x00" + email)
 }
 
-const accountColumns = `id, email, cookie, max_jobs, enabled, status, status_reason, running,
+// accountColumns reads an account of the unaliased accounts table; its
+// running count is net of pending slot releases (see ReleaseSlots).
+const accountColumns = `id, email, cookie, max_jobs, enabled, status, status_reason,
+	running - coalesce((SELECT sum(r.n) FROM account_slot_releases r
+		WHERE r.tenant_id = accounts.tenant_id AND r.account_id = accounts.id), 0)::integer,
 	updated_at, token_expires_at, refresh_token_expires_at, last_refresh_at, quarantined_until`
 
 const accountUpsert = `
@@ -169,7 +173,7 @@ func (s *Store) Register(ctx context.Context, scope tenant.Scope, r Registration
 	return a, nil
 }
 
-const accountRunning = `SELECT running FROM accounts WHERE tenant_id = $1 AND id = $2`
+const accountRunning = `SELECT held FROM account_slots WHERE tenant_id = $1 AND id = $2`
 
 // RegisterHook runs in the transaction that registers (or re-registers)
 // account id under email: other domains' effects of fresh cookies, wired

@@ -102,7 +102,7 @@ func (*slotCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- slotErrorsDesc
 }
 
-const accountSlotsAll = `SELECT t.name, a.mode, a.email, a.running, a.max_jobs FROM accounts a
+const accountSlotsAll = `SELECT t.name, a.mode, a.email, a.held, a.max_jobs FROM account_slots a
 JOIN tenants t ON t.id = a.tenant_id`
 
 func (c *slotCollector) Collect(ch chan<- prometheus.Metric) {

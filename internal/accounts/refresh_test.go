@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/poolgate/poolgate/internal/accounts"
 	"github.com/poolgate/poolgate/internal/pgtest"
 	"github.com/poolgate/poolgate/internal/provider/ltxstudio"
@@ -22,6 +24,7 @@ import (
 )
 
 type refreshWorld struct {
+	pool     *pgxpool.Pool
 	store    *accounts.Store
 	sim      *sim.Server
 	simURL   string
@@ -44,7 +47,7 @@ func newRefreshWorld(t *testing.T) *refreshWorld {
 	if err := pool.QueryRow(context.Background(), `INSERT INTO tenants (name) VALUES ('acme') RETURNING id`).Scan(&tenantID); err != nil {
 		t.Fatal(err)
 	}
-	return &refreshWorld{store: accounts.NewStore(pool, box, time.Now), sim: s, simURL: srv.URL,
+	return &refreshWorld{pool: pool, store: accounts.NewStore(pool, box, time.Now), sim: s, simURL: srv.URL,
 		scope: tenant.Scope{TenantID: tenantID, Mode: tenant.Live}}
 }
 

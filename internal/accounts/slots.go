@@ -20,7 +20,10 @@ import (
 // usable is the one rule for "this account is in rotation now" ($3 is the
 // caller's clock), and eligible adds "and has a free slot". Together they
 // contain the predicate of the partial index accounts_free_idx, so the
-// planner can use it.
+// planner can use it. eligible reads the stored running count, which
+// pending releases (account_slot_releases) may still have to lower: it
+// never overstates the free slots, and the locking reads below count the
+// pending releases too.
 const (
 	usable = `enabled AND status = 'active'
 	AND (quarantined_until IS NULL OR quarantined_until <= $3)
@@ -69,6 +72,9 @@ type Free struct {
 	// Version names the account's current sealed cookie (its nonce):
 	// CredentialsAt serves it from memory while it is current.
 	Version string
+	// Pending is how many of Slots are releases not yet folded into the
+	// account's running count; TakeSlots folds them.
+	Pending int
 }
 
 const (
@@ -87,19 +93,24 @@ LIMIT $5`
 	// the select list rather than the WHERE so that the planner probes the
 	// primary key instead of scanning the partial index.
 	accountLockFree = `
-SELECT id, email, max_jobs - running, encode(substring(cookie FROM 2 FOR 12), 'hex'),
-	mode = $2 AND ` + eligible + ` FROM accounts
+SELECT id, email, max_jobs - running + ` + pendingReleases + `, encode(substring(cookie FROM 2 FOR 12), 'hex'),
+	` + pendingReleases + `, mode = $2 AND ` + usable + ` FROM accounts a
 WHERE tenant_id = $1 AND id = ANY($4)
 ORDER BY id
 FOR UPDATE SKIP LOCKED`
 
 	// accountLockFreeByEmail is accountLockFree for pinned jobs' accounts.
 	accountLockFreeByEmail = `
-SELECT id, email, max_jobs - running, encode(substring(cookie FROM 2 FOR 12), 'hex'),
-	` + eligible + ` FROM accounts
+SELECT id, email, max_jobs - running + ` + pendingReleases + `, encode(substring(cookie FROM 2 FOR 12), 'hex'),
+	` + pendingReleases + `, ` + usable + ` FROM accounts a
 WHERE tenant_id = $1 AND mode = $2 AND email = ANY($4)
 ORDER BY id
 FOR UPDATE SKIP LOCKED`
+
+	// pendingReleases is the sum of an account's releases not yet folded
+	// into its running count (a correlated subquery on accounts a).
+	pendingReleases = `coalesce((SELECT sum(r.n) FROM account_slot_releases r
+	WHERE r.tenant_id = a.tenant_id AND r.account_id = a.id), 0)::integer`
 )
 
 // FreeWindow returns up to n eligible accounts of the pool that follow a
@@ -158,7 +169,7 @@ func collectFree(rows pgx.Rows, err error) ([]Free, error) {
 	var out []Free
 	var ok bool
 	var f Free
-	_, err = pgx.ForEachRow(rows, []any{&f.ID, &f.Email, &f.Slots, &f.Version, &ok}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&f.ID, &f.Email, &f.Slots, &f.Version, &f.Pending, &ok}, func() error {
 		if ok && f.Slots > 0 {
 			out = append(out, f)
 		}
@@ -167,16 +178,27 @@ func collectFree(rows pgx.Rows, err error) ([]Free, error) {
 	return out, err
 }
 
-// accountTakeSlots takes n slots of each account and gives it a fresh
+// accountTakeSlots takes n slots of each account, folds its pending
+// releases into its running count (the caller holds its lock, so it may
+// delete them; it subtracts exactly what it deleted), and gives it a fresh
 // rkey, so that where it sat on the circle does not keep deciding its
 // chances.
 const accountTakeSlots = `
-UPDATE accounts a SET running = a.running + t.n, rkey = random()
+WITH freed AS (
+	DELETE FROM account_slot_releases r
+	WHERE r.tenant_id = $1 AND r.account_id = ANY($2)
+	RETURNING r.account_id, r.n
+), folded AS (
+	SELECT account_id, sum(n)::integer AS n FROM freed GROUP BY account_id
+)
+UPDATE accounts a SET running = a.running + t.n - coalesce(f.n, 0),
+	rkey = CASE WHEN t.n > 0 THEN random() ELSE a.rkey END
 FROM unnest($2::bigint[], $3::integer[]) AS t (id, n)
+LEFT JOIN folded f ON f.account_id = t.id
 WHERE a.tenant_id = $1 AND a.id = ANY($2) AND a.id = t.id`
 
 // TakeSlots takes slots on accounts the caller locked with LockFree or
-// LockFreeByEmail: n[i] slots of ids[i].
+// LockFreeByEmail: n[i] slots of ids[i] (0 only folds pending releases).
 func TakeSlots(ctx context.Context, db dbx.DBTX, scope tenant.Scope, ids []int64, n []int32) error {
 	if len(ids) == 0 {
 		return nil
@@ -192,9 +214,11 @@ type Release struct {
 	N         int32
 }
 
-// accountReleaseSlots frees slots. The rows are locked in key order first,
-// so that two releasing transactions never wait on each other in a cycle.
-// A deleted account matches no row: there is nothing left to free.
+// accountReleaseSlots frees slots without ever waiting for a lock: on the
+// account rows it can lock at once, and as pending releases
+// (account_slot_releases) for the rows a placement holds right now; that
+// placement, or the next fold, subtracts them. A deleted account leaves
+// an orphan release, which FoldReleases drops.
 const accountReleaseSlots = `
 WITH r AS (
 	SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::integer[]) AS r (tenant_id, id, n)
@@ -202,12 +226,17 @@ WITH r AS (
 	SELECT a.tenant_id, a.id FROM accounts a JOIN r USING (tenant_id, id)
 	WHERE a.id = ANY($2)
 	ORDER BY a.tenant_id, a.id
-	FOR UPDATE OF a
+	FOR UPDATE OF a SKIP LOCKED
+), freed AS (
+	UPDATE accounts a SET running = a.running - r.n
+	FROM r, locked
+	WHERE a.id = ANY($2) AND a.tenant_id = r.tenant_id AND a.id = r.id
+		AND locked.tenant_id = r.tenant_id AND locked.id = r.id
+	RETURNING a.tenant_id, a.id
 )
-UPDATE accounts a SET running = a.running - r.n
-FROM r, locked
-WHERE a.id = ANY($2) AND a.tenant_id = r.tenant_id AND a.id = r.id
-	AND locked.tenant_id = r.tenant_id AND locked.id = r.id`
+INSERT INTO account_slot_releases (tenant_id, account_id, n)
+SELECT r.tenant_id, r.id, r.n FROM r
+WHERE NOT EXISTS (SELECT 1 FROM freed f WHERE f.tenant_id = r.tenant_id AND f.id = r.id)`
 
 // ReleaseSlots frees slots. Callers run it only in the transaction that
 // moved the jobs holding them out of dispatching/running, so each slot is
@@ -235,6 +264,51 @@ func ReleaseSlots(ctx context.Context, db dbx.DBTX, rs []Release) error {
 		tenants[i], ids[i], ns[i] = k[0], k[1], merged[k]
 	}
 	_, err := db.Exec(ctx, accountReleaseSlots, tenants, ids, ns)
+	return err
+}
+
+const (
+	// accountsFoldReleases folds pending releases into the running counts
+	// of the accounts nobody holds now. It subtracts what its DELETE
+	// removed, so a release folded meanwhile by a holder of the lock is
+	// never subtracted twice.
+	accountsFoldReleases = `
+WITH pending AS (
+	SELECT DISTINCT tenant_id, account_id FROM account_slot_releases LIMIT 1000
+), locked AS (
+	SELECT a.tenant_id, a.id FROM accounts a JOIN pending p ON p.tenant_id = a.tenant_id AND p.account_id = a.id
+	ORDER BY a.tenant_id, a.id
+	FOR UPDATE OF a SKIP LOCKED
+), freed AS (
+	DELETE FROM account_slot_releases r USING locked l
+	WHERE r.tenant_id = l.tenant_id AND r.account_id = l.id
+	RETURNING r.tenant_id, r.account_id, r.n
+)
+UPDATE accounts a SET running = a.running - f.n
+FROM (SELECT tenant_id, account_id, sum(n)::integer AS n FROM freed GROUP BY 1, 2) f
+WHERE a.tenant_id = f.tenant_id AND a.id = f.account_id`
+
+	// accountReleasesOrphaned drops releases of deleted accounts.
+	accountReleasesOrphaned = `
+DELETE FROM account_slot_releases r
+WHERE NOT EXISTS (SELECT 1 FROM accounts a WHERE a.tenant_id = r.tenant_id AND a.id = r.account_id)`
+
+	accountReleasesAny = `SELECT EXISTS (SELECT 1 FROM account_slot_releases)`
+)
+
+// FoldReleases folds pending slot releases into the accounts' running
+// counts where it can lock the account at once, so that an account a
+// placement held when its jobs ended shows its free slots again. It costs
+// one index probe when nothing is pending.
+func FoldReleases(ctx context.Context, db dbx.DBTX) error {
+	var any bool
+	if err := db.QueryRow(ctx, accountReleasesAny).Scan(&any); err != nil || !any {
+		return err
+	}
+	if _, err := db.Exec(ctx, accountsFoldReleases); err != nil {
+		return err
+	}
+	_, err := db.Exec(ctx, accountReleasesOrphaned)
 	return err
 }
 
@@ -302,11 +376,11 @@ type Capacity struct {
 
 const (
 	accountCapacity = `
-SELECT email, max_jobs, running FROM accounts
+SELECT email, max_jobs, running - ` + pendingReleases + ` FROM accounts a
 WHERE tenant_id = $1 AND mode = $2 AND ` + usable + `
 ORDER BY email`
 
-	accountRunningSum = `SELECT coalesce(sum(running), 0) FROM accounts WHERE tenant_id = $1 AND mode = $2`
+	accountRunningSum = `SELECT coalesce(sum(held), 0) FROM account_slots WHERE tenant_id = $1 AND mode = $2`
 )
 
 // Capacities lists the accounts that can take jobs now (whether or not a

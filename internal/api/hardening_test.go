@@ -347,7 +347,7 @@ func TestUndecryptableCookieBreaksOnlyItsAccount(t *testing.T) {
 	for {
 		var status string
 		var running int
-		e.pool.QueryRow(t.Context(), `SELECT status, running FROM accounts WHERE email = 'bad@x.io'`).Scan(&status, &running)
+		e.pool.QueryRow(t.Context(), `SELECT a.status, s.held FROM accounts a JOIN account_slots s USING (tenant_id, id) WHERE a.email = 'bad@x.io'`).Scan(&status, &running)
 		if status == "error" && running == 0 {
 			break
 		}

@@ -71,9 +71,9 @@ const (
 FROM jobs WHERE tenant_id = $1 AND id = ANY($2)`
 
 	qSlots = `SELECT
-	(SELECT coalesce(sum(running), 0) FROM accounts),
+	(SELECT coalesce(sum(held), 0) FROM account_slots),
 	(SELECT count(*) FROM jobs WHERE state IN ('dispatching', 'running')),
-	(SELECT count(*) FROM accounts a WHERE running <> (SELECT count(*) FROM jobs j
+	(SELECT count(*) FROM account_slots a WHERE held <> (SELECT count(*) FROM jobs j
 		WHERE j.tenant_id = a.tenant_id AND j.account_id = a.id AND j.state IN ('dispatching', 'running')))`
 )
 

@@ -85,10 +85,10 @@ func TestBatchPlacementFillsExactlyTheFreeSlots(t *testing.T) {
 	w.waitUntil("4 jobs running", func() bool {
 		return w.count(`SELECT count(*)::int FROM jobs WHERE state = 'running'`) == 4
 	}, 10*time.Second)
-	if n := w.count(`SELECT running FROM accounts WHERE email = 'one@x.io'`); n != 1 {
+	if n := w.count(`SELECT held FROM account_slots WHERE email = 'one@x.io'`); n != 1 {
 		t.Errorf("one@x.io holds %d slots, want 1 (its maxJobs)", n)
 	}
-	if n := w.count(`SELECT running FROM accounts WHERE email = 'three@x.io'`); n != 3 {
+	if n := w.count(`SELECT held FROM account_slots WHERE email = 'three@x.io'`); n != 3 {
 		t.Errorf("three@x.io holds %d slots, want 3 (its maxJobs)", n)
 	}
 	if n := w.count(`SELECT count(*)::int FROM jobs WHERE state = 'queued'`); n != 6 {

@@ -154,7 +154,7 @@ func (w *world) checkInvariants() sim.Stats {
 	}
 	var leaked int
 	w.pool.QueryRow(context.Background(), `
-		SELECT count(*) FROM accounts a WHERE running <> (SELECT count(*) FROM jobs j
+		SELECT count(*) FROM account_slots a WHERE held <> (SELECT count(*) FROM jobs j
 		WHERE j.tenant_id = a.tenant_id AND j.account_id = a.id AND j.state IN ('dispatching','running'))`).Scan(&leaked)
 	if leaked > 0 {
 		w.t.Errorf("%d accounts' running counts differ from their jobs in flight", leaked)
@@ -295,9 +295,9 @@ func (w *world) count(sql string, args ...any) int {
 	return n
 }
 
-// slotsHeld sums accounts.running over every account of the database.
+// slotsHeld sums the slots every account of the database holds.
 func (w *world) slotsHeld() int {
-	return w.count(`SELECT coalesce(sum(running), 0)::int FROM accounts`)
+	return w.count(`SELECT coalesce(sum(held), 0)::int FROM account_slots`)
 }
 
 // settled checks that nothing is left in flight: every slot is free, the

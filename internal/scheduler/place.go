@@ -39,8 +39,13 @@ func (s *Scheduler) dispatchLoop(ctx context.Context) {
 }
 
 // placeRound places what it can in every pool with a free account and
-// reports how many jobs it placed.
+// reports how many jobs it placed. It first folds slot releases left
+// pending while placements held their accounts, so that full accounts
+// whose jobs ended count as free again.
 func (s *Scheduler) placeRound(ctx context.Context) (int, error) {
+	if err := accounts.FoldReleases(ctx, s.cfg.Pool); err != nil {
+		return 0, err
+	}
 	pools, err := accounts.FreePools(ctx, s.cfg.Pool)
 	if err != nil {
 		return 0, err
@@ -168,11 +173,16 @@ func (s *Scheduler) placeBatch(ctx context.Context, tx pgx.Tx, pool tenant.Scope
 	if len(ps) == 0 {
 		return nil, nil
 	}
-	ids := make([]int64, 0, len(sl.taken))
-	ns := make([]int32, 0, len(sl.taken))
-	for id, n := range sl.taken {
-		ids = append(ids, id)
-		ns = append(ns, n)
+	// Take the slots, and fold the pending releases of every account this
+	// transaction holds while it holds them.
+	var (
+		ids []int64
+		ns  []int32
+	)
+	for id, f := range sl.free {
+		if n := sl.taken[id]; n > 0 || f.Pending > 0 {
+			ids, ns = append(ids, id), append(ns, n)
+		}
 	}
 	if err := accounts.TakeSlots(ctx, tx, pool, ids, ns); err != nil {
 		return nil, err

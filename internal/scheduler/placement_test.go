@@ -196,7 +196,7 @@ func TestDeleteAccountWithRunningJobs(t *testing.T) {
 		}
 	}
 	w.settled()
-	if n := w.count(`SELECT count(*) FROM accounts WHERE running <> 0`); n != 0 {
+	if n := w.count(`SELECT count(*) FROM account_slots WHERE held <> 0`); n != 0 {
 		t.Errorf("%d accounts hold slots with nothing in flight", n)
 	}
 }

@@ -43,7 +43,7 @@ func TestReregisterAdoptsRunningJobs(t *testing.T) {
 	}
 	w.addAccount(w.scope, "a@x.io", 1)
 	var running int
-	w.pool.QueryRow(context.Background(), `SELECT running FROM accounts WHERE email = 'a@x.io'`).Scan(&running)
+	w.pool.QueryRow(context.Background(), `SELECT held FROM account_slots WHERE email = 'a@x.io'`).Scan(&running)
 	if running != 1 {
 		t.Errorf("re-registered account shows %d running, want the adopted 1", running)
 	}
