@@ -55,14 +55,16 @@ bench: build
 	DATABASE_URL="$$url" bin/poolgate bench -jobs $(BENCH_JOBS) -runs $(BENCH_RUNS) $(BENCH_FLAGS)
 
 # bench-compare runs River's equivalent of scenario 1 (bench/river, its own
-# Go module) and ours on the same server, and prints the ratio.
+# Go module) and ours on the same server, and prints the ratio. Both insert
+# alike: 4 producers, batches of 1,000 (River's InsertMany, our CreateMany,
+# i.e. POST /v1/jobs/batch).
 RIVER_FLAGS ?=
 bench-compare: build
 	@url="$$(scripts/pg.sh url-test)" || { echo "make bench-compare: no PostgreSQL could be reached or started (see above)" >&2; exit 1; }; \
 	set -e; \
 	(cd bench/river && DATABASE_URL="$$url" $(GO) run . -jobs $(BENCH_JOBS) -runs $(BENCH_RUNS) $(RIVER_FLAGS) >../../bin/river-bench.out); \
 	cat bin/river-bench.out; \
-	DATABASE_URL="$$url" bin/poolgate bench -scenarios throughput -jobs $(BENCH_JOBS) -runs $(BENCH_RUNS) $(BENCH_FLAGS) -compare bin/river-bench.out
+	DATABASE_URL="$$url" bin/poolgate bench -scenarios throughput -jobs $(BENCH_JOBS) -runs $(BENCH_RUNS) -insert-batch 1000 -producers 4 $(BENCH_FLAGS) -compare bin/river-bench.out
 
 # chaos runs three servers and the simulator on loopback under a steady
 # load, SIGKILLs and restarts servers at random (and restarts Postgres once

@@ -31,6 +31,7 @@ func benchmark(ctx context.Context, args []string, getenv func(string) string, s
 	fs.IntVar(&cfg.Runs, "runs", d.Runs, "runs of each scenario; figures are medians")
 	fs.IntVar(&cfg.Replicas, "replicas", d.Replicas, "schedulers sharing the database")
 	fs.IntVar(&cfg.Producers, "producers", d.Producers, "goroutines queueing jobs in insert phases")
+	fs.IntVar(&cfg.InsertBatch, "insert-batch", 0, "scenario 1 queues jobs with CreateMany (POST /v1/jobs/batch) in batches of this many; 0: one by one")
 	fs.IntVar(&cfg.Jobs, "jobs", d.Jobs, "scenario 1: jobs through the lifecycle")
 	fs.IntVar(&cfg.Accounts, "accounts", d.Accounts, "scenarios 1 and 3: accounts in the pool")
 	fs.IntVar(&cfg.Slots, "slots", d.Slots, "scenarios 1-3: maxJobs of each account")

@@ -46,6 +46,10 @@ type Config struct {
 	Replicas int
 	// Producers is how many goroutines create jobs in insert phases.
 	Producers int
+	// InsertBatch > 0 makes scenario 1 queue its jobs with CreateMany (what
+	// POST /v1/jobs/batch does) in batches of this many, as River's side
+	// does with InsertMany; 0 creates them one by one (group-committed).
+	InsertBatch int
 
 	// Scenario 1: Jobs through a pool of Accounts × Slots.
 	Jobs, Accounts, Slots int
@@ -317,7 +321,7 @@ func median(xs []float64) float64 {
 
 func (c Config) summary() map[string]any {
 	return map[string]any{
-		"runs": c.Runs, "replicas": c.Replicas, "producers": c.Producers,
+		"runs": c.Runs, "replicas": c.Replicas, "producers": c.Producers, "insert_batch": c.InsertBatch,
 		"jobs": c.Jobs, "accounts": c.Accounts, "slots_per_account": c.Slots,
 		"placement_pools": c.PlacementPools, "placement_jobs": c.PlacementJobs,
 		"http_requests": c.HTTPRequests, "http_concurrency": c.HTTPConcurrency,

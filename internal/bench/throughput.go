@@ -33,7 +33,13 @@ func (b *runner) throughput(ctx context.Context, tag, name string, nAccounts, sl
 	b.progress("%s: queueing %d jobs from %d producers", name, jobs, b.cfg.Producers)
 	activity, insertActivity := w.startActivity(ctx), w.startActivity(ctx)
 	t0 := time.Now()
-	ids, self, pg, err := w.createJobs(ctx, jobs, b.cfg.Producers)
+	create := w.createJobs
+	if b.cfg.InsertBatch > 0 {
+		create = func(ctx context.Context, n, producers int) ([]string, time.Duration, time.Duration, error) {
+			return w.createJobsBatched(ctx, n, producers, b.cfg.InsertBatch)
+		}
+	}
+	ids, self, pg, err := create(ctx, jobs, b.cfg.Producers)
 	if err != nil {
 		return nil, Invariants{}, fmt.Errorf("queue jobs: %w", err)
 	}

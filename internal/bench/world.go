@@ -298,6 +298,48 @@ func (w *world) createJobs(ctx context.Context, n, producers int) (ids []string,
 	return ids, self, pg, err
 }
 
+// createJobsBatched is createJobs through CreateMany, batch jobs at a
+// time, as POST /v1/jobs/batch queues them.
+func (w *world) createJobsBatched(ctx context.Context, n, producers, batch int) (ids []string, self, pg time.Duration, err error) {
+	meter := startCPU(ctx, w.admin, w.dbName)
+	pc, err := pgxpool.ParseConfig(w.dbURL)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	pc.MaxConns = int32(max(producers, 1))
+	pc.ConnConfig.RuntimeParams["application_name"] = producerApp
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	defer w.waitGone(ctx, producerApp)
+	defer pool.Close()
+	sched := scheduler.New(scheduler.Config{Pool: pool, Accounts: accounts.NewStore(pool, w.box, time.Now),
+		Logger: w.cfg.Logger, MaxQueued: 10_000_000, DispatchOff: true})
+	ids = make([]string, n)
+	batches := (n + batch - 1) / batch
+	err = parallel(ctx, producers, batches, func(ctx context.Context, b int) error {
+		lo, hi := b*batch, min((b+1)*batch, n)
+		items := make([]scheduler.BatchItem, hi-lo)
+		for i := range items {
+			items[i] = scheduler.BatchItem{Job: scheduler.NewJob{Type: "video", Params: []byte(`{"prompt":"bench"}`)}}
+		}
+		res, err := sched.CreateMany(ctx, w.scope, items)
+		if err != nil {
+			return err
+		}
+		for i, r := range res {
+			if r.Err != nil {
+				return r.Err
+			}
+			ids[lo+i] = r.Job.ID
+		}
+		return nil
+	})
+	self, pg = meter.stop(ctx)
+	return ids, self, pg, err
+}
+
 // producerApp names the producers' connections in pg_stat_activity.
 const producerApp = "poolgate-bench-producer"
 
