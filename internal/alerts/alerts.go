@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/robfig/cron/v3"
 
+	"github.com/poolgate/poolgate/internal/accounts"
 	"github.com/poolgate/poolgate/internal/ids"
 	"github.com/poolgate/poolgate/internal/webhooks"
 )
@@ -163,42 +164,21 @@ func (s *Service) Scan(ctx context.Context) ([]Alert, error) {
 	return raised, err
 }
 
-const accountsAtRisk = `
-SELECT tenant_id, mode, id, email, status, coalesce(status_reason, ''), updated_at, refresh_token_expires_at
-FROM accounts
-WHERE enabled AND (status = 'error' OR refresh_token_expires_at <= $1)
-ORDER BY tenant_id, id`
-
 // scan raises the alerts the accounts' state calls for and resolves those
 // it no longer does.
 func (s *Service) scan(ctx context.Context, tx pgx.Tx, now time.Time) ([]Alert, error) {
-	if _, err := tx.Exec(ctx, alertsResolveStale, now); err != nil {
+	if err := resolveStale(ctx, tx, now); err != nil {
 		return nil, err
 	}
-	rows, err := tx.Query(ctx, accountsAtRisk, now.Add(s.cfg.Thresholds[0].Before))
-	if err != nil {
-		return nil, err
-	}
-	type account struct {
-		tenantID, id  int64
-		mode, email   string
-		status, why   string
-		updatedAt     time.Time
-		refreshExpiry *time.Time
-	}
-	accts, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (account, error) {
-		var a account
-		err := r.Scan(&a.tenantID, &a.mode, &a.id, &a.email, &a.status, &a.why, &a.updatedAt, &a.refreshExpiry)
-		return a, err
-	})
+	accts, err := accounts.AtRisk(ctx, tx, now.Add(s.cfg.Thresholds[0].Before))
 	if err != nil {
 		return nil, err
 	}
 	var raised []Alert
 	seq := 0
 	for _, a := range accts {
-		for _, c := range s.due(a.status, a.why, a.updatedAt, a.refreshExpiry, now) {
-			c.TenantID, c.Mode, c.AccountID, c.Email = a.tenantID, a.mode, a.id, a.email
+		for _, c := range s.due(a.Status, a.Reason, a.UpdatedAt, a.RefreshTokenExpiry, now) {
+			c.TenantID, c.Mode, c.AccountID, c.Email = a.Scope.TenantID, string(a.Scope.Mode), a.ID, a.Email
 			// Ids sort by their millisecond; spacing one scan's ids by 1ms
 			// lists its alerts in the order they were raised.
 			seq++
@@ -254,15 +234,66 @@ ON CONFLICT (tenant_id, account_id, dedupe_key) DO NOTHING`
 
 	tenantAlertConfig = `SELECT url, format FROM alert_config WHERE tenant_id = $1 AND mode = $2`
 
-	// alertsResolveStale closes alerts whose cause is gone: the account
-	// has other credentials now, is healthy again, or no longer exists.
-	alertsResolveStale = `
-UPDATE alerts al SET resolved_at = $1
-WHERE al.resolved_at IS NULL AND NOT EXISTS (
-	SELECT 1 FROM accounts a WHERE a.tenant_id = al.tenant_id AND a.id = al.account_id AND (
-		(al.kind = 'error' AND a.status = 'error') OR
-		(al.kind <> 'error' AND a.refresh_token_expires_at = al.expires_at)))`
+	alertsOpen = `SELECT tenant_id, id, account_id, kind, expires_at FROM alerts WHERE resolved_at IS NULL`
+
+	alertsResolveIDs = `
+UPDATE alerts SET resolved_at = $3
+WHERE resolved_at IS NULL AND (tenant_id, id) IN (SELECT * FROM unnest($1::bigint[], $2::text[]))`
 )
+
+// resolveStale closes alerts whose cause is gone: the account has other
+// credentials now, is healthy again, or no longer exists.
+func resolveStale(ctx context.Context, tx pgx.Tx, now time.Time) error {
+	type open struct {
+		tenantID, accountID int64
+		id, kind            string
+		expiresAt           *time.Time
+	}
+	rows, err := tx.Query(ctx, alertsOpen)
+	if err != nil {
+		return err
+	}
+	alerts, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (open, error) {
+		var a open
+		err := r.Scan(&a.tenantID, &a.id, &a.accountID, &a.kind, &a.expiresAt)
+		return a, err
+	})
+	if err != nil || len(alerts) == 0 {
+		return err
+	}
+	tenants, ids := make([]int64, len(alerts)), make([]int64, len(alerts))
+	for i, a := range alerts {
+		tenants[i], ids[i] = a.tenantID, a.accountID
+	}
+	creds, err := accounts.CredentialsOf(ctx, tx, tenants, ids)
+	if err != nil {
+		return err
+	}
+	type key struct{ tenantID, id int64 }
+	byID := make(map[key]accounts.Credential, len(creds))
+	for _, c := range creds {
+		byID[key{c.Scope.TenantID, c.ID}] = c
+	}
+	var staleTenants []int64
+	var staleIDs []string
+	for _, a := range alerts {
+		c, exists := byID[key{a.tenantID, a.accountID}]
+		still := exists && (a.kind == string(KindError) && c.Status == "error" ||
+			a.kind != string(KindError) && sameTime(c.RefreshTokenExpiry, a.expiresAt))
+		if !still {
+			staleTenants, staleIDs = append(staleTenants, a.tenantID), append(staleIDs, a.id)
+		}
+	}
+	if len(staleIDs) == 0 {
+		return nil
+	}
+	_, err = tx.Exec(ctx, alertsResolveIDs, staleTenants, staleIDs, now)
+	return err
+}
+
+func sameTime(a, b *time.Time) bool {
+	return a != nil && b != nil && a.Equal(*b)
+}
 
 // raise stores c unless it was raised before, then queues its deliveries
 // and logs it. It reports whether c is new.
