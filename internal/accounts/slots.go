@@ -233,17 +233,21 @@ WITH r AS (
 	WHERE a.id = ANY($2) AND a.tenant_id = r.tenant_id AND a.id = r.id
 		AND locked.tenant_id = r.tenant_id AND locked.id = r.id
 	RETURNING a.tenant_id, a.id
+), pending AS (
+	INSERT INTO account_slot_releases (tenant_id, account_id, n)
+	SELECT r.tenant_id, r.id, r.n FROM r
+	WHERE NOT EXISTS (SELECT 1 FROM freed f WHERE f.tenant_id = r.tenant_id AND f.id = r.id)
+	RETURNING 1
 )
-INSERT INTO account_slot_releases (tenant_id, account_id, n)
-SELECT r.tenant_id, r.id, r.n FROM r
-WHERE NOT EXISTS (SELECT 1 FROM freed f WHERE f.tenant_id = r.tenant_id AND f.id = r.id)`
+SELECT count(*) FROM pending`
 
 // ReleaseSlots frees slots. Callers run it only in the transaction that
 // moved the jobs holding them out of dispatching/running, so each slot is
-// freed exactly once.
-func ReleaseSlots(ctx context.Context, db dbx.DBTX, rs []Release) error {
+// freed exactly once. It reports how many releases it left pending for
+// FoldReleases (their accounts were held).
+func ReleaseSlots(ctx context.Context, db dbx.DBTX, rs []Release) (pending int, err error) {
 	if len(rs) == 0 {
-		return nil
+		return 0, nil
 	}
 	merged := map[[2]int64]int32{}
 	for _, r := range rs {
@@ -263,8 +267,8 @@ func ReleaseSlots(ctx context.Context, db dbx.DBTX, rs []Release) error {
 	for i, k := range keys {
 		tenants[i], ids[i], ns[i] = k[0], k[1], merged[k]
 	}
-	_, err := db.Exec(ctx, accountReleaseSlots, tenants, ids, ns)
-	return err
+	err = db.QueryRow(ctx, accountReleaseSlots, tenants, ids, ns).Scan(&pending)
+	return pending, err
 }
 
 const (

@@ -41,12 +41,16 @@ func TestReleaseNeverWaitsForAPlacement(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	release := func(n int32) {
+	release := func(n int32, wantPending int) {
 		t.Helper()
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
-		if err := accounts.ReleaseSlots(rctx, pool, []accounts.Release{{TenantID: w.scope.TenantID, AccountID: a.ID, N: n}}); err != nil {
+		pending, err := accounts.ReleaseSlots(rctx, pool, []accounts.Release{{TenantID: w.scope.TenantID, AccountID: a.ID, N: n}})
+		if err != nil {
 			t.Fatalf("release waited or failed: %v", err)
+		}
+		if pending != wantPending {
+			t.Fatalf("release left %d pending, want %d", pending, wantPending)
 		}
 	}
 	// Both slots taken.
@@ -66,7 +70,7 @@ func TestReleaseNeverWaitsForAPlacement(t *testing.T) {
 	if free, err := accounts.LockFree(ctx, tx, w.scope, time.Now(), []int64{a.ID}); err != nil || len(free) != 0 {
 		t.Fatalf("a full account offered %v (%v)", free, err)
 	}
-	release(1)
+	release(1, 1)
 	if h, r, p := held(); h != 1 || r != 2 || p != 1 {
 		t.Fatalf("while held: held %d, running %d, %d pending; want 1, 2, 1", h, r, p)
 	}
@@ -90,7 +94,7 @@ func TestReleaseNeverWaitsForAPlacement(t *testing.T) {
 		if _, err := accounts.LockFree(ctx, tx, w.scope, time.Now(), []int64{a.ID}); err != nil {
 			return err
 		}
-		release(2)
+		release(2, 1)
 		return nil
 	})
 	if h, r, p := held(); h != 0 || r != 2 || p != 1 {

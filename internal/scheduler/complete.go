@@ -246,7 +246,11 @@ func (s *Scheduler) releaseSlots(ctx context.Context, tx pgx.Tx, jobs []Job) err
 			rs = append(rs, accounts.Release{TenantID: j.tenantID, AccountID: *j.accountID, N: 1})
 		}
 	}
-	return accounts.ReleaseSlots(ctx, tx, rs)
+	pending, err := accounts.ReleaseSlots(ctx, tx, rs)
+	if pending > 0 {
+		s.foldDue.Store(true) // a placement held the account: fold soon
+	}
+	return err
 }
 
 func (s *Scheduler) runFinishHook(ctx context.Context, tx pgx.Tx, jobs []Job) error {

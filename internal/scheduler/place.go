@@ -12,7 +12,10 @@ import (
 )
 
 // dispatchLoop places jobs whenever it is woken (a job was queued or a slot
-// freed, here or on another replica) and at least every WakeInterval.
+// freed, here or on another replica) and at least every WakeInterval. A
+// wake-up waits DispatchCooldown first, so that a burst of them (every
+// insert batch and every completion wakes it) makes one round that places
+// a batch, not a round per job.
 func (s *Scheduler) dispatchLoop(ctx context.Context) {
 	tick := time.NewTicker(s.cfg.WakeInterval)
 	defer tick.Stop()
@@ -33,18 +36,30 @@ func (s *Scheduler) dispatchLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-s.wake:
+			if !sleep(ctx, s.cfg.DispatchCooldown) {
+				return
+			}
+			select { // the wake-ups of the cooldown are answered by this round
+			case <-s.wake:
+			default:
+			}
 		case <-tick.C:
+			s.foldDue.Store(true) // releases other replicas left pending
 		}
 	}
 }
 
 // placeRound places what it can in every pool with a free account and
 // reports how many jobs it placed. It first folds slot releases left
-// pending while placements held their accounts, so that full accounts
+// pending while placements held their accounts (when this replica left
+// some, and once a WakeInterval for the others'), so that full accounts
 // whose jobs ended count as free again.
 func (s *Scheduler) placeRound(ctx context.Context) (int, error) {
-	if err := accounts.FoldReleases(ctx, s.cfg.Pool); err != nil {
-		return 0, err
+	if s.foldDue.Swap(false) {
+		if err := accounts.FoldReleases(ctx, s.cfg.Pool); err != nil {
+			s.foldDue.Store(true)
+			return 0, err
+		}
 	}
 	pools, err := accounts.FreePools(ctx, s.cfg.Pool)
 	if err != nil {

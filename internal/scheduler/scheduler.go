@@ -21,6 +21,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -80,6 +81,9 @@ type Config struct {
 	// NotifyInterval is how often at most this replica notifies the others
 	// (default 10ms): wake-ups are coalesced to one per interval.
 	NotifyInterval time.Duration
+	// DispatchCooldown is how long a woken dispatcher waits for more
+	// wake-ups before placing (default 2ms; negative: none).
+	DispatchCooldown time.Duration
 	// JobRetention is how long finished jobs are kept (default
 	// DefaultJobRetention); past it, GET of a job id answers 410.
 	JobRetention time.Duration
@@ -103,6 +107,9 @@ func (c *Config) defaults() {
 	def(&c.QueueTimeout, time.Hour)
 	def(&c.JobTimeout, time.Hour)
 	def(&c.NotifyInterval, 10*time.Millisecond)
+	if c.DispatchCooldown == 0 {
+		c.DispatchCooldown = 2 * time.Millisecond
+	}
 	def(&c.JobRetention, DefaultJobRetention)
 	if c.MaxQueued <= 0 {
 		c.MaxQueued = 10000
@@ -137,6 +144,7 @@ type Scheduler struct {
 	metrics *Metrics
 	waiters *waiters
 	wake    chan struct{}
+	foldDue atomic.Bool // slot releases were left pending: fold them
 	done    *completer
 	signals *signals
 	insert  *inserter

@@ -100,7 +100,7 @@ func (s *Scheduler) retry(ctx context.Context, e *execution, r retry) {
 			r.message, unconsumed).Scan(&accountID); err != nil {
 			return err
 		}
-		if err := accounts.ReleaseSlots(ctx, tx, []accounts.Release{{TenantID: e.scope.TenantID, AccountID: accountID, N: 1}}); err != nil {
+		if err := s.releaseSlots(ctx, tx, []Job{{tenantID: e.scope.TenantID, accountID: &accountID}}); err != nil {
 			return err
 		}
 		return queueDepthAdd(ctx, tx, e.scope, sideIn, 1)
