@@ -272,53 +272,22 @@ func upstreamClient(conns int) *http.Client {
 // closed when done so that Postgres publishes its counters. It also
 // returns the CPU the phase cost here and in Postgres (see cpuMeter).
 func (w *world) createJobs(ctx context.Context, n, producers int) (ids []string, self, pg time.Duration, err error) {
-	meter := startCPU(ctx, w.admin, w.dbName)
-	pc, err := pgxpool.ParseConfig(w.dbURL)
-	if err != nil {
-		return nil, 0, 0, err
-	}
-	pc.MaxConns = int32(max(producers, 1))
-	pc.ConnConfig.RuntimeParams["application_name"] = producerApp
-	pool, err := pgxpool.NewWithConfig(ctx, pc)
-	if err != nil {
-		return nil, 0, 0, err
-	}
-	defer w.waitGone(ctx, producerApp)
-	defer pool.Close()
-	sched := scheduler.New(scheduler.Config{Pool: pool, Accounts: accounts.NewStore(pool, w.box, time.Now),
-		Logger: w.cfg.Logger, MaxQueued: 10_000_000, DispatchOff: true})
 	ids = make([]string, n)
 	nj := scheduler.NewJob{Type: "video", Params: []byte(`{"prompt":"bench"}`)}
-	err = parallel(ctx, producers, n, func(ctx context.Context, i int) error {
+	self, pg, err = w.produce(ctx, producers, n, func(ctx context.Context, sched *scheduler.Scheduler, i int) error {
 		j, _, err := sched.Create(ctx, w.scope, nj, nil)
 		ids[i] = j.ID
 		return err
 	})
-	self, pg = meter.stop(ctx)
 	return ids, self, pg, err
 }
 
 // createJobsBatched is createJobs through CreateMany, batch jobs at a
 // time, as POST /v1/jobs/batch queues them.
 func (w *world) createJobsBatched(ctx context.Context, n, producers, batch int) (ids []string, self, pg time.Duration, err error) {
-	meter := startCPU(ctx, w.admin, w.dbName)
-	pc, err := pgxpool.ParseConfig(w.dbURL)
-	if err != nil {
-		return nil, 0, 0, err
-	}
-	pc.MaxConns = int32(max(producers, 1))
-	pc.ConnConfig.RuntimeParams["application_name"] = producerApp
-	pool, err := pgxpool.NewWithConfig(ctx, pc)
-	if err != nil {
-		return nil, 0, 0, err
-	}
-	defer w.waitGone(ctx, producerApp)
-	defer pool.Close()
-	sched := scheduler.New(scheduler.Config{Pool: pool, Accounts: accounts.NewStore(pool, w.box, time.Now),
-		Logger: w.cfg.Logger, MaxQueued: 10_000_000, DispatchOff: true})
 	ids = make([]string, n)
 	batches := (n + batch - 1) / batch
-	err = parallel(ctx, producers, batches, func(ctx context.Context, b int) error {
+	self, pg, err = w.produce(ctx, producers, batches, func(ctx context.Context, sched *scheduler.Scheduler, b int) error {
 		lo, hi := b*batch, min((b+1)*batch, n)
 		items := make([]scheduler.BatchItem, hi-lo)
 		for i := range items {
@@ -336,8 +305,33 @@ func (w *world) createJobsBatched(ctx context.Context, n, producers, batch int) 
 		}
 		return nil
 	})
-	self, pg = meter.stop(ctx)
 	return ids, self, pg, err
+}
+
+// produce runs f(0..n-1) from producers goroutines on a scheduler of the
+// producers' own (its pool has a connection per producer and is closed
+// when done, so that Postgres publishes its counters), and returns the
+// CPU the phase cost here and in Postgres.
+func (w *world) produce(ctx context.Context, producers, n int, f func(context.Context, *scheduler.Scheduler, int) error) (self, pg time.Duration, err error) {
+	meter := startCPU(ctx, w.admin, w.dbName)
+	pc, err := pgxpool.ParseConfig(w.dbURL)
+	if err != nil {
+		return 0, 0, err
+	}
+	pc.MaxConns = int32(max(producers, 1))
+	pc.ConnConfig.RuntimeParams["application_name"] = producerApp
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer w.waitGone(ctx, producerApp)
+	defer pool.Close()
+	sched := scheduler.New(scheduler.Config{Pool: pool, Accounts: accounts.NewStore(pool, w.box, time.Now),
+		Logger: w.cfg.Logger, MaxQueued: 10_000_000, DispatchOff: true})
+	defer sched.Stop(ctx)
+	err = parallel(ctx, producers, n, func(ctx context.Context, i int) error { return f(ctx, sched, i) })
+	self, pg = meter.stop(ctx)
+	return self, pg, err
 }
 
 // producerApp names the producers' connections in pg_stat_activity.

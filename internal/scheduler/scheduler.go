@@ -247,6 +247,7 @@ func (s *Scheduler) Stop(ctx context.Context) {
 	s.mu.Lock()
 	if !s.started {
 		s.mu.Unlock()
+		s.insert.stop() // an API-only scheduler that was never started may have batched inserts
 		return
 	}
 	s.cancel()
