@@ -93,19 +93,31 @@ LIMIT $5`
 	// the select list rather than the WHERE so that the planner probes the
 	// primary key instead of scanning the partial index.
 	accountLockFree = `
-SELECT id, email, max_jobs - running + ` + pendingReleases + `, encode(substring(cookie FROM 2 FOR 12), 'hex'),
-	` + pendingReleases + `, mode = $2 AND ` + usable + ` FROM accounts a
+SELECT id, email, max_jobs - running, encode(substring(cookie FROM 2 FOR 12), 'hex'),
+	mode = $2 AND ` + usable + ` FROM accounts a
 WHERE tenant_id = $1 AND id = ANY($4)
 ORDER BY id
 FOR UPDATE SKIP LOCKED`
 
 	// accountLockFreeByEmail is accountLockFree for pinned jobs' accounts.
 	accountLockFreeByEmail = `
-SELECT id, email, max_jobs - running + ` + pendingReleases + `, encode(substring(cookie FROM 2 FOR 12), 'hex'),
-	` + pendingReleases + `, ` + usable + ` FROM accounts a
+SELECT id, email, max_jobs - running, encode(substring(cookie FROM 2 FOR 12), 'hex'),
+	` + usable + ` FROM accounts a
 WHERE tenant_id = $1 AND mode = $2 AND email = ANY($4)
 ORDER BY id
 FOR UPDATE SKIP LOCKED`
+
+	// accountPendingReleases sums the pending releases of accounts the
+	// caller holds. It must be its own statement, run after the lock is
+	// taken: FOR UPDATE returns the latest version of a row a concurrent
+	// fold has just changed, but a subquery of the same statement would
+	// still see, in the statement's older snapshot, the releases that fold
+	// deleted, and count them twice. Once the lock is held nobody else can
+	// fold them, so a fresh snapshot agrees with the locked row.
+	accountPendingReleases = `
+SELECT account_id, sum(n)::integer FROM account_slot_releases
+WHERE tenant_id = $1 AND account_id = ANY($2)
+GROUP BY account_id`
 
 	// pendingReleases is the sum of an account's releases not yet folded
 	// into its running count (a correlated subquery on accounts a).
@@ -151,7 +163,8 @@ func LockFree(ctx context.Context, db dbx.DBTX, scope tenant.Scope, now time.Tim
 	if len(ids) == 0 {
 		return nil, nil
 	}
-	return collectFree(db.Query(ctx, accountLockFree, scope.TenantID, scope.Mode, now, ids))
+	rows, err := db.Query(ctx, accountLockFree, scope.TenantID, scope.Mode, now, ids)
+	return collectFree(ctx, db, scope, rows, err)
 }
 
 // LockFreeByEmail is LockFree for the accounts registered under emails.
@@ -159,23 +172,56 @@ func LockFreeByEmail(ctx context.Context, db dbx.DBTX, scope tenant.Scope, now t
 	if len(emails) == 0 {
 		return nil, nil
 	}
-	return collectFree(db.Query(ctx, accountLockFreeByEmail, scope.TenantID, scope.Mode, now, emails))
+	rows, err := db.Query(ctx, accountLockFreeByEmail, scope.TenantID, scope.Mode, now, emails)
+	return collectFree(ctx, db, scope, rows, err)
 }
 
-func collectFree(rows pgx.Rows, err error) ([]Free, error) {
+// collectFree reads locked accounts, adds their pending releases (read
+// after the lock, see accountPendingReleases) and keeps those usable with
+// a free slot.
+func collectFree(ctx context.Context, db dbx.DBTX, scope tenant.Scope, rows pgx.Rows, err error) ([]Free, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []Free
-	var ok bool
-	var f Free
-	_, err = pgx.ForEachRow(rows, []any{&f.ID, &f.Email, &f.Slots, &f.Version, &f.Pending, &ok}, func() error {
-		if ok && f.Slots > 0 {
-			out = append(out, f)
-		}
+	var (
+		locked []Free
+		usable = map[int64]bool{}
+		ok     bool
+		f      Free
+	)
+	_, err = pgx.ForEachRow(rows, []any{&f.ID, &f.Email, &f.Slots, &f.Version, &ok}, func() error {
+		locked = append(locked, f)
+		usable[f.ID] = ok
 		return nil
 	})
-	return out, err
+	if err != nil || len(locked) == 0 {
+		return nil, err
+	}
+	ids := make([]int64, len(locked))
+	for i, l := range locked {
+		ids[i] = l.ID
+	}
+	pending := map[int64]int{}
+	prow, err := db.Query(ctx, accountPendingReleases, scope.TenantID, ids)
+	if err != nil {
+		return nil, err
+	}
+	var (
+		id int64
+		n  int
+	)
+	if _, err := pgx.ForEachRow(prow, []any{&id, &n}, func() error { pending[id] = n; return nil }); err != nil {
+		return nil, err
+	}
+	var out []Free
+	for _, l := range locked {
+		l.Pending = pending[l.ID]
+		l.Slots += l.Pending
+		if usable[l.ID] && l.Slots > 0 {
+			out = append(out, l)
+		}
+	}
+	return out, nil
 }
 
 // accountTakeSlots takes n slots of each account, folds its pending
