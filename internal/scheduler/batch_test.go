@@ -1,7 +1,6 @@
 package scheduler_test
 
 import (
-	"context"
 	"fmt"
 	"sync"
 	"testing"
@@ -41,34 +40,7 @@ func TestBatchPlacementIsUniform(t *testing.T) {
 	w.replica(func(c *scheduler.Config) { c.Batch = 64 })
 	w.waitTerminal(30 * time.Second)
 	w.settled()
-
-	counts := map[string]int{}
-	rows, err := w.pool.Query(context.Background(), `SELECT account_email, count(*) FROM jobs GROUP BY 1`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var (
-			email string
-			n     int
-		)
-		if err := rows.Scan(&email, &n); err != nil {
-			t.Fatal(err)
-		}
-		counts[email] = n
-	}
-	expected := float64(jobs) / nAccounts
-	chi2 := 0.0
-	for _, e := range emails {
-		d := float64(counts[e]) - expected
-		chi2 += d * d / expected
-	}
-	// 23.51: the p = 0.0001 critical value of chi-square with 4 degrees of
-	// freedom (see TestPlacementIsUniform).
-	t.Logf("placements per account %v, chi-square %.2f", counts, chi2)
-	if chi2 > 23.51 {
-		t.Errorf("batched placements %v are not uniform: chi-square %.2f > 23.51 (df=4)", counts, chi2)
-	}
+	w.checkUniform(emails, jobs)
 }
 
 // TestBatchPlacementFillsExactlyTheFreeSlots: one batch that meets more

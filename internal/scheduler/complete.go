@@ -112,8 +112,9 @@ WHERE j.tenant_id = x.tenant_id AND j.id = ANY($2) AND j.id = x.id
 	AND j.state IN ('dispatching', 'running') AND j.lease_owner = $4
 RETURNING j.id, j.cancel_requested`
 
-	// jobsFinish ends jobs this replica still owns; only rows it moved are
-	// returned, so only their slots are freed.
+	// jobsFinish ends jobs owner ($9) still holds, or whoever holds them
+	// when $9 is ''; only rows it moved are returned, so only their slots
+	// are freed.
 	jobsFinish = `
 UPDATE jobs j SET state = x.state, result = x.result, error_code = x.error_code,
 	error_message = x.error_message, upstream_id = coalesce(x.upstream_id, j.upstream_id),
@@ -121,7 +122,7 @@ UPDATE jobs j SET state = x.state, result = x.result, error_code = x.error_code,
 FROM unnest($1::bigint[], $2::text[], $3::text[], $4::jsonb[], $5::text[], $6::text[], $7::text[])
 	AS x (tenant_id, id, state, result, error_code, error_message, upstream_id)
 WHERE j.tenant_id = x.tenant_id AND j.id = ANY($2) AND j.id = x.id
-	AND j.state IN ('dispatching', 'running') AND j.lease_owner = $9
+	AND j.state IN ('dispatching', 'running') AND ($9 = '' OR j.lease_owner = $9)
 RETURNING ` + jobColumnsJ
 )
 
@@ -207,13 +208,7 @@ func (s *Scheduler) finishAs(ctx context.Context, tx pgx.Tx, ending []completion
 		}
 		codes[i], messages[i], ups[i] = nullIfEmpty(o.code), nullIfEmpty(o.message), cm.upstreamID
 	}
-	sql := jobsFinish
-	args := []any{tenants, ids, states, results, codes, messages, ups, now, owner}
-	if owner == "" {
-		sql = jobsFinishAny
-		args = args[:8]
-	}
-	rows, err := tx.Query(ctx, sql, args...)
+	rows, err := tx.Query(ctx, jobsFinish, tenants, ids, states, results, codes, messages, ups, now, owner)
 	if err != nil {
 		return nil, err
 	}
@@ -226,16 +221,6 @@ func (s *Scheduler) finishAs(ctx context.Context, tx pgx.Tx, ending []completion
 	}
 	return jobs, s.runFinishHook(ctx, tx, jobs)
 }
-
-// jobsFinishAny is jobsFinish without the ownership check.
-const jobsFinishAny = `
-UPDATE jobs j SET state = x.state, result = x.result, error_code = x.error_code,
-	error_message = x.error_message, upstream_id = coalesce(x.upstream_id, j.upstream_id),
-	finished_at = $8, lease_owner = NULL, lease_expires_at = NULL
-FROM unnest($1::bigint[], $2::text[], $3::text[], $4::jsonb[], $5::text[], $6::text[], $7::text[])
-	AS x (tenant_id, id, state, result, error_code, error_message, upstream_id)
-WHERE j.tenant_id = x.tenant_id AND j.id = ANY($2) AND j.id = x.id AND j.state IN ('dispatching', 'running')
-RETURNING ` + jobColumnsJ
 
 // releaseSlots frees the slots of jobs the caller's statement just moved
 // out of dispatching/running.

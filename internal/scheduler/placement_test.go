@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/poolgate/poolgate/internal/accounts"
 	"github.com/poolgate/poolgate/internal/provider/sim"
 	"github.com/poolgate/poolgate/internal/scheduler"
@@ -51,39 +53,50 @@ func TestPlacementIsUniform(t *testing.T) {
 	}
 	st := w.settled()
 
-	rows, err := w.pool.Query(context.Background(), `SELECT account_email, count(*) FROM jobs GROUP BY 1`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	counts := map[string]int{}
-	for rows.Next() {
-		var (
-			email string
-			n     int
-		)
-		if err := rows.Scan(&email, &n); err != nil {
-			t.Fatal(err)
-		}
-		counts[email] = n
-	}
-	const total = producers * perProd
-	expected := float64(total) / nAccounts
-	chi2 := 0.0
 	for _, e := range emails {
-		d := float64(counts[e]) - expected
-		chi2 += d * d / expected
 		if peak := st.Accounts[e].Peak; peak > producers {
 			t.Errorf("%s ran %d jobs at once; at most %d were in flight", e, peak, producers)
 		}
 	}
-	// 23.51 is the p = 0.0001 critical value of chi-square with 4 degrees
-	// of freedom: a fair placement fails it once in 10,000 runs, while a
-	// real bias, such as one account twice as likely, scores about 33.
-	// With five free accounts pickAccount reads the whole pool, so each
-	// pick is exactly uniform.
-	t.Logf("placements per account %v, chi-square %.2f", counts, chi2)
+	// With five free accounts placement reads the whole pool, so each pick
+	// is exactly uniform.
+	w.checkUniform(emails, producers*perProd)
+}
+
+// checkUniform fails unless the jobs placed on the five emails pass a
+// chi-square test of uniformity. 23.51 is the p = 0.0001 critical value
+// with 4 degrees of freedom: a fair placement fails it once in 10,000
+// runs, while a real bias, such as one account twice as likely, scores
+// about 33.
+func (w *world) checkUniform(emails []string, total int) {
+	w.t.Helper()
+	if len(emails) != 5 {
+		w.t.Fatalf("checkUniform's critical value is for 5 accounts, got %d", len(emails))
+	}
+	rows, err := w.pool.Query(context.Background(), `SELECT account_email, count(*) FROM jobs GROUP BY 1`)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	counts, err := pgx.CollectRows(rows, pgx.RowToStructByPos[struct {
+		Email string
+		N     int
+	}])
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	per := map[string]int{}
+	for _, c := range counts {
+		per[c.Email] = c.N
+	}
+	expected := float64(total) / float64(len(emails))
+	chi2 := 0.0
+	for _, e := range emails {
+		d := float64(per[e]) - expected
+		chi2 += d * d / expected
+	}
+	w.t.Logf("placements per account %v, chi-square %.2f", per, chi2)
 	if chi2 > 23.51 {
-		t.Errorf("placements %v are not uniform: chi-square %.2f > 23.51 (df=4)", counts, chi2)
+		w.t.Errorf("placements %v are not uniform: chi-square %.2f > 23.51 (df=4)", per, chi2)
 	}
 }
 

@@ -31,13 +31,6 @@ func (s *Scheduler) finishNow(ctx context.Context, tx pgx.Tx, cms []completion) 
 	return s.finishAs(ctx, tx, cms, s.now(), "")
 }
 
-func nullJSON(b json.RawMessage) any {
-	if len(b) == 0 {
-		return nil
-	}
-	return b
-}
-
 // retry describes a retryable failure of one attempt.
 type retry struct {
 	reason       string        // for metrics and logs
