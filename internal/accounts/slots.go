@@ -295,23 +295,16 @@ func ReleaseSlots(ctx context.Context, db dbx.DBTX, rs []Release) (pending int, 
 	if len(rs) == 0 {
 		return 0, nil
 	}
+	// One row per account: UPDATE … FROM joins each account row once, so
+	// two releases of one account must be summed first. (The statement
+	// locks without waiting, so their order does not matter.)
 	merged := map[[2]int64]int32{}
 	for _, r := range rs {
 		merged[[2]int64{r.TenantID, r.AccountID}] += r.N
 	}
-	keys := make([][2]int64, 0, len(merged))
-	for k := range merged {
-		keys = append(keys, k)
-	}
-	slices.SortFunc(keys, func(a, b [2]int64) int {
-		if a[0] != b[0] {
-			return cmpInt(a[0], b[0])
-		}
-		return cmpInt(a[1], b[1])
-	})
-	tenants, ids, ns := make([]int64, len(keys)), make([]int64, len(keys)), make([]int32, len(keys))
-	for i, k := range keys {
-		tenants[i], ids[i], ns[i] = k[0], k[1], merged[k]
+	tenants, ids, ns := make([]int64, 0, len(merged)), make([]int64, 0, len(merged)), make([]int32, 0, len(merged))
+	for k, n := range merged {
+		tenants, ids, ns = append(tenants, k[0]), append(ids, k[1]), append(ns, n)
 	}
 	err = db.QueryRow(ctx, accountReleaseSlots, tenants, ids, ns).Scan(&pending)
 	return pending, err
@@ -360,16 +353,6 @@ func FoldReleases(ctx context.Context, db dbx.DBTX) error {
 	}
 	_, err := db.Exec(ctx, accountReleasesOrphaned)
 	return err
-}
-
-func cmpInt(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 const accountQuarantine = `UPDATE accounts SET quarantined_until = $3 WHERE tenant_id = $1 AND id = $2`

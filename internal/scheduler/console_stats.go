@@ -28,13 +28,11 @@ type Stats struct{ db dbx.DBTX }
 // NewStats returns Stats reading from db.
 func NewStats(db dbx.DBTX) *Stats { return &Stats{db: db} }
 
-const jobsQueued = `SELECT count(*) FROM jobs WHERE tenant_id = $1 AND mode = $2 AND state = 'queued'`
-
 // QueueDepth is how many of the pool's jobs wait for a slot now.
 func (s *Stats) QueueDepth(ctx context.Context, scope tenant.Scope) (int, error) {
-	var n int
-	if err := s.db.QueryRow(ctx, jobsQueued, scope.TenantID, scope.Mode).Scan(&n); err != nil {
-		return 0, errs.Unavailable(fmt.Errorf("count queued jobs: %w", err))
+	n, err := queueDepth(ctx, s.db, scope) // the O(1) counters admission reads
+	if err != nil {
+		return 0, errs.Unavailable(fmt.Errorf("read queue depth: %w", err))
 	}
 	return n, nil
 }
