@@ -82,7 +82,8 @@ func (c *completer) run() {
 
 // flushWithRetry writes a batch, retrying transient database errors for a
 // while. Should the database stay away, the batch is dropped: the jobs keep
-// their leases in the database and are rescued when those lapse.
+// their leases in the database and are rescued when those lapse. A batch
+// the database refuses for one item's data is written item by item.
 func (c *completer) flushWithRetry(batch []completion) {
 	var err error
 	for attempt := range 8 {
@@ -92,6 +93,10 @@ func (c *completer) flushWithRetry(batch []completion) {
 		if err == nil {
 			return
 		}
+		if isDataError(err) {
+			c.flushApart(batch)
+			return
+		}
 		c.s.log.Warn("flush completions failed; retrying", "jobs", len(batch), "err", err)
 		time.Sleep(backoff.Exp(attempt, 50*time.Millisecond, 2*time.Second))
 	}
@@ -99,6 +104,31 @@ func (c *completer) flushWithRetry(batch []completion) {
 	for _, cm := range batch {
 		if cm.reply != nil {
 			cm.reply <- runningReply{err: err}
+		}
+	}
+}
+
+// flushApart writes each completion of a batch the database refused for
+// its data on its own, so one bad item holds back no other. An ending the
+// database still refuses (an upstream result or message Postgres cannot
+// store, such as a NUL character) ends failed instead: retrying it, or
+// leaving it to the rescuer, would only meet the same refusal again.
+func (c *completer) flushApart(batch []completion) {
+	for _, cm := range batch {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := c.flush(ctx, []completion{cm})
+		cancel()
+		switch {
+		case err == nil:
+		case !isDataError(err):
+			c.flushWithRetry([]completion{cm})
+		case cm.ended == nil: // "now running" with an unstorable upstream id
+			cm.reply <- runningReply{err: err}
+		default:
+			c.s.log.Warn("the upstream's outcome cannot be stored; the job fails", "job", cm.id, "err", err)
+			cm.ended = &outcome{state: StateFailed, code: CodeUpstreamFailed, message: "the upstream's result could not be stored"}
+			cm.upstreamID = nil // nothing of the upstream's is left to refuse
+			c.flushWithRetry([]completion{cm})
 		}
 	}
 }

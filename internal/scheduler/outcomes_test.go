@@ -2,6 +2,7 @@ package scheduler_test
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"sync"
 	"testing"
@@ -176,4 +177,42 @@ func TestOutcomes(t *testing.T) {
 		}
 		w.settled()
 	})
+}
+
+// TestUnstorableResultFailsOnlyItsJob: an upstream result Postgres refuses
+// (a NUL character in JSON) ends that job failed; the jobs whose endings
+// were written in the same batch succeed, and no slot leaks.
+func TestUnstorableResultFailsOnlyItsJob(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, simWith(func(c *sim.Config) { c.JobDuration, c.Jitter = 0, 0 }))
+	w.addAccounts(2, 10)
+	p := newProxy(w.upstream())
+	p.submit = func(_ context.Context, _ provider.Account, n int64, forward func() (provider.Status, error)) (provider.Status, error) {
+		st, err := forward()
+		if err == nil && n == 1 {
+			st.Result = json.RawMessage(`{"url":"a\u0000b"}`)
+		}
+		return st, err
+	}
+	ids := w.queueWithoutDispatch(12)
+	w.replica(func(c *scheduler.Config) { c.Provider = p })
+	w.waitTerminal(20 * time.Second)
+
+	failed := 0
+	reader := w.replica(func(c *scheduler.Config) { c.DispatchOff = true })
+	for _, id := range ids {
+		j := w.get(reader, id)
+		switch j.State {
+		case scheduler.StateSucceeded:
+		case scheduler.StateFailed:
+			failed++
+			wantEnded(t, j, scheduler.StateFailed, scheduler.CodeUpstreamFailed)
+		default:
+			t.Errorf("job %s ended %s", id, j.State)
+		}
+	}
+	if failed != 1 {
+		t.Errorf("%d jobs failed, want exactly the one with the unstorable result", failed)
+	}
+	w.settled()
 }
