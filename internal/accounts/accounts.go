@@ -113,11 +113,14 @@ func cookieAAD(scope tenant.Scope, email string) []byte {
 	return []byte("account-cookie\x00" + strconv.FormatInt(scope.TenantID, 10) + "\x00" + string(scope.Mode) + "\x00" + email)
 }
 
-// accountColumns reads an account of the unaliased accounts table; its
-// running count is net of pending slot releases (see ReleaseSlots).
-const accountColumns = `id, email, cookie, max_jobs, enabled, status, status_reason,
-	running - coalesce((SELECT sum(r.n) FROM account_slot_releases r
-		WHERE r.tenant_id = accounts.tenant_id AND r.account_id = accounts.id), 0)::integer,
+// heldSlots is the slots an account of the unaliased accounts table holds:
+// its running count net of pending slot releases (see ReleaseSlots; the
+// account_slots view says the same).
+const heldSlots = `running - coalesce((SELECT sum(r.n) FROM account_slot_releases r
+	WHERE r.tenant_id = accounts.tenant_id AND r.account_id = accounts.id), 0)::integer`
+
+// accountColumns reads an account of the unaliased accounts table.
+const accountColumns = `id, email, cookie, max_jobs, enabled, status, status_reason, ` + heldSlots + `,
 	updated_at, token_expires_at, refresh_token_expires_at, last_refresh_at, quarantined_until`
 
 const accountUpsert = `

@@ -8,9 +8,7 @@ import (
 	"github.com/poolgate/poolgate/internal/tenant"
 )
 
-const accountOverview = `SELECT id, email, max_jobs, enabled, status, status_reason,
-	running - coalesce((SELECT sum(r.n) FROM account_slot_releases r
-		WHERE r.tenant_id = accounts.tenant_id AND r.account_id = accounts.id), 0)::integer,
+const accountOverview = `SELECT id, email, max_jobs, enabled, status, status_reason, ` + heldSlots + `,
 	updated_at, token_expires_at, refresh_token_expires_at, last_refresh_at, quarantined_until
 FROM accounts WHERE tenant_id = $1 AND mode = $2 ORDER BY email`
 

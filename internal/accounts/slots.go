@@ -118,11 +118,6 @@ FOR UPDATE SKIP LOCKED`
 SELECT account_id, sum(n)::integer FROM account_slot_releases
 WHERE tenant_id = $1 AND account_id = ANY($2)
 GROUP BY account_id`
-
-	// pendingReleases is the sum of an account's releases not yet folded
-	// into its running count (a correlated subquery on accounts a).
-	pendingReleases = `coalesce((SELECT sum(r.n) FROM account_slot_releases r
-	WHERE r.tenant_id = a.tenant_id AND r.account_id = a.id), 0)::integer`
 )
 
 // FreeWindow returns up to n eligible accounts of the pool that follow a
@@ -409,7 +404,7 @@ type Capacity struct {
 
 const (
 	accountCapacity = `
-SELECT email, max_jobs, running - ` + pendingReleases + ` FROM accounts a
+SELECT email, max_jobs, ` + heldSlots + ` FROM accounts
 WHERE tenant_id = $1 AND mode = $2 AND ` + usable + `
 ORDER BY email`
 
