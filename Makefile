@@ -42,7 +42,7 @@ fuzz:
 		$(GO) test ./internal/api -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) || exit 1; \
 	done
 
-# bench runs the five benchmark scenarios of BENCHMARKS.md against a real
+# bench runs the benchmark scenarios of BENCHMARKS.md against a real
 # Postgres (in databases it creates and drops) and prints a table, then one
 # JSON line. BENCH_JOBS scales scenario 1 (the issue's figure is 100000; on
 # a small machine start with 10000); BENCH_RUNS > 1 reports medians;

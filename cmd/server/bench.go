@@ -11,8 +11,10 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/poolgate/poolgate/internal/bench"
+	"github.com/poolgate/poolgate/internal/retention"
 )
 
 // errBenchFailed says a bench run broke an invariant or failed; the report
@@ -27,7 +29,7 @@ func benchmark(ctx context.Context, args []string, getenv func(string) string, s
 	cfg := d
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	scenarios := fs.String("scenarios", "throughput,placement,http,saturation,insert_depth", "scenarios to run, by name or number (1-5)")
+	scenarios := fs.String("scenarios", "throughput,placement,http,saturation,insert_depth", "scenarios to run, by name or number (1-6; soak runs only when named)")
 	fs.IntVar(&cfg.Runs, "runs", d.Runs, "runs of each scenario; figures are medians")
 	fs.IntVar(&cfg.Replicas, "replicas", d.Replicas, "schedulers sharing the database")
 	fs.IntVar(&cfg.Producers, "producers", d.Producers, "goroutines queueing jobs in insert phases")
@@ -47,6 +49,10 @@ func benchmark(ctx context.Context, args []string, getenv func(string) string, s
 	fs.DurationVar(&cfg.SatWindow, "sat-window", d.SatWindow, "scenario 4: how long to measure")
 	fs.IntVar(&cfg.DepthJobs, "depth-jobs", d.DepthJobs, "scenario 5: jobs queued into the empty, then the deep queue")
 	fs.IntVar(&cfg.DepthQueued, "depth-queued", d.DepthQueued, "scenario 5: jobs already queued for the deep measurement")
+	fs.IntVar(&cfg.SoakRate, "soak-rate", d.SoakRate, "scenario 6: jobs queued per second")
+	fs.DurationVar(&cfg.SoakDuration, "soak-duration", d.SoakDuration, "scenario 6: how long to queue jobs")
+	fs.DurationVar(&cfg.SoakRetention, "soak-retention", d.SoakRetention, "scenario 6: every retention period (idempotency keys keep their 24h floor)")
+	fs.DurationVar(&cfg.SoakJobDuration, "soak-job-duration", d.SoakJobDuration, "scenario 6: how long a job runs upstream")
 	fs.DurationVar(&cfg.PollInterval, "poll-interval", d.PollInterval, "how often replicas read a running job's status")
 	fs.IntVar(&cfg.UpstreamConns, "upstream-conns", 0, "idle connections per host to the upstream (0: net/http's default, as serve)")
 	fs.DurationVar(&cfg.Timeout, "timeout", d.Timeout, "how long one run may take to drain its jobs")
@@ -68,6 +74,9 @@ func benchmark(ctx context.Context, args []string, getenv func(string) string, s
 		return err
 	}
 	cfg.Progress = stderr
+	cfg.Cleanups = func(keep time.Duration) []retention.Cleanup {
+		return cleanups(retentionConfig{Jobs: keep, Idempotency: keep, Webhooks: keep, Alerts: keep, CronRuns: keep})
+	}
 	cfg.Logger = slog.New(slog.DiscardHandler)
 	if *verbose {
 		cfg.Logger = newLogger(stderr, slog.LevelWarn)

@@ -284,12 +284,18 @@ func newRetention(pool *pgxpool.Pool, logger *slog.Logger, r retentionConfig) (*
 	}
 	return retention.New(retention.Config{
 		DB: pool, Logger: logger, Now: time.Now, Interval: r.Interval, Batch: r.Batch, Pause: pause,
-		Cleanups: []retention.Cleanup{
-			{Name: "jobs", Retention: r.Jobs, Delete: scheduler.DeleteFinishedJobs},
-			{Name: "job_idempotency", Retention: max(r.Idempotency, scheduler.IdempotencyWindow), Delete: scheduler.DeleteExpiredIdempotencyKeys},
-			{Name: "webhook_deliveries", Retention: r.Webhooks, Delete: webhooks.DeleteDoneDeliveries},
-			{Name: "alerts", Retention: r.Alerts, Delete: alerts.DeleteResolvedAlerts},
-			{Name: "cron_runs", Retention: r.CronRuns, Delete: alerts.DeleteStaleCronRuns},
-		},
+		Cleanups: cleanups(r),
 	})
+}
+
+// cleanups lists each table's owner's delete function with its period; the
+// bench's soak runs the same list.
+func cleanups(r retentionConfig) []retention.Cleanup {
+	return []retention.Cleanup{
+		{Name: "jobs", Retention: r.Jobs, Delete: scheduler.DeleteFinishedJobs},
+		{Name: "job_idempotency", Retention: max(r.Idempotency, scheduler.IdempotencyWindow), Delete: scheduler.DeleteExpiredIdempotencyKeys},
+		{Name: "webhook_deliveries", Retention: r.Webhooks, Delete: webhooks.DeleteDoneDeliveries},
+		{Name: "alerts", Retention: r.Alerts, Delete: alerts.DeleteResolvedAlerts},
+		{Name: "cron_runs", Retention: r.CronRuns, Delete: alerts.DeleteStaleCronRuns},
+	}
 }

@@ -30,6 +30,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/poolgate/poolgate/internal/retention"
 )
 
 // Config says what to measure. Zero fields take Defaults' values.
@@ -38,7 +40,7 @@ type Config struct {
 	// the bench creates and drops its own databases on that server.
 	ServerURL string
 	// Scenarios to run, by name (throughput, placement, http, saturation,
-	// insert_depth) or number (1-5); empty means all.
+	// insert_depth, soak) or number (1-6); empty means all but the soak.
 	Scenarios []string
 	// Runs is how often each scenario runs; figures are medians of runs.
 	Runs int
@@ -67,6 +69,14 @@ type Config struct {
 	// Scenario 5: DepthJobs jobs queued into an empty queue, then as many
 	// again behind DepthQueued queued jobs.
 	DepthJobs, DepthQueued int
+	// Scenario 6 (soak): SoakRate jobs a second for SoakDuration, each
+	// lasting SoakJobDuration upstream, with every retention period
+	// SoakRetention. It runs only when named.
+	SoakRate                                     int
+	SoakDuration, SoakRetention, SoakJobDuration time.Duration
+	// Cleanups returns the retention service's cleanups with every period
+	// keep: what serve runs (cmd/server wires it). Only the soak needs it.
+	Cleanups func(keep time.Duration) []retention.Cleanup
 
 	// PollInterval is how often replicas read a running job's status.
 	PollInterval time.Duration
@@ -97,6 +107,7 @@ func Defaults() Config {
 		SatAccounts: 100, SatSlots: 20, SatQueued: 50_000,
 		SatJobDuration: 2 * time.Second, SatJitter: 500 * time.Millisecond, SatWindow: 30 * time.Second,
 		DepthJobs: 5_000, DepthQueued: 50_000,
+		SoakRate: 300, SoakDuration: 4 * time.Minute, SoakRetention: 10 * time.Second, SoakJobDuration: 50 * time.Millisecond,
 		PollInterval: time.Second,
 		Timeout:      15 * time.Minute,
 	}
@@ -128,6 +139,10 @@ func (c *Config) defaults() {
 	setInt(&c.SatQueued, d.SatQueued)
 	setInt(&c.DepthJobs, d.DepthJobs)
 	setInt(&c.DepthQueued, d.DepthQueued)
+	setInt(&c.SoakRate, d.SoakRate)
+	setDur(&c.SoakDuration, d.SoakDuration)
+	setDur(&c.SoakRetention, d.SoakRetention)
+	setDur(&c.SoakJobDuration, d.SoakJobDuration)
 	setDur(&c.SatJobDuration, d.SatJobDuration)
 	setDur(&c.SatWindow, d.SatWindow)
 	setDur(&c.PollInterval, d.PollInterval)
@@ -177,8 +192,10 @@ func (c Config) plan() ([]scenario, error) {
 			out = append(out, scenario{"saturation", (*runner).saturation})
 		case "5", "insert_depth":
 			out = append(out, scenario{"insert_depth", (*runner).insertDepth})
+		case "6", "soak":
+			out = append(out, scenario{"soak", (*runner).soak})
 		default:
-			return nil, fmt.Errorf("unknown scenario %q (want throughput, placement, http, saturation, insert_depth or 1-5)", name)
+			return nil, fmt.Errorf("unknown scenario %q (want throughput, placement, http, saturation, insert_depth, soak or 1-6)", name)
 		}
 	}
 	return out, nil
@@ -243,7 +260,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 }
 
 func shortTag(name string) string {
-	return strings.NewReplacer("throughput", "t", "placement_", "p", "http", "h", "saturation", "s", "insert_depth", "d").Replace(name)
+	return strings.NewReplacer("throughput", "t", "placement_", "p", "http", "h", "saturation", "s", "insert_depth", "d", "soak", "k").Replace(name)
 }
 
 // sample is one run's figures, in the order they are shown.
@@ -329,6 +346,7 @@ func (c Config) summary() map[string]any {
 		"sat_job_duration": c.SatJobDuration.String(), "sat_jitter": c.SatJitter.String(),
 		"sat_window": c.SatWindow.String(), "poll_interval": c.PollInterval.String(),
 		"depth_jobs": c.DepthJobs, "depth_queued": c.DepthQueued,
+		"soak_rate": c.SoakRate, "soak_duration": c.SoakDuration.String(), "soak_retention": c.SoakRetention.String(),
 		"upstream_conns": c.UpstreamConns, "gomaxprocs": runtime.GOMAXPROCS(0),
 	}
 }

@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"io"
 	"maps"
 	"math"
 	"slices"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"github.com/poolgate/poolgate/internal/pgtest"
+	"github.com/poolgate/poolgate/internal/retention"
+	"github.com/poolgate/poolgate/internal/scheduler"
 )
 
 func TestMeasureRefills(t *testing.T) {
@@ -136,5 +139,46 @@ func checkNewMetrics(t *testing.T, s Scenario) {
 	}
 	if s.Name == "insert_depth" && s.Metrics["deep_queued"].Median != 540 {
 		t.Errorf("insert_depth: deep_queued = %v, want 540 (40 + 500)", s.Metrics["deep_queued"].Median)
+	}
+}
+
+// TestSoakSmall runs the soak briefly with retention shorter than the run:
+// retention must delete finished jobs while they keep coming, so the jobs
+// table holds fewer rows than were accepted, and nothing is lost.
+func TestSoakSmall(t *testing.T) {
+	t.Parallel()
+	var progress bytes.Buffer
+	rep, err := Run(context.Background(), Config{
+		ServerURL: pgtest.ServerURL(), Scenarios: []string{"soak"}, Replicas: 2, Accounts: 3, Slots: 2,
+		SoakRate: 100, SoakDuration: 4 * time.Second, SoakRetention: 500 * time.Millisecond,
+		SoakJobDuration: 10 * time.Millisecond, PollInterval: 20 * time.Millisecond, Timeout: time.Minute,
+		Cleanups: func(keep time.Duration) []retention.Cleanup {
+			return []retention.Cleanup{{Name: "jobs", Retention: keep, Delete: scheduler.DeleteFinishedJobs}}
+		},
+		Progress: &progress,
+	})
+	if err != nil {
+		t.Fatalf("Run: %v\n%s", err, progress.String())
+	}
+	s := rep.Scenarios[0]
+	if !s.OK {
+		t.Fatalf("soak: broken %v, errors %v\n%s", s.Broken, s.Errors, progress.String())
+	}
+	jobs, deleted, left := s.Metrics["jobs"].Median, s.Metrics["deleted_rows"].Median, s.Metrics["jobs_rows_end"].Median
+	if jobs < 100 || deleted <= 0 || left >= jobs {
+		t.Errorf("soak queued %v jobs, retention deleted %v rows and %v are left; want deletes while jobs keep coming\n%s",
+			jobs, deleted, left, progress.String())
+	}
+}
+
+func TestSoakNeedsCleanups(t *testing.T) {
+	t.Parallel()
+	rep, err := Run(context.Background(), Config{ServerURL: pgtest.ServerURL(), Scenarios: []string{"soak"},
+		SoakDuration: time.Second, Progress: io.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := rep.Scenarios[0]; s.OK || len(s.Errors) == 0 || !strings.Contains(s.Errors[0], "Cleanups") {
+		t.Errorf("a soak without cleanups must fail and say why; got %+v", s)
 	}
 }
