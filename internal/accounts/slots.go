@@ -35,7 +35,9 @@ const (
 // AccountFreePools lists the (tenant, mode) pools with at least one account
 // that could take a job; only their queues can make progress. It skips
 // through accounts_free_idx one pool at a time (a loose index scan), so it
-// reads a few index entries per pool instead of every free account.
+// reads a few index entries per pool instead of every free account, and
+// adds the pools of accounts with pending releases, which may be full by
+// their stored running count alone.
 const AccountFreePools = `
 WITH RECURSIVE pools (tenant_id, mode) AS (
 	(SELECT tenant_id, mode FROM accounts
@@ -48,7 +50,11 @@ WITH RECURSIVE pools (tenant_id, mode) AS (
 			AND (a.tenant_id, a.mode) > (pools.tenant_id, pools.mode)
 		ORDER BY a.tenant_id, a.mode LIMIT 1) next
 )
-SELECT tenant_id, mode FROM pools`
+SELECT tenant_id, mode FROM pools
+UNION
+SELECT DISTINCT a.tenant_id, a.mode FROM account_slot_releases r
+JOIN accounts a ON a.tenant_id = r.tenant_id AND a.id = r.account_id
+WHERE a.enabled AND a.status = 'active'`
 
 // FreePools returns the pools that have an account with a free slot.
 func FreePools(ctx context.Context, db dbx.DBTX) ([]tenant.Scope, error) {
@@ -86,6 +92,15 @@ WHERE tenant_id = $1 AND mode = $2 AND ` + eligible + ` AND rkey >= $4
 ORDER BY rkey
 LIMIT $5`
 
+	// accountFreedFull lists up to $4 usable accounts that are full by
+	// their stored running count but have pending releases: eligible
+	// misses them, and under saturation they are the only free ones.
+	accountFreedFull = `
+SELECT DISTINCT a.id FROM account_slot_releases r
+JOIN accounts a ON a.tenant_id = r.tenant_id AND a.id = r.account_id
+WHERE r.tenant_id = $1 AND a.mode = $2 AND ` + usable + ` AND a.running >= a.max_jobs
+LIMIT $4`
+
 	// accountLockFree locks the given accounts in id order, skipping those
 	// another transaction holds, and returns the ones still eligible. A row
 	// returned by FOR UPDATE is its latest version, so two transactions can
@@ -122,26 +137,39 @@ GROUP BY account_id`
 
 // FreeWindow returns up to n eligible accounts of the pool that follow a
 // random point on the rkey circle, continuing from its start when the end
-// is reached. A pool with fewer eligible accounts is read whole, so a
+// is reached, and the (up to n) accounts that only their pending releases
+// make free. A pool with fewer eligible accounts is read whole, so a
 // uniform pick among them is exactly uniform; in a larger one the window's
 // position depends on the gaps between keys, which is fair in the long run
 // since every account that takes a slot draws a fresh key (TakeSlots). The
 // cost is one or two index range reads whatever the pool size.
 func FreeWindow(ctx context.Context, db dbx.DBTX, scope tenant.Scope, now time.Time, n int) ([]int64, error) {
 	ids, err := collectIDs(db.Query(ctx, accountFreeFrom, scope.TenantID, scope.Mode, now, rand.Float64(), n))
-	if err != nil || len(ids) == n {
-		return ids, err
-	}
-	more, err := collectIDs(db.Query(ctx, accountFreeFrom, scope.TenantID, scope.Mode, now, 0.0, n-len(ids)))
 	if err != nil {
 		return nil, err
 	}
+	if len(ids) < n {
+		more, err := collectIDs(db.Query(ctx, accountFreeFrom, scope.TenantID, scope.Mode, now, 0.0, n-len(ids)))
+		if err != nil {
+			return nil, err
+		}
+		ids = appendNew(ids, more) // the wrap may reach accounts already read
+	}
+	freed, err := collectIDs(db.Query(ctx, accountFreedFull, scope.TenantID, scope.Mode, now, n))
+	if err != nil {
+		return nil, err
+	}
+	return appendNew(ids, freed), nil
+}
+
+// appendNew appends the ids of more that ids lacks.
+func appendNew(ids, more []int64) []int64 {
 	for _, id := range more {
-		if !slices.Contains(ids, id) { // the wrap reached accounts already read
+		if !slices.Contains(ids, id) {
 			ids = append(ids, id)
 		}
 	}
-	return ids, nil
+	return ids
 }
 
 func collectIDs(rows pgx.Rows, err error) ([]int64, error) {
@@ -255,44 +283,27 @@ type Release struct {
 	N         int32
 }
 
-// accountReleaseSlots frees slots without ever waiting for a lock: on the
-// account rows it can lock at once, and as pending releases
-// (account_slot_releases) for the rows a placement holds right now; that
-// placement, or the next fold, subtracts them. A deleted account leaves
-// an orphan release, which FoldReleases drops.
+// accountReleaseSlots records slot releases as pending rows, one per
+// account. It never touches, so never locks, an account row: a release
+// that took the row lock would hold it through its transaction's commit,
+// and every placement meanwhile would skip that account (placements lock
+// with SKIP LOCKED), which is not "uniform among the accounts with a free
+// slot". Whoever next holds the account's lock (a placement's TakeSlots,
+// or FoldReleases) subtracts them; the account_slots view counts them at
+// once. A deleted account leaves an orphan release, which FoldReleases
+// drops.
 const accountReleaseSlots = `
-WITH r AS (
-	SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::integer[]) AS r (tenant_id, id, n)
-), locked AS (
-	SELECT a.tenant_id, a.id FROM accounts a JOIN r USING (tenant_id, id)
-	WHERE a.id = ANY($2)
-	ORDER BY a.tenant_id, a.id
-	FOR UPDATE OF a SKIP LOCKED
-), freed AS (
-	UPDATE accounts a SET running = a.running - r.n
-	FROM r, locked
-	WHERE a.id = ANY($2) AND a.tenant_id = r.tenant_id AND a.id = r.id
-		AND locked.tenant_id = r.tenant_id AND locked.id = r.id
-	RETURNING a.tenant_id, a.id
-), pending AS (
-	INSERT INTO account_slot_releases (tenant_id, account_id, n)
-	SELECT r.tenant_id, r.id, r.n FROM r
-	WHERE NOT EXISTS (SELECT 1 FROM freed f WHERE f.tenant_id = r.tenant_id AND f.id = r.id)
-	RETURNING 1
-)
-SELECT count(*) FROM pending`
+INSERT INTO account_slot_releases (tenant_id, account_id, n)
+SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::integer[])`
 
 // ReleaseSlots frees slots. Callers run it only in the transaction that
 // moved the jobs holding them out of dispatching/running, so each slot is
-// freed exactly once. It reports how many releases it left pending for
-// FoldReleases (their accounts were held).
-func ReleaseSlots(ctx context.Context, db dbx.DBTX, rs []Release) (pending int, err error) {
+// freed exactly once.
+func ReleaseSlots(ctx context.Context, db dbx.DBTX, rs []Release) error {
 	if len(rs) == 0 {
-		return 0, nil
+		return nil
 	}
-	// One row per account: UPDATE … FROM joins each account row once, so
-	// two releases of one account must be summed first. (The statement
-	// locks without waiting, so their order does not matter.)
+	// One row per account keeps the table (and the folds) small.
 	merged := map[[2]int64]int32{}
 	for _, r := range rs {
 		merged[[2]int64{r.TenantID, r.AccountID}] += r.N
@@ -301,8 +312,8 @@ func ReleaseSlots(ctx context.Context, db dbx.DBTX, rs []Release) (pending int, 
 	for k, n := range merged {
 		tenants, ids, ns = append(tenants, k[0]), append(ids, k[1]), append(ns, n)
 	}
-	err = db.QueryRow(ctx, accountReleaseSlots, tenants, ids, ns).Scan(&pending)
-	return pending, err
+	_, err := db.Exec(ctx, accountReleaseSlots, tenants, ids, ns)
+	return err
 }
 
 const (
@@ -335,9 +346,9 @@ WHERE NOT EXISTS (SELECT 1 FROM accounts a WHERE a.tenant_id = r.tenant_id AND a
 )
 
 // FoldReleases folds pending slot releases into the accounts' running
-// counts where it can lock the account at once, so that an account a
-// placement held when its jobs ended shows its free slots again. It costs
-// one index probe when nothing is pending.
+// counts where it can lock the account at once, for the accounts no
+// placement has folded since their jobs ended, so the table stays small.
+// It costs one index probe when nothing is pending.
 func FoldReleases(ctx context.Context, db dbx.DBTX) error {
 	var any bool
 	if err := db.QueryRow(ctx, accountReleasesAny).Scan(&any); err != nil || !any {

@@ -2,20 +2,26 @@ package accounts_test
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/poolgate/poolgate/internal/accounts"
+	"github.com/poolgate/poolgate/internal/dbx"
 	"github.com/poolgate/poolgate/internal/provider/sim"
+	"github.com/poolgate/poolgate/internal/tenant"
 )
 
-// TestReleaseNeverWaitsForAPlacement: a slot release meets an account a
-// placement holds; it leaves the release pending instead of waiting, the
-// account's held slots count it at once, and the next holder of the lock
-// (a placement, or FoldReleases) folds it exactly once.
-func TestReleaseNeverWaitsForAPlacement(t *testing.T) {
+// TestReleasesAndPlacementsNeverBlockEachOther: a slot release records a
+// pending row and touches no account row, so it never waits for a
+// placement, and a placement never has to skip an account because a
+// release is in flight on it (placements skip locked rows, so that would
+// bend "uniform among the accounts with a free slot"). The account's held
+// slots count a release at once; the next holder of its lock (a
+// placement, or FoldReleases) folds it exactly once.
+func TestReleasesAndPlacementsNeverBlockEachOther(t *testing.T) {
 	t.Parallel()
 	w := newRefreshWorld(t)
 	ctx := context.Background()
@@ -41,76 +47,133 @@ func TestReleaseNeverWaitsForAPlacement(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	release := func(n int32, wantPending int) {
+	release := func(db dbx.DBTX, n int32) {
 		t.Helper()
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
-		pending, err := accounts.ReleaseSlots(rctx, pool, []accounts.Release{{TenantID: w.scope.TenantID, AccountID: a.ID, N: n}})
-		if err != nil {
+		if err := accounts.ReleaseSlots(rctx, db, []accounts.Release{{TenantID: w.scope.TenantID, AccountID: a.ID, N: n}}); err != nil {
 			t.Fatalf("release waited or failed: %v", err)
 		}
-		if pending != wantPending {
-			t.Fatalf("release left %d pending, want %d", pending, wantPending)
-		}
 	}
-	// Both slots taken.
-	inTx(func(tx pgx.Tx) error {
-		if _, err := accounts.LockFree(ctx, tx, w.scope, time.Now(), []int64{a.ID}); err != nil {
-			return err
+	lockFree := func(db dbx.DBTX) []accounts.Free {
+		t.Helper()
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		free, err := accounts.LockFree(rctx, db, w.scope, time.Now(), []int64{a.ID})
+		if err != nil {
+			t.Fatalf("placement's lock waited or failed: %v", err)
 		}
-		return accounts.TakeSlots(ctx, tx, w.scope, []int64{a.ID}, []int32{2})
+		return free
+	}
+	// One of the two slots taken.
+	inTx(func(tx pgx.Tx) error {
+		lockFree(tx)
+		return accounts.TakeSlots(ctx, tx, w.scope, []int64{a.ID}, []int32{1})
 	})
 
-	// A placement holds the account while one job ends.
-	tx, err := pool.Begin(ctx)
+	// While its job's release is in flight, a placement can still lock the
+	// account and take its other slot.
+	rtx, err := pool.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer tx.Rollback(ctx)
-	if free, err := accounts.LockFree(ctx, tx, w.scope, time.Now(), []int64{a.ID}); err != nil || len(free) != 0 {
-		t.Fatalf("a full account offered %v (%v)", free, err)
-	}
-	release(1, 1)
-	if h, r, p := held(); h != 1 || r != 2 || p != 1 {
-		t.Fatalf("while held: held %d, running %d, %d pending; want 1, 2, 1", h, r, p)
-	}
-	// The holder sees the freed slot and folds the release as it takes it.
-	free, err := accounts.LockFree(ctx, tx, w.scope, time.Now(), []int64{a.ID})
-	if err != nil || len(free) != 1 || free[0].Slots != 1 || free[0].Pending != 1 {
-		t.Fatalf("holder sees %+v (%v), want 1 free slot, 1 pending", free, err)
-	}
-	if err := accounts.TakeSlots(ctx, tx, w.scope, []int64{a.ID}, []int32{1}); err != nil {
+	release(rtx, 1)
+	inTx(func(tx pgx.Tx) error {
+		if free := lockFree(tx); len(free) != 1 || free[0].Slots != 1 {
+			t.Errorf("a placement beside an uncommitted release sees %+v, want the account with 1 free slot", free)
+		}
+		return nil
+	})
+	if err := rtx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := tx.Commit(ctx); err != nil {
-		t.Fatal(err)
+	if h, r, p := held(); h != 0 || r != 1 || p != 1 {
+		t.Fatalf("after the release: held %d, running %d, %d pending; want 0, 1, 1", h, r, p)
 	}
+
+	// The next placement sees both slots free and folds the release as it
+	// takes them.
+	inTx(func(tx pgx.Tx) error {
+		if free := lockFree(tx); len(free) != 1 || free[0].Slots != 2 || free[0].Pending != 1 {
+			t.Fatalf("placement sees %+v, want 2 free slots, 1 pending", free)
+		}
+		return accounts.TakeSlots(ctx, tx, w.scope, []int64{a.ID}, []int32{2})
+	})
 	if h, r, p := held(); h != 2 || r != 2 || p != 0 {
 		t.Fatalf("after the placement: held %d, running %d, %d pending; want 2, 2, 0", h, r, p)
 	}
 
-	// A holder that takes nothing leaves the release to FoldReleases.
+	// A placement holds the account while a job ends: the release does not
+	// wait for it.
 	inTx(func(tx pgx.Tx) error {
-		if _, err := accounts.LockFree(ctx, tx, w.scope, time.Now(), []int64{a.ID}); err != nil {
-			return err
-		}
-		release(2, 1)
+		lockFree(tx)
+		release(pool, 1)
 		return nil
 	})
-	if h, r, p := held(); h != 0 || r != 2 || p != 1 {
-		t.Fatalf("released while held: held %d, running %d, %d pending; want 0, 2, 1", h, r, p)
+
+	// A release no placement folds is left to FoldReleases.
+	if h, r, p := held(); h != 1 || r != 2 || p != 1 {
+		t.Fatalf("released while held: held %d, running %d, %d pending; want 1, 2, 1", h, r, p)
 	}
 	if err := accounts.FoldReleases(ctx, pool); err != nil {
 		t.Fatal(err)
 	}
-	if h, r, p := held(); h != 0 || r != 0 || p != 0 {
-		t.Fatalf("after the fold: held %d, running %d, %d pending; want 0, 0, 0", h, r, p)
+	if h, r, p := held(); h != 1 || r != 1 || p != 0 {
+		t.Fatalf("after the fold: held %d, running %d, %d pending; want 1, 1, 0", h, r, p)
 	}
 	// Nothing pending: folding again changes nothing.
 	if err := accounts.FoldReleases(ctx, pool); err != nil {
 		t.Fatal(err)
 	}
-	if h, r, _ := held(); h != 0 || r != 0 {
+	if h, r, _ := held(); h != 1 || r != 1 {
 		t.Fatalf("a second fold moved the count: held %d, running %d", h, r)
+	}
+}
+
+// TestFullAccountWithReleasesIsFree: an account full by its stored running
+// count whose jobs have ended (releases pending, not yet folded) is offered
+// to placement, and its pool counts as having free capacity.
+func TestFullAccountWithReleasesIsFree(t *testing.T) {
+	t.Parallel()
+	w := newRefreshWorld(t)
+	ctx := context.Background()
+	one := 1
+	a, err := w.store.Register(ctx, w.scope, accounts.Registration{
+		Cookie: sim.Cookie("full@x.io", time.Now().Add(time.Hour), time.Now().Add(90*24*time.Hour)), MaxJobs: &one})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
+		if _, err := accounts.LockFree(ctx, tx, w.scope, time.Now(), []int64{a.ID}); err != nil {
+			return err
+		}
+		return accounts.TakeSlots(ctx, tx, w.scope, []int64{a.ID}, []int32{1})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	window := func() []int64 {
+		t.Helper()
+		ids, err := accounts.FreeWindow(ctx, w.pool, w.scope, time.Now(), 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ids
+	}
+	pools := func() []tenant.Scope {
+		t.Helper()
+		ps, err := accounts.FreePools(ctx, w.pool)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ps
+	}
+	if ids, ps := window(), pools(); len(ids) != 0 || slices.Contains(ps, w.scope) {
+		t.Fatalf("a full account is offered: window %v, pools %v", ids, ps)
+	}
+	if err := accounts.ReleaseSlots(ctx, w.pool, []accounts.Release{{TenantID: w.scope.TenantID, AccountID: a.ID, N: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if ids, ps := window(), pools(); !slices.Equal(ids, []int64{a.ID}) || !slices.Contains(ps, w.scope) {
+		t.Fatalf("an account whose job ended is not offered: window %v, pools %v", ids, ps)
 	}
 }

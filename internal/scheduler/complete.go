@@ -261,11 +261,7 @@ func (s *Scheduler) releaseSlots(ctx context.Context, tx pgx.Tx, jobs []Job) err
 			rs = append(rs, accounts.Release{TenantID: j.tenantID, AccountID: *j.accountID, N: 1})
 		}
 	}
-	pending, err := accounts.ReleaseSlots(ctx, tx, rs)
-	if pending > 0 {
-		s.foldDue.Store(true) // a placement held the account: fold soon
-	}
-	return err
+	return accounts.ReleaseSlots(ctx, tx, rs)
 }
 
 func (s *Scheduler) runFinishHook(ctx context.Context, tx pgx.Tx, jobs []Job) error {

@@ -44,16 +44,14 @@ func (s *Scheduler) dispatchLoop(ctx context.Context) {
 			default:
 			}
 		case <-tick.C:
-			s.foldDue.Store(true) // releases other replicas left pending
+			s.foldDue.Store(true) // releases no placement has folded
 		}
 	}
 }
 
 // placeRound places what it can in every pool with a free account and
-// reports how many jobs it placed. It first folds slot releases left
-// pending while placements held their accounts (when this replica left
-// some, and once a WakeInterval for the others'), so that full accounts
-// whose jobs ended count as free again.
+// reports how many jobs it placed. Once a WakeInterval it first folds the
+// slot releases that no placement folded (see accounts.ReleaseSlots).
 func (s *Scheduler) placeRound(ctx context.Context) (int, error) {
 	if s.foldDue.Swap(false) {
 		if err := accounts.FoldReleases(ctx, s.cfg.Pool); err != nil {
