@@ -161,6 +161,24 @@ func TestUseapiAccountModel(t *testing.T) {
 		`{"error":"Configuration not found. To create configuration use POST /accounts.","code":404}`)
 }
 
+// TestUseapiLeavesOutUnknownTimes: useapi's model has no nulls; a refresh
+// token that is not a JWT has no expiry to show, so the fields are absent.
+func TestUseapiLeavesOutUnknownTimes(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	key := e.key("acme")
+	cookie := "lt_id=7; lt_token=" + jwt(map[string]any{"email": "o@x.io", "exp": future.Unix()}) + "; lt_refresh_token=opaque-refresh"
+	r := expect(t, e.do(req{method: "POST", path: "/v1/ltxstudio/accounts", key: key, body: map[string]any{"cookie": cookie}}), 200)
+	a := r.json(t)
+	want := slices.DeleteFunc(slices.Clone(useapiFields), func(f string) bool { return strings.HasPrefix(f, "refreshTokenExpire") })
+	if got := keysOf(a); !slices.Equal(got, want) {
+		t.Errorf("fields %v, want %v", got, want)
+	}
+	if bytes.Contains(r.body, []byte("null")) || bytes.Contains(r.body, []byte("opaque-refresh")) {
+		t.Errorf("body holds a null or the refresh token: %s", r.body)
+	}
+}
+
 // TestUseapiSharesAccountsStorage: the compatibility routes are another
 // door to the same accounts, not a second pool.
 func TestUseapiSharesAccountsStorage(t *testing.T) {
