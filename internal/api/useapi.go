@@ -6,7 +6,6 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/poolgate/poolgate/internal/accounts"
 	"github.com/poolgate/poolgate/internal/errs"
 )
 
@@ -93,13 +92,7 @@ func useapiError(e *errs.Error, status int) useapiErrorBody {
 // registerUseapiAccount is POST /v1/ltxstudio/accounts: /v1/accounts'
 // registration (JSON, multipart or urlencoded) answered in useapi's model.
 func (s *Server) registerUseapiAccount(c echo.Context) error {
-	var req registerAccountRequest
-	if err := s.bindRegistration(c, &req); err != nil {
-		return err
-	}
-	a, err := s.Accounts.Register(c.Request().Context(), principal(c).Scope, accounts.Registration{
-		Cookie: req.Cookie, MaxJobs: req.MaxJobs, Email: req.Email,
-	})
+	a, err := s.register(c)
 	if err != nil {
 		return err
 	}
