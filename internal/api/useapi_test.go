@@ -319,6 +319,7 @@ func TestUseapiErrorShapes(t *testing.T) {
 		{"empty body", req{method: "POST", path: accts, key: key, body: ``}, 400},
 		{"unknown field", req{method: "POST", path: accts, key: key, body: `{"zzz":1}`}, 400},
 		{"bad characters", req{method: "GET", path: accts + "/%00", key: key}, 400},
+		{"empty email", req{method: "GET", path: accts + "/", key: key}, 404},
 		{"query NUL", req{method: "GET", path: accts + "?x=%00", key: key}, 400},
 		{"cookie is not a string", req{method: "POST", path: accts, key: key, body: `{"cookie":{"lt_token":"x"}}`}, 400},
 	} {
