@@ -75,17 +75,23 @@ type registerAccountRequest struct {
 // registerAccount is POST /v1/accounts: add or update an account from its
 // cookie string, as JSON or as a form (useapi accepts both).
 func (s *Server) registerAccount(c echo.Context) error {
-	var req registerAccountRequest
-	if err := s.bindRegistration(c, &req); err != nil {
-		return err
-	}
-	a, err := s.Accounts.Register(c.Request().Context(), principal(c).Scope, accounts.Registration{
-		Cookie: req.Cookie, MaxJobs: req.MaxJobs, Email: req.Email,
-	})
+	a, err := s.register(c)
 	if err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, accountOut(a))
+}
+
+// register binds a registration (JSON or form) and stores it: the one path
+// POST /v1/accounts and useapi's POST /v1/ltxstudio/accounts share.
+func (s *Server) register(c echo.Context) (accounts.Account, error) {
+	var req registerAccountRequest
+	if err := s.bindRegistration(c, &req); err != nil {
+		return accounts.Account{}, err
+	}
+	return s.Accounts.Register(c.Request().Context(), principal(c).Scope, accounts.Registration{
+		Cookie: req.Cookie, MaxJobs: req.MaxJobs, Email: req.Email,
+	})
 }
 
 func (s *Server) bindRegistration(c echo.Context, req *registerAccountRequest) error {

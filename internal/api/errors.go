@@ -90,9 +90,12 @@ func (s *Server) handleError(err error, c echo.Context) {
 	if unreadBody(c) {
 		h.Set(echo.HeaderConnection, "close") // answer now rather than drain the body first
 	}
-	body := errorBody{
+	var body any = errorBody{
 		Error:     errorDetail{Type: m.typ, Code: e.Code, Message: e.Message, Details: e.Details},
 		RequestID: requestIDOf(c),
+	}
+	if isUseapiPath(c.Request().URL.Path) {
+		body = useapiError(e, status) // the compatibility surface keeps useapi's shape
 	}
 	if c.Request().Method == http.MethodHead {
 		err = c.NoContent(status)

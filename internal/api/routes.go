@@ -31,6 +31,12 @@ func (s *Server) routes() []route {
 		{http.MethodPatch, "/v1/accounts/:email", auth.ScopeAccountsWrite, s.updateAccount},
 		{http.MethodDelete, "/v1/accounts/:email", auth.ScopeAccountsWrite, s.deleteAccount},
 
+		// useapi.net's LTX Studio account endpoint (useapi.go): same store, rules and scopes.
+		{http.MethodPost, "/v1/ltxstudio/accounts", auth.ScopeAccountsWrite, s.registerUseapiAccount},
+		{http.MethodGet, "/v1/ltxstudio/accounts", auth.ScopeAccountsRead, s.listUseapiAccounts},
+		{http.MethodGet, "/v1/ltxstudio/accounts/:email", auth.ScopeAccountsRead, s.getUseapiAccount},
+		{http.MethodDelete, "/v1/ltxstudio/accounts/:email", auth.ScopeAccountsWrite, s.deleteAccount},
+
 		// keys
 		{http.MethodPost, "/v1/keys", auth.ScopeKeysAdmin, s.createKey},
 		{http.MethodGet, "/v1/keys", auth.ScopeKeysAdmin, s.listKeys},
