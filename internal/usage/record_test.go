@@ -51,7 +51,7 @@ func TestBucketsSplitAtHourBoundaries(t *testing.T) {
 	}
 	record(t, pool, "r1/place",
 		ev(usage.Started, t0.Add(59*time.Minute+59*time.Second+999*time.Millisecond)), // last instant of 10:00
-		ev(usage.Started, t0.Add(time.Hour)),                                         // first instant of 11:00
+		ev(usage.Started, t0.Add(time.Hour)),                                          // first instant of 11:00
 		ev(usage.Started, t0.Add(time.Hour+30*time.Minute)),
 	)
 	hours := read(t, pool, acme, usage.Range{From: t0, To: t0.Add(3 * time.Hour)}, usage.ByHour, "")
