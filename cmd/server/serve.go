@@ -101,6 +101,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		return err
 	}
 	alertStore := alerts.NewStore(pool, time.Now, cfg.WebhookAllowPrivate)
+	usageStore := usagestats.NewStore(pool)
 	handler := api.New(api.Deps{
 		Logger:               logger,
 		DB:                   pool,
@@ -111,14 +112,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		Accounts:             accountStore,
 		Jobs:                 sched,
 		Alerts:               alertStore,
-		UsageStats:           usagestats.NewStore(pool),
+		UsageStats:           usageStore,
 		Secrets:              webhookSecrets,
 		AllowPrivateWebhooks: cfg.WebhookAllowPrivate,
 		OnJobCreated:         keyUsage.JobSubmitted,
 		Console: console.New(console.Deps{
 			Logger: logger, Verifier: keyCache, Accounts: accountStore, Jobs: sched, Alerts: alertStore, Keys: keyStore,
 			Stats: scheduler.NewStats(pool), Sessions: auth.NewSessionStore(pool, box, time.Now, console.DefaultTimeouts),
-			Deliveries:     webhooks.NewDeliveryLog(pool),
+			Deliveries: webhooks.NewDeliveryLog(pool), Usage: usageStore,
 			ExpiringWithin: cfg.AlertThresholds[0].Before,
 		}),
 	})
