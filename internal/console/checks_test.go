@@ -365,7 +365,7 @@ func TestConsolePoolShowsUsage(t *testing.T) {
 	get := signedInClient(t, w, admin)
 	_, body := get("/console/pool")
 	for _, want := range []string{
-		`Last 24 h: <strong>3</strong> started · <strong>2</strong> succeeded · <strong>1</strong> failed · <strong>0</strong> retried · generation p50`,
+		`<span>Last 24 h: <strong>3</strong> started · <strong>2</strong> succeeded · <strong>1</strong> failed · <strong>0</strong> retried · generation p50`,
 		`<span class="num">3</span> started · <span class="num">2</span> succeeded · <span class="num">1</span> failed`,
 		`<span class="num">0</span> started · <span class="num">0</span> succeeded · <span class="num">0</span> failed</td>`,
 	} {
