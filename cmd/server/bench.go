@@ -75,7 +75,7 @@ func benchmark(ctx context.Context, args []string, getenv func(string) string, s
 	}
 	cfg.Progress = stderr
 	cfg.Cleanups = func(keep time.Duration) []retention.Cleanup {
-		return cleanups(retentionConfig{Jobs: keep, Idempotency: keep, Webhooks: keep, Alerts: keep, CronRuns: keep})
+		return cleanups(retentionConfig{Jobs: keep, Idempotency: keep, Webhooks: keep, Alerts: keep, CronRuns: keep, Usage: keep})
 	}
 	cfg.Logger = slog.New(slog.DiscardHandler)
 	if *verbose {

@@ -195,7 +195,7 @@ func newLogger(w io.Writer, level slog.Level) *slog.Logger {
 // retentionConfig is how long finished rows are kept and how the cleanup
 // runs (POOLGATE_*_RETENTION, POOLGATE_RETENTION_*).
 type retentionConfig struct {
-	Jobs, Idempotency, Webhooks, Alerts, CronRuns time.Duration
+	Jobs, Idempotency, Webhooks, Alerts, CronRuns, Usage time.Duration
 
 	Interval time.Duration
 	Batch    int
@@ -211,6 +211,7 @@ func loadRetentionConfig(e env, c *config, problems *[]error) {
 	r.Webhooks = e.period("POOLGATE_WEBHOOK_RETENTION", "7d", problems)
 	r.Alerts = e.period("POOLGATE_ALERT_RETENTION", "30d", problems)
 	r.CronRuns = e.period("POOLGATE_CRON_RUN_RETENTION", "7d", problems)
+	r.Usage = e.period("POOLGATE_USAGE_RETENTION", "90d", problems)
 	r.Interval = e.duration("POOLGATE_RETENTION_INTERVAL", "5m", problems)
 	r.Batch = e.integer("POOLGATE_RETENTION_BATCH", retention.DefaultBatch, problems)
 	r.Pause = e.duration("POOLGATE_RETENTION_PAUSE", "100ms", problems)

@@ -13,7 +13,7 @@ func TestRetentionConfig(t *testing.T) {
 		var problems []error
 		loadRetentionConfig(env(envOf(nil)), &c, &problems)
 		want := retentionConfig{Jobs: 7 * 24 * time.Hour, Idempotency: 24 * time.Hour, Webhooks: 7 * 24 * time.Hour,
-			Alerts: 30 * 24 * time.Hour, CronRuns: 7 * 24 * time.Hour, Interval: 5 * time.Minute, Batch: 1000, Pause: 100 * time.Millisecond}
+			Alerts: 30 * 24 * time.Hour, CronRuns: 7 * 24 * time.Hour, Usage: 90 * 24 * time.Hour, Interval: 5 * time.Minute, Batch: 1000, Pause: 100 * time.Millisecond}
 		if len(problems) > 0 || c.Retention != want {
 			t.Errorf("defaults = %+v, %v; want %+v", c.Retention, problems, want)
 		}

@@ -24,6 +24,7 @@ import (
 	"github.com/poolgate/poolgate/internal/retention"
 	"github.com/poolgate/poolgate/internal/scheduler"
 	"github.com/poolgate/poolgate/internal/secret"
+	usagestats "github.com/poolgate/poolgate/internal/usage"
 	"github.com/poolgate/poolgate/internal/webhooks"
 	"github.com/poolgate/poolgate/migrations"
 )
@@ -66,13 +67,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	})
 	// One LISTEN connection for the replica, on a direct connection.
 	listener := pubsub.New(pubsub.Dial(cfg.DatabaseListenURL, "poolgate-listener"), logger)
+	usageHooks := usagestats.NewHooks(cfg.ReplicaID)
 	sched := scheduler.New(scheduler.Config{
 		Listener: listener,
 		Pool:     pool, Accounts: accountStore, Provider: upstream, Logger: logger,
 		Metrics: scheduler.NewMetrics(registry, pool), Owner: cfg.ReplicaID,
 		LeaseTTL: cfg.LeaseTTL, PollInterval: cfg.PollInterval, Quarantine: cfg.Quarantine,
 		QueueTimeout: cfg.QueueTimeout, JobTimeout: cfg.JobTimeout, MaxQueued: cfg.MaxQueued,
-		OnFinish:     api.JobWebhook(deliverer.Wake),
+		OnFinish:  scheduler.FinishHooks(api.JobWebhook(deliverer.Wake), usageHooks.Finished),
+		OnStarted: usageHooks.Started, OnRetried: usageHooks.Retried,
 		JobRetention: cfg.Retention.Jobs,
 	})
 	// keys
@@ -98,6 +101,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		return err
 	}
 	alertStore := alerts.NewStore(pool, time.Now, cfg.WebhookAllowPrivate)
+	usageStore := usagestats.NewStore(pool)
 	handler := api.New(api.Deps{
 		Logger:               logger,
 		DB:                   pool,
@@ -108,13 +112,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		Accounts:             accountStore,
 		Jobs:                 sched,
 		Alerts:               alertStore,
+		UsageStats:           usageStore,
 		Secrets:              webhookSecrets,
 		AllowPrivateWebhooks: cfg.WebhookAllowPrivate,
 		OnJobCreated:         keyUsage.JobSubmitted,
 		Console: console.New(console.Deps{
 			Logger: logger, Verifier: keyCache, Accounts: accountStore, Jobs: sched, Alerts: alertStore, Keys: keyStore,
 			Stats: scheduler.NewStats(pool), Sessions: auth.NewSessionStore(pool, box, time.Now, console.DefaultTimeouts),
-			Deliveries:     webhooks.NewDeliveryLog(pool),
+			Deliveries: webhooks.NewDeliveryLog(pool), Usage: usageStore,
 			ExpiringWithin: cfg.AlertThresholds[0].Before,
 		}),
 	})
@@ -297,5 +302,6 @@ func cleanups(r retentionConfig) []retention.Cleanup {
 		{Name: "webhook_deliveries", Retention: r.Webhooks, Delete: webhooks.DeleteDoneDeliveries},
 		{Name: "alerts", Retention: r.Alerts, Delete: alerts.DeleteResolvedAlerts},
 		{Name: "cron_runs", Retention: r.CronRuns, Delete: alerts.DeleteStaleCronRuns},
+		{Name: "usage_hourly", Retention: r.Usage, Delete: usagestats.DeleteOld},
 	}
 }

@@ -63,6 +63,9 @@ func (s *Server) createJobs(c echo.Context) error {
 		items, where = append(items, item), append(where, i)
 	}
 	p := principal(c)
+	for i := range items {
+		items[i].Job.KeyID = p.KeyID
+	}
 	created, err := s.Jobs.CreateMany(c.Request().Context(), p.Scope, items)
 	if err != nil {
 		return err

@@ -119,7 +119,7 @@ func TestEveryAnswerIsDocumented(t *testing.T) {
 		}
 		got = append(got, seen{o.id, fmt.Sprint(r.status), code})
 	}
-	unknown := map[string]string{"/v1/accounts/{email}": "nobody@x.io", "/v1/jobs/{id}": ids.New("job", time.Now()),
+	unknown := map[string]string{"/v1/accounts/{email}": "nobody@x.io", "/v1/accounts/{email}/stats": "nobody@x.io", "/v1/jobs/{id}": ids.New("job", time.Now()),
 		"/v1/keys/{id}": ids.New("key", time.Now()), "/v1/keys/{id}/roll": ids.New("key", time.Now()),
 		"/v1/alerts/{id}/ack": ids.New("alr", time.Now()), "/v1/ltxstudio/accounts/{email}": "nobody@x.io"}
 	goodBody := map[string]string{
@@ -198,6 +198,12 @@ func TestEveryAnswerIsDocumented(t *testing.T) {
 		r  req
 	}{
 		{"getAccount", req{method: "GET", path: "/v1/accounts/real%40x.io"}},
+		{"getAccountStats", req{method: "GET", path: "/v1/accounts/real@x.io/stats"}},
+		{"getAccountStats", req{method: "GET", path: "/v1/accounts/real@x.io/stats?from=yesterday"}},
+		{"getAccountStats", req{method: "GET", path: "/v1/accounts/real@x.io/stats?from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z"}},
+		{"getUsage", req{method: "GET", path: "/v1/usage?groupBy=planet"}},
+		{"getUsage", req{method: "GET", path: "/v1/usage?groupBy=key&to=2030-01-01T00:00:00Z&from=2020-01-01T00:00:00Z"}},
+		{"getUsage", req{method: "GET", path: "/v1/usage?groupBy=day&from=2026-01-01T00:00:00%2B02:00"}},
 		{"getJob", req{method: "GET", path: "/v1/jobs/" + job}},
 		{"getJob", req{method: "GET", path: "/v1/jobs/" + job + "?wait=forever"}},
 		{"listJobs", req{method: "GET", path: "/v1/jobs?limit=0"}},

@@ -28,6 +28,7 @@ import (
 	"github.com/poolgate/poolgate/internal/scheduler"
 	"github.com/poolgate/poolgate/internal/secret"
 	"github.com/poolgate/poolgate/internal/tenant"
+	"github.com/poolgate/poolgate/internal/usage"
 	"github.com/poolgate/poolgate/internal/webhooks"
 )
 
@@ -77,10 +78,12 @@ func (e *env) addServer() string {
 	accountStore := accounts.NewStore(e.pool, e.box, time.Now).WithHooks(accounts.Hooks{
 		OnRegister: []accounts.RegisterHook{scheduler.AdoptJobs, alerts.ResolveAccount},
 	})
+	usageHooks := usage.NewHooks("")
 	sched := scheduler.New(scheduler.Config{
 		Pool: e.pool, Accounts: accountStore, Provider: ltxstudio.New(e.simURL, nil), Logger: logger,
 		LeaseTTL: 3 * time.Second, PollInterval: 20 * time.Millisecond, WakeInterval: 200 * time.Millisecond,
-		OnFinish: api.JobWebhook(nil),
+		OnFinish:  scheduler.FinishHooks(api.JobWebhook(nil), usageHooks.Finished),
+		OnStarted: usageHooks.Started, OnRetried: usageHooks.Retried,
 	})
 	sched.Start(context.Background())
 	srv := httptest.NewServer(api.New(api.Deps{
@@ -90,6 +93,7 @@ func (e *env) addServer() string {
 		Accounts:             accountStore,
 		Jobs:                 sched,
 		Alerts:               alerts.NewStore(e.pool, time.Now, true),
+		UsageStats:           usage.NewStore(e.pool),
 		Secrets:              e.secrets,
 		AllowPrivateWebhooks: true,
 	}))

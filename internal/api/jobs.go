@@ -183,6 +183,7 @@ func (s *Server) submitJob(c echo.Context, nj scheduler.NewJob) error {
 		idem = &scheduler.Idempotency{Key: key, Hash: sum[:]}
 	}
 	p := principal(c)
+	nj.KeyID = p.KeyID // after the idempotency hash: a tenant's keys share their Idempotency-Keys
 	job, replayed, err := s.Jobs.Create(c.Request().Context(), p.Scope, nj, idem)
 	if err != nil {
 		return err

@@ -30,6 +30,8 @@ func (s *Server) routes() []route {
 		{http.MethodGet, "/v1/accounts/:email", auth.ScopeAccountsRead, s.getAccount},
 		{http.MethodPatch, "/v1/accounts/:email", auth.ScopeAccountsWrite, s.updateAccount},
 		{http.MethodDelete, "/v1/accounts/:email", auth.ScopeAccountsWrite, s.deleteAccount},
+		{http.MethodGet, "/v1/accounts/:email/stats", auth.ScopeAccountsRead, s.accountStats},
+		{http.MethodGet, "/v1/usage", auth.ScopeAccountsRead, s.getUsage},
 
 		// useapi.net's LTX Studio account endpoint (useapi.go): same store, rules and scopes.
 		{http.MethodPost, "/v1/ltxstudio/accounts", auth.ScopeAccountsWrite, s.registerUseapiAccount},

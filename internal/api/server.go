@@ -16,6 +16,7 @@ import (
 	"github.com/poolgate/poolgate/internal/alerts"
 	"github.com/poolgate/poolgate/internal/auth"
 	"github.com/poolgate/poolgate/internal/scheduler"
+	"github.com/poolgate/poolgate/internal/usage"
 	"github.com/poolgate/poolgate/internal/webhooks"
 )
 
@@ -43,6 +44,9 @@ type Deps struct {
 	AllowPrivateWebhooks bool
 	// OnJobCreated, if set, is told which key created a job (usage counts).
 	OnJobCreated func(keyID string)
+	// UsageStats reads per-account and per-key usage (GET /v1/usage,
+	// GET /v1/accounts/{email}/stats).
+	UsageStats *usage.Store
 	// Console serves the operator console under /console; nil serves none.
 	Console http.Handler
 

@@ -24,6 +24,7 @@ import (
 	"github.com/poolgate/poolgate/internal/scheduler"
 	"github.com/poolgate/poolgate/internal/secret"
 	"github.com/poolgate/poolgate/internal/tenant"
+	"github.com/poolgate/poolgate/internal/usage"
 	"github.com/poolgate/poolgate/migrations"
 )
 
@@ -219,13 +220,18 @@ func (w *world) newReplicas(ctx context.Context, n int, tune func(*scheduler.Con
 			return err
 		}
 		store := accounts.NewStore(pool, w.box, time.Now)
+		owner := fmt.Sprintf("bench-%d", i)
+		// Usage is recorded as poolgate serve records it, so the bench
+		// counts its statements and commits.
+		uh := usage.NewHooks(owner)
 		sc := scheduler.Config{
 			Pool: pool, Accounts: store, Provider: ltxstudio.New(w.simURL, hc), Logger: w.cfg.Logger,
-			Owner: fmt.Sprintf("bench-%d", i), PollInterval: w.cfg.PollInterval, MaxQueued: 10_000_000,
-			OnFinish: func(_ context.Context, _ pgx.Tx, jobs []scheduler.Job) error {
+			Owner: owner, PollInterval: w.cfg.PollInterval, MaxQueued: 10_000_000,
+			OnFinish: scheduler.FinishHooks(func(_ context.Context, _ pgx.Tx, jobs []scheduler.Job) error {
 				w.finished.Add(int64(len(jobs)))
 				return nil
-			},
+			}, uh.Finished),
+			OnStarted: uh.Started, OnRetried: uh.Retried,
 		}
 		if tune != nil {
 			tune(&sc)
@@ -266,6 +272,9 @@ func upstreamClient(conns int) *http.Client {
 	return &http.Client{Transport: t, Timeout: 60 * time.Second}
 }
 
+// benchKeyID stands for the API key that creates the bench's jobs.
+const benchKeyID = "key_bench"
+
 // createJobs queues n jobs from producers goroutines and returns their ids
 // in creation order. It creates them through a scheduler of its own, on a
 // pool with a connection per producer (the API replicas of a deployment),
@@ -273,7 +282,7 @@ func upstreamClient(conns int) *http.Client {
 // returns the CPU the phase cost here and in Postgres (see cpuMeter).
 func (w *world) createJobs(ctx context.Context, n, producers int) (ids []string, self, pg time.Duration, err error) {
 	ids = make([]string, n)
-	nj := scheduler.NewJob{Type: "video", Params: []byte(`{"prompt":"bench"}`)}
+	nj := scheduler.NewJob{Type: "video", Params: []byte(`{"prompt":"bench"}`), KeyID: benchKeyID}
 	self, pg, err = w.produce(ctx, producers, n, func(ctx context.Context, sched *scheduler.Scheduler, i int) error {
 		j, _, err := sched.Create(ctx, w.scope, nj, nil)
 		ids[i] = j.ID
@@ -291,7 +300,7 @@ func (w *world) createJobsBatched(ctx context.Context, n, producers, batch int) 
 		lo, hi := b*batch, min((b+1)*batch, n)
 		items := make([]scheduler.BatchItem, hi-lo)
 		for i := range items {
-			items[i] = scheduler.BatchItem{Job: scheduler.NewJob{Type: "video", Params: []byte(`{"prompt":"bench"}`)}}
+			items[i] = scheduler.BatchItem{Job: scheduler.NewJob{Type: "video", Params: []byte(`{"prompt":"bench"}`), KeyID: benchKeyID}}
 		}
 		res, err := sched.CreateMany(ctx, w.scope, items)
 		if err != nil {

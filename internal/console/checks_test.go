@@ -344,3 +344,33 @@ func TestConsolePoolShowsQuarantine(t *testing.T) {
 		t.Errorf("Pool page lacks %q", want)
 	}
 }
+
+// The Pool page shows what each account did in the last 24 hours, from
+// the same counts as GET /v1/usage.
+func TestConsolePoolShowsUsage(t *testing.T) {
+	w := newWorld(t, 100*time.Millisecond)
+	admin := w.key("ops admin")
+	w.register(admin, "busy@example.com", 2, 30*24*time.Hour)
+	w.register(admin, "idle@example.com", 1, 30*24*time.Hour)
+	w.mustAPI(http.StatusOK, http.MethodPatch, "/v1/accounts/idle@example.com", admin, map[string]any{"enabled": false})
+	var ids []string
+	for _, prompt := range []string{"one", "two", "please moderate-me"} {
+		m := w.mustAPI(http.StatusAccepted, http.MethodPost, "/v1/jobs", admin, map[string]any{
+			"type": "video", "params": map[string]any{"prompt": prompt}})
+		ids = append(ids, m["id"].(string))
+	}
+	for _, id := range ids {
+		w.mustAPI(http.StatusOK, http.MethodGet, "/v1/jobs/"+id+"?wait=20s", admin, nil)
+	}
+	get := signedInClient(t, w, admin)
+	_, body := get("/console/pool")
+	for _, want := range []string{
+		`<span>Last 24 h: <strong>3</strong> started · <strong>2</strong> succeeded · <strong>1</strong> failed · <strong>0</strong> retried · generation p50`,
+		`<span class="num">3</span> started · <span class="num">2</span> succeeded · <span class="num">1</span> failed`,
+		`<span class="num">0</span> started · <span class="num">0</span> succeeded · <span class="num">0</span> failed</td>`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("Pool page lacks %q", want)
+		}
+	}
+}

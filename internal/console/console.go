@@ -15,6 +15,7 @@ import (
 	"github.com/poolgate/poolgate/internal/auth"
 	"github.com/poolgate/poolgate/internal/scheduler"
 	"github.com/poolgate/poolgate/internal/tenant"
+	"github.com/poolgate/poolgate/internal/usage"
 	"github.com/poolgate/poolgate/internal/webhooks"
 )
 
@@ -73,6 +74,11 @@ type KeysService interface {
 	UsageReport(ctx context.Context, caller auth.Principal, id string, days int) (auth.UsageReport, error)
 }
 
+// UsageService reads per-account usage for the Pool page (a *usage.Store).
+type UsageService interface {
+	Usage(ctx context.Context, scope tenant.Scope, rg usage.Range, by usage.GroupBy, account string) ([]usage.Group, error)
+}
+
 // DeliveriesService reads a job's webhook deliveries (a *webhooks.DeliveryLog).
 type DeliveriesService interface {
 	ForJob(ctx context.Context, tenantID int64, replyURL, jobID string) ([]webhooks.Delivery, error)
@@ -90,6 +96,8 @@ type Deps struct {
 	Keys     KeysService
 	// Deliveries, if set, lists a job's webhook deliveries on its page.
 	Deliveries DeliveriesService
+	// Usage, if set, shows each account's last 24 hours on the Pool page.
+	Usage UsageService
 	// ExpiringWithin highlights refresh tokens that expire this soon (the
 	// largest alert threshold); 0 means 7 days.
 	ExpiringWithin time.Duration

@@ -26,6 +26,7 @@ import (
 	"github.com/poolgate/poolgate/internal/provider/sim"
 	"github.com/poolgate/poolgate/internal/scheduler"
 	"github.com/poolgate/poolgate/internal/secret"
+	"github.com/poolgate/poolgate/internal/usage"
 	"github.com/poolgate/poolgate/internal/webhooks"
 )
 
@@ -61,11 +62,14 @@ func newWorld(t *testing.T, jobDuration time.Duration) *world {
 	})
 	logger := slog.New(slog.NewJSONHandler(w.logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	accountStore := accounts.NewStore(w.pool, box, time.Now)
+	usageHooks := usage.NewHooks("")
 	sched := scheduler.New(scheduler.Config{
 		Pool: w.pool, Accounts: accountStore, Provider: ltxstudio.New(simSrv.URL, nil), Logger: logger,
 		LeaseTTL: 3 * time.Second, PollInterval: 50 * time.Millisecond, WakeInterval: 200 * time.Millisecond,
-		OnFinish: api.JobWebhook(nil),
+		OnFinish:  scheduler.FinishHooks(api.JobWebhook(nil), usageHooks.Finished),
+		OnStarted: usageHooks.Started, OnRetried: usageHooks.Retried,
 	})
+	usageStore := usage.NewStore(w.pool)
 	sched.Start(context.Background())
 	w.keys = auth.NewStore(w.pool, time.Now)
 	alertStore := alerts.NewStore(w.pool, time.Now, true)
@@ -81,11 +85,11 @@ func newWorld(t *testing.T, jobDuration time.Duration) *world {
 	deliverer.Start(context.Background())
 	srv := httptest.NewServer(api.New(api.Deps{
 		Logger: logger, DB: w.pool, Keys: w.keys, Accounts: accountStore, Jobs: sched, Alerts: alertStore,
-		AllowPrivateWebhooks: true,
+		UsageStats: usageStore, AllowPrivateWebhooks: true,
 		Console: console.New(console.Deps{
 			Logger: logger, Verifier: w.keys, Accounts: accountStore, Jobs: sched, Alerts: alertStore, Keys: w.keys,
 			Stats: scheduler.NewStats(w.pool), Sessions: auth.NewSessionStore(w.pool, box, time.Now, console.DefaultTimeouts),
-			Deliveries: webhooks.NewDeliveryLog(w.pool), ChartTTL: -1,
+			Deliveries: webhooks.NewDeliveryLog(w.pool), ChartTTL: -1, Usage: usageStore,
 		}),
 	}))
 	t.Cleanup(func() {

@@ -138,6 +138,17 @@ func TestConsoleJourney(t *testing.T) {
 		if started != 6 || finished != 6 {
 			t.Errorf("last ten minutes: %d started, %d finished; want 6 and 6", started, finished)
 		}
+		// The Pool page counts the same jobs per account: five succeeded,
+		// the moderated one failed, each with its generation time.
+		b.open("/console/pool")
+		if got := b.text("table.accounts tbody tr .usage"); !strings.Contains(got, "6 started · 5 succeeded · 1 failed") ||
+			!strings.Contains(got, "p50 1.") {
+			t.Errorf("ops1's last 24 h: %q; want 6 started, 5 succeeded, 1 failed, p50 about 1.5s", got)
+		}
+		if got := b.text("#pool-usage"); !strings.Contains(got, "6 started · 5 succeeded · 1 failed · 0 retried") {
+			t.Errorf("pool summary %q", got)
+		}
+		b.check("pool-usage")
 		b.check("live-drained")
 	})
 

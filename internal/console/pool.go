@@ -11,6 +11,7 @@ import (
 	"github.com/poolgate/poolgate/internal/accounts"
 	"github.com/poolgate/poolgate/internal/auth"
 	"github.com/poolgate/poolgate/internal/errs"
+	"github.com/poolgate/poolgate/internal/usage"
 )
 
 // tokenWarnWithin highlights an lt_token this close to expiry: by then the
@@ -36,6 +37,40 @@ type poolView struct {
 	RegisterEmail  string
 	RegisterMax    string
 	RegisterFailed bool
+	// Usage is the pool's last 24 hours; nil when usage is not wired.
+	Usage *usageCell
+}
+
+// usageCell is what an account (or the pool) did over the usage window.
+type usageCell struct {
+	Started, Succeeded, Failed, Retried int64
+	P50, P95                            string // "" when nothing succeeded
+}
+
+// usageWindow is how far back the Pool page's usage reaches.
+const usageWindow = 24 * time.Hour
+
+func newUsageCell(c usage.Counts) *usageCell {
+	u := &usageCell{Started: c.Started, Succeeded: c.Succeeded, Failed: c.Failed, Retried: c.Retried}
+	if d, ok := c.Generation.Quantile(0.5); ok {
+		u.P50 = shortDuration(d)
+	}
+	if d, ok := c.Generation.Quantile(0.95); ok {
+		u.P95 = shortDuration(d)
+	}
+	return u
+}
+
+// shortDuration is a generation time: 850ms, 3.2s, 4m 10s.
+func shortDuration(d time.Duration) string {
+	switch {
+	case d < time.Second:
+		return strconv.FormatInt(d.Milliseconds(), 10) + "ms"
+	case d < time.Minute:
+		return strconv.FormatFloat(d.Seconds(), 'f', 1, 64) + "s"
+	default:
+		return fmt.Sprintf("%dm %ds", d/time.Minute, (d%time.Minute)/time.Second)
+	}
 }
 
 type statusCount struct {
@@ -54,6 +89,7 @@ type accountRow struct {
 	Updated             time.Time
 	MaxJobsID, EnableID string     // unique ids for labels
 	QuarantinedUntil    *time.Time // set while the account rests after a rate limit
+	Usage               *usageCell // the last 24 hours; nil when usage is not wired
 }
 
 // countdown is a time to come, shown as "in 6d 4h" and highlighted when
@@ -106,6 +142,11 @@ func (c *Console) renderPool(w http.ResponseWriter, r *http.Request, rq *request
 		return
 	}
 	now := c.Now()
+	byAccount, err := c.recentUsage(r, rq, now, &v)
+	if err != nil {
+		c.internal(w, r, rq, err)
+		return
+	}
 	counts := map[accounts.Status]int{}
 	var matched []accounts.Account
 	needle := strings.ToLower(v.Query)
@@ -155,9 +196,30 @@ func (c *Console) renderPool(w http.ResponseWriter, r *http.Request, rq *request
 		if q := a.QuarantinedUntil; q != nil && q.After(now) {
 			v.Rows[len(v.Rows)-1].QuarantinedUntil = q
 		}
+		if byAccount != nil {
+			v.Rows[len(v.Rows)-1].Usage = newUsageCell(byAccount[a.Email])
+		}
 	}
 	v.CanWrite = rq.p.Has(auth.ScopeAccountsWrite)
 	c.render(w, r, rq, status, "pool", view{Title: "Pool", Notice: notice, Errors: errors, Data: v})
+}
+
+// recentUsage reads the pool's usage of the last 24 hours by account and
+// sets v's summary; nil when usage is not wired.
+func (c *Console) recentUsage(r *http.Request, rq *request, now time.Time, v *poolView) (map[string]usage.Counts, error) {
+	if c.Usage == nil {
+		return nil, nil
+	}
+	groups, err := c.Usage.Usage(r.Context(), rq.p.Scope, usage.Range{From: now.Add(-usageWindow), To: now}, usage.ByAccount, "")
+	if err != nil {
+		return nil, err
+	}
+	v.Usage = newUsageCell(usage.Total(groups))
+	byAccount := make(map[string]usage.Counts, len(groups))
+	for _, g := range groups {
+		byAccount[g.Key] = g.Counts
+	}
+	return byAccount, nil
 }
 
 // registerAccount registers (or re-registers) an account from a pasted

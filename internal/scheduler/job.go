@@ -61,6 +61,7 @@ type Job struct {
 	ReplyURL        *string
 	ReplyRef        *string
 	Warning         *string
+	KeyID           *string // the API key that created the job, if known
 
 	tenantID  int64
 	mode      tenant.Mode
@@ -69,6 +70,9 @@ type Job struct {
 
 // TenantID is the tenant the job belongs to.
 func (j Job) TenantID() int64 { return j.tenantID }
+
+// Mode is the mode (live or test) of the job's pool.
+func (j Job) Mode() tenant.Mode { return j.mode }
 
 func (j Job) scope() tenant.Scope { return tenant.Scope{TenantID: j.tenantID, Mode: j.mode} }
 

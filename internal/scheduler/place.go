@@ -204,6 +204,9 @@ func (s *Scheduler) placeBatch(ctx context.Context, tx pgx.Tx, pool tenant.Scope
 	if err != nil {
 		return nil, err
 	}
+	if err := runAttemptHook(ctx, tx, s.cfg.OnStarted, placed, now); err != nil {
+		return nil, err
+	}
 	return placed, queueDepthAdd(ctx, tx, pool, sideOut, len(placed))
 }
 

@@ -66,8 +66,7 @@ WITH lapsed AS (
 )
 UPDATE jobs j SET lease_owner = $2, lease_expires_at = $3
 FROM lapsed WHERE j.tenant_id = lapsed.tenant_id AND j.id = lapsed.id
-RETURNING j.tenant_id, j.mode, j.id, j.type, j.params, j.attempt, j.max_attempts, j.account_id,
-	j.account_email, j.upstream_id, j.started_at, j.cancel_requested, j.created_at`
+RETURNING ` + executionColumnsJ
 
 // rescue takes over jobs whose replica stopped renewing their lease.
 func (s *Scheduler) rescue(ctx context.Context) error {

@@ -20,12 +20,12 @@ import (
 type FinishHook func(ctx context.Context, tx pgx.Tx, jobs []Job) error
 
 const executionColumns = `tenant_id, mode, id, type, params, attempt, max_attempts, account_id,
-	account_email, upstream_id, started_at, cancel_requested, created_at`
+	account_email, upstream_id, started_at, cancel_requested, created_at, key_id`
 
 // executionColumnsJ is executionColumns qualified for statements that alias
 // jobs as j.
 const executionColumnsJ = `j.tenant_id, j.mode, j.id, j.type, j.params, j.attempt, j.max_attempts, j.account_id,
-	j.account_email, j.upstream_id, j.started_at, j.cancel_requested, j.created_at`
+	j.account_email, j.upstream_id, j.started_at, j.cancel_requested, j.created_at, j.key_id`
 
 // execution is a job this replica follows while it holds a slot.
 type execution struct {
@@ -40,6 +40,7 @@ type execution struct {
 	startedAt       time.Time
 	cancelRequested bool
 	createdAt       time.Time
+	keyID           *string // the API key that created the job, for usage
 	acct            provider.Account
 	credVersion     string // the account's cookie version at placement ("" unknown)
 }
@@ -47,7 +48,7 @@ type execution struct {
 func scanExecution(row pgx.Row) (*execution, error) {
 	var e execution
 	err := row.Scan(&e.scope.TenantID, &e.scope.Mode, &e.id, &e.typ, &e.params, &e.attempt, &e.maxAttempts,
-		&e.accountID, &e.email, &e.upstreamID, &e.startedAt, &e.cancelRequested, &e.createdAt)
+		&e.accountID, &e.email, &e.upstreamID, &e.startedAt, &e.cancelRequested, &e.createdAt, &e.keyID)
 	if err != nil {
 		return nil, err
 	}

@@ -70,6 +70,10 @@ type Config struct {
 	// OnFinish, if set, runs inside the transaction that ends jobs (the
 	// webhook outbox hooks in here).
 	OnFinish FinishHook
+	// OnStarted, if set, runs inside each placement transaction with the
+	// attempts it starts; OnRetried inside the transaction that puts a
+	// failed attempt's job back in the queue (usage counts hook in here).
+	OnStarted, OnRetried AttemptHook
 	// Listener is the replica's shared notification connection; the
 	// scheduler subscribes to it in New, and the caller starts it. If nil,
 	// the scheduler runs its own, opened with Listen.

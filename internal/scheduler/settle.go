@@ -96,6 +96,9 @@ func (s *Scheduler) retry(ctx context.Context, e *execution, r retry) {
 		if err := s.releaseSlots(ctx, tx, []Job{{tenantID: e.scope.TenantID, accountID: &accountID}}); err != nil {
 			return err
 		}
+		if err := runAttemptHook(ctx, tx, s.cfg.OnRetried, []*execution{e}, now); err != nil {
+			return err
+		}
 		return queueDepthAdd(ctx, tx, e.scope, sideIn, 1)
 	})
 	switch {

@@ -27,6 +27,7 @@ type NewJob struct {
 	Priority     int
 	MaxAttempts  int           // 0 means DefaultMaxAttempts
 	QueueTimeout time.Duration // 0 means the scheduler's default
+	KeyID        string        // the API key that creates the job ("" none), for usage
 }
 
 // DefaultMaxAttempts bounds retries when a job does not say.
@@ -44,12 +45,12 @@ const idempotencyWindow = 24 * time.Hour
 
 const jobColumns = `tenant_id, id, state, type, params, account_email, pinned_email, attempt,
 	max_attempts, priority, created_at, started_at, finished_at, queue_deadline, result,
-	error_code, error_message, cancel_requested, reply_url, reply_ref, warning, account_id, mode`
+	error_code, error_message, cancel_requested, reply_url, reply_ref, warning, account_id, mode, key_id`
 
 // jobColumnsJ is jobColumns qualified for statements that alias jobs as j.
 const jobColumnsJ = `j.tenant_id, j.id, j.state, j.type, j.params, j.account_email, j.pinned_email, j.attempt,
 	j.max_attempts, j.priority, j.created_at, j.started_at, j.finished_at, j.queue_deadline, j.result,
-	j.error_code, j.error_message, j.cancel_requested, j.reply_url, j.reply_ref, j.warning, j.account_id, j.mode`
+	j.error_code, j.error_message, j.cancel_requested, j.reply_url, j.reply_ref, j.warning, j.account_id, j.mode, j.key_id`
 
 func scanJob(row pgx.Row) (Job, error) {
 	var (
@@ -58,7 +59,7 @@ func scanJob(row pgx.Row) (Job, error) {
 	)
 	err := row.Scan(&j.tenantID, &j.ID, &j.State, &j.Type, &j.Params, &j.Email, &j.PinnedEmail, &j.Attempt,
 		&j.MaxAttempts, &j.Priority, &j.CreatedAt, &j.StartedAt, &j.FinishedAt, &j.QueueDeadline, &j.Result,
-		&errCode, &errMsg, &j.CancelRequested, &j.ReplyURL, &j.ReplyRef, &j.Warning, &j.accountID, &j.mode)
+		&errCode, &errMsg, &j.CancelRequested, &j.ReplyURL, &j.ReplyRef, &j.Warning, &j.accountID, &j.mode, &j.KeyID)
 	if err != nil {
 		return Job{}, err
 	}
@@ -96,12 +97,12 @@ RETURNING job_id`
 	// jobsInsert inserts a batch of one pool's jobs in one statement.
 	jobsInsert = `
 INSERT INTO jobs (tenant_id, mode, id, type, params, state, priority, pinned_email, max_attempts,
-                  run_after, queue_deadline, reply_url, reply_ref, warning, created_at)
+                  run_after, queue_deadline, reply_url, reply_ref, warning, created_at, key_id)
 SELECT $1, $2, x.id, x.type, x.params, 'queued', x.priority, x.pinned_email, x.max_attempts,
-	$3, x.queue_deadline, x.reply_url, x.reply_ref, $4, $3
+	$3, x.queue_deadline, x.reply_url, x.reply_ref, $4, $3, x.key_id
 FROM unnest($5::text[], $6::text[], $7::jsonb[], $8::integer[], $9::text[], $10::integer[],
-	$11::timestamptz[], $12::text[], $13::text[])
-	AS x (id, type, params, priority, pinned_email, max_attempts, queue_deadline, reply_url, reply_ref)
+	$11::timestamptz[], $12::text[], $13::text[], $14::text[])
+	AS x (id, type, params, priority, pinned_email, max_attempts, queue_deadline, reply_url, reply_ref, key_id)
 RETURNING ` + jobColumns
 )
 
@@ -237,6 +238,7 @@ func (s *Scheduler) insertJobs(ctx context.Context, tx pgx.Tx, scope tenant.Scop
 		params             = make([]json.RawMessage, n)
 		prios, maxAttempts = make([]int32, n), make([]int32, n)
 		pinned, urls, refs = make([]*string, n), make([]*string, n), make([]*string, n)
+		keyIDs             = make([]*string, n)
 		deadlines          = make([]time.Time, n)
 		byID               = make(map[string]int, n)
 	)
@@ -245,11 +247,12 @@ func (s *Scheduler) insertJobs(ctx context.Context, tx pgx.Tx, scope tenant.Scop
 		idv[k], types[k], params[k] = jobIDs[i], nj.Type, nj.Params
 		prios[k], maxAttempts[k] = int32(nj.Priority), int32(nj.MaxAttempts)
 		pinned[k], urls[k], refs[k] = nullIfEmpty(nj.Email), nullIfEmpty(nj.ReplyURL), nullIfEmpty(nj.ReplyRef)
+		keyIDs[k] = nullIfEmpty(nj.KeyID)
 		deadlines[k] = now.Add(nj.QueueTimeout)
 		byID[jobIDs[i]] = i
 	}
 	rows, err := tx.Query(ctx, jobsInsert, scope.TenantID, scope.Mode, now, warning,
-		idv, types, params, prios, pinned, maxAttempts, deadlines, urls, refs)
+		idv, types, params, prios, pinned, maxAttempts, deadlines, urls, refs, keyIDs)
 	if err != nil {
 		return nil, nil, fmt.Errorf("insert jobs: %w", err)
 	}

@@ -96,6 +96,7 @@ type account struct {
 	prunedAt time.Time
 
 	submitted, peak, refreshes int
+	refused                    int // new submissions refused by injection
 }
 
 // generation is one simulated job. It runs over [startedAt, endsAt);
@@ -225,6 +226,7 @@ func (s *Server) submit(email, key string, req ltxstudio.SubmitRequest) (g ltxst
 		return old.view(now), false, nil
 	}
 	if f := s.injectLocked(); f != nil {
+		a.refused++
 		return ltxstudio.Generation{}, false, f
 	}
 	if moderated(req.Params) {

@@ -540,6 +540,13 @@ func TestRatesAreSeededShares(t *testing.T) {
 			}
 			got[string(st.State)]++
 		}
+		// What the simulator counts per account is what its client saw.
+		as := e.sim.Stats().Accounts["rates@example.com"]
+		refused := got["rate_limited"] + got["auth"] + got["transient"]
+		if as.Refused != refused || as.Succeeded != got["succeeded"] || as.Failed != got["failed"] ||
+			as.Submitted != got["succeeded"]+got["failed"] {
+			t.Errorf("account stats %+v; the client saw %v", as, got)
+		}
 		return got
 	}
 	first, second := outcomes(), outcomes()
@@ -569,7 +576,7 @@ func TestStatsAndResetOverHTTP(t *testing.T) {
 	code, body := e.raw(http.MethodGet, "/_sim/stats", "", nil, "")
 	var got map[string]any
 	mustUnmarshal(t, body, &got)
-	want := `map[accounts:map[http@example.com:map[peak:1 refreshes:1 running:1 submitted:1]] duplicateSubmits:0 jobs:map[job1:map[1:1]] totalSubmits:1]`
+	want := `map[accounts:map[http@example.com:map[failed:0 peak:1 refreshes:1 refused:0 running:1 submitted:1 succeeded:0]] duplicateSubmits:0 jobs:map[job1:map[1:1]] totalSubmits:1]`
 	if code != http.StatusOK || fmt.Sprint(got) != want {
 		t.Fatalf("GET /_sim/stats = %d %v, want 200 %s", code, got, want)
 	}

@@ -23,6 +23,12 @@ type AccountStats struct {
 	Running   int `json:"running"`   // generations running now
 	Peak      int `json:"peak"`      // most generations ever running at once
 	Refreshes int `json:"refreshes"` // token pairs issued
+	// Refused counts new submissions refused by injected failures (429,
+	// 401, 503); Succeeded and Failed count generations that have ended
+	// completed and failed.
+	Refused   int `json:"refused"`
+	Succeeded int `json:"succeeded"`
+	Failed    int `json:"failed"`
 }
 
 // Stats returns a snapshot of what the simulator saw.
@@ -37,12 +43,23 @@ func (s *Server) Stats() Stats {
 		Jobs:             make(map[string]map[string]int),
 	}
 	for email, a := range s.accounts {
-		st.Accounts[email] = AccountStats{
+		as := AccountStats{
 			Submitted: a.submitted,
 			Running:   a.running(now),
 			Peak:      a.peak,
 			Refreshes: a.refreshes,
+			Refused:   a.refused,
 		}
+		for _, g := range a.byID {
+			switch {
+			case now.Before(g.endsAt), g.canceled:
+			case g.fail:
+				as.Failed++
+			default:
+				as.Succeeded++
+			}
+		}
+		st.Accounts[email] = as
 	}
 	for key, n := range s.submits {
 		job, attempt := splitKey(key)
