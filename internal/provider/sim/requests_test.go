@@ -1,0 +1,62 @@
+package sim_test
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// TestRequestsCounted: what a job and an account cost the upstream is
+// visible from the simulator's side, every route and answer included, so
+// the bench and tests can hold poolgate to a request budget.
+func TestRequestsCounted(t *testing.T) {
+	t.Parallel()
+	e := setup(t, testConfig())
+	ctx := context.Background()
+	a, b := e.account("a@example.com"), e.account("b@example.com")
+
+	st := e.submit(a, submission("job_1", 1, ""))
+	e.clock.Advance(time.Second)
+	e.status(a, st.UpstreamID)
+	e.clock.Advance(time.Second)
+	e.status(a, st.UpstreamID)
+	if _, _, err := e.client.Lookup(ctx, a, "job_1/1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.client.Cancel(ctx, a, st.UpstreamID); err != nil {
+		t.Fatal(err)
+	}
+	e.submit(a, submission("job_1", 2, "")) // a second attempt counts under the same job
+	e.submit(b, submission("job_2", 1, ""))
+	if _, err := e.client.Refresh(ctx, b); err != nil { // names no job, costs the account
+		t.Fatal(err)
+	}
+	// A status read of another account's generation is refused, and still
+	// costs the caller a request.
+	if _, err := e.client.Status(ctx, b, st.UpstreamID); err == nil {
+		t.Fatal("b read a's generation")
+	}
+
+	stats := e.sim.Stats()
+	if got := stats.Requests["job_1"]; got != 6 {
+		t.Errorf("job_1: %d requests, want 6 (2 submits, 2 reads, a lookup, a cancel)", got)
+	}
+	if got := stats.Requests["job_2"]; got != 1 {
+		t.Errorf("job_2: %d requests, want 1", got)
+	}
+	if got := accountStats(t, e.sim, "a@example.com").Requests; got != 6 {
+		t.Errorf("account a: %d requests, want 6", got)
+	}
+	if got := accountStats(t, e.sim, "b@example.com").Requests; got != 3 {
+		t.Errorf("account b: %d requests, want 3 (submit, refresh, refused read)", got)
+	}
+	times := e.sim.RequestTimes("a@example.com")
+	if len(times) != 6 || !times[0].Equal(epoch) || !times[1].Equal(epoch.Add(time.Second)) || !times[5].Equal(epoch.Add(2*time.Second)) {
+		t.Errorf("a's request times = %v, want 6 arrivals at the fake clock's readings", times)
+	}
+
+	e.sim.Reset()
+	if st := e.sim.Stats(); len(st.Requests) != 0 || len(e.sim.RequestTimes("a@example.com")) != 0 {
+		t.Errorf("Reset kept request counts: %v", st.Requests)
+	}
+}
