@@ -19,6 +19,7 @@ import (
 	"github.com/poolgate/poolgate/internal/api"
 	"github.com/poolgate/poolgate/internal/auth"
 	"github.com/poolgate/poolgate/internal/console"
+	"github.com/poolgate/poolgate/internal/provider/budget"
 	"github.com/poolgate/poolgate/internal/provider/ltxstudio"
 	"github.com/poolgate/poolgate/internal/pubsub"
 	"github.com/poolgate/poolgate/internal/retention"
@@ -57,7 +58,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	upstream := ltxstudio.New(cfg.UpstreamURL, nil)
+	// Every caller (scheduler, refresher, probes) shares one budget per account.
+	upstream := budget.New(ltxstudio.New(cfg.UpstreamURL, nil), cfg.Polite.Budget)
 	deliveries := newDeliveryMetrics(registry)
 	webhookSecrets := webhooks.NewSecrets(pool, box)
 	deliverer := webhooks.NewDeliverer(webhooks.DelivererConfig{
@@ -71,6 +73,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		Pool:     pool, Accounts: accountStore, Provider: upstream, Logger: logger,
 		Metrics: scheduler.NewMetrics(registry, pool), Owner: cfg.ReplicaID,
 		LeaseTTL: cfg.LeaseTTL, PollInterval: cfg.PollInterval, Quarantine: cfg.Quarantine,
+		PollMaxInterval: cfg.Polite.PollMaxInterval, PollExpect: cfg.Polite.PollExpect,
 		QueueTimeout: cfg.QueueTimeout, JobTimeout: cfg.JobTimeout, MaxQueued: cfg.MaxQueued,
 		OnFinish:     api.JobWebhook(deliverer.Wake),
 		JobRetention: cfg.Retention.Jobs,

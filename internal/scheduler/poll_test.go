@@ -156,3 +156,22 @@ func TestBudgetHoldsUnderLoad(t *testing.T) {
 		}
 	}
 }
+
+func TestParseExpectations(t *testing.T) {
+	for in, want := range map[string]string{
+		"image=10s,video=20s+5s/s": "image=10s,video=20s+5s/s",
+		" video=1m30s , image=5s ": "image=5s,video=1m30s",
+		"none":                     "none",
+		"":                         "none",
+	} {
+		got, err := scheduler.ParseExpectations(in)
+		if err != nil || got.String() != want {
+			t.Errorf("ParseExpectations(%q) = %s, %v; want %s", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"video", "video=", "=10s", "video=-1s", "video=10s+5s", "video=10s+x/s", "video=10s,image"} {
+		if _, err := scheduler.ParseExpectations(in); err == nil {
+			t.Errorf("ParseExpectations(%q) accepted it", in)
+		}
+	}
+}
