@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/poolgate/poolgate/internal/provider/sim"
 )
 
 // TestRequestsCounted: what a job and an account cost the upstream is
@@ -58,5 +60,30 @@ func TestRequestsCounted(t *testing.T) {
 	e.sim.Reset()
 	if st := e.sim.Stats(); len(st.Requests) != 0 || len(e.sim.RequestTimes("a@example.com")) != 0 {
 		t.Errorf("Reset kept request counts: %v", st.Requests)
+	}
+}
+
+func TestOverrun(t *testing.T) {
+	t.Parallel()
+	at := func(ms ...int) []time.Time {
+		var ts []time.Time
+		for _, m := range ms {
+			ts = append(ts, epoch.Add(time.Duration(m)*time.Millisecond))
+		}
+		return ts
+	}
+	for _, tc := range []struct {
+		name  string
+		times []time.Time
+		want  float64
+	}{
+		{"none", nil, -2},
+		{"a burst, then the rate", at(0, 0, 100, 200, 300), 0},
+		{"one too many at once", at(0, 0, 0), 1},
+		{"too fast later on", at(0, 1000, 1000, 1000, 1010), 1.9},
+	} {
+		if got, _, _ := sim.Overrun(tc.times, 10, 2); got < tc.want-1e-9 || got > tc.want+1e-9 {
+			t.Errorf("%s: Overrun = %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }
