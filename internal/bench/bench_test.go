@@ -111,7 +111,7 @@ func checkNewMetrics(t *testing.T, s Scenario) {
 	case "throughput":
 		want = append(want, "insert_wal_fsyncs_per_job", "insert_stmts_per_job", "upstream_requests_per_job")
 	case "saturation":
-		want = append(want, "upstream_requests_per_job")
+		want = append(want, "upstream_requests_per_job", "completion_lag_p50_ms", "completion_lag_max_ms")
 	case "http":
 		want = append(want, "get_vs_bare", "bare_rps", "bare_p99_ms")
 	case "insert_depth":

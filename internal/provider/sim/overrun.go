@@ -19,3 +19,26 @@ func Overrun(times []time.Time, rate float64, burst int) (over float64, n int, s
 	}
 	return over, n, span
 }
+
+// Ends returns when each job's generations ended or will end, by job id
+// (the idempotency key's job part) and attempt; canceled generations are
+// left out. Set against when poolgate saw a job end, it says how late
+// polling noticed.
+func (s *Server) Ends() map[string]map[string]time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]map[string]time.Time)
+	for _, a := range s.accounts {
+		for key, g := range a.byKey {
+			if g.canceled {
+				continue
+			}
+			job, attempt := splitKey(key)
+			if out[job] == nil {
+				out[job] = make(map[string]time.Time)
+			}
+			out[job][attempt] = g.endsAt
+		}
+	}
+	return out
+}

@@ -57,6 +57,11 @@ func TestRequestsCounted(t *testing.T) {
 		t.Errorf("a's request times = %v, want 6 arrivals at the fake clock's readings", times)
 	}
 
+	ends := e.sim.Ends()
+	if len(ends["job_1"]) != 1 || !ends["job_2"]["1"].Equal(epoch.Add(2*time.Second+testConfig().JobDuration)) {
+		t.Errorf("Ends() = %v, want job_1's second attempt (the first was canceled) and job_2's", ends)
+	}
+
 	e.sim.Reset()
 	if st := e.sim.Stats(); len(st.Requests) != 0 || len(e.sim.RequestTimes("a@example.com")) != 0 {
 		t.Errorf("Reset kept request counts: %v", st.Requests)
