@@ -218,6 +218,8 @@ func (s *Scheduler) track(ctx context.Context, e *execution, st provider.Status)
 		if failures > 0 {
 			wait = backoff.Exp(failures, s.cfg.PollInterval, s.cfg.PollMaxInterval)
 		}
+		// An expectation longer than JobTimeout must not delay the timeout.
+		wait = min(wait, max(s.cfg.PollInterval, e.startedAt.Add(s.cfg.JobTimeout).Sub(s.now())))
 		if !s.pollWait(ctx, e, wait) {
 			return
 		}
