@@ -5,8 +5,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/poolgate/poolgate/internal/provider/budget"
 )
 
 func TestPoliteConfig(t *testing.T) {
@@ -15,7 +13,7 @@ func TestPoliteConfig(t *testing.T) {
 		var problems []error
 		loadPoliteConfig(env(envOf(nil)), &c, &problems)
 		p := c.Polite
-		if len(problems) > 0 || p.PollMaxInterval != 10*time.Second || p.Budget != (budget.Config{Rate: 5, Burst: 20}) ||
+		if len(problems) > 0 || p.PollMaxInterval != 10*time.Second || p.Budget.Rate != 5 || p.Budget.Burst != 20 ||
 			p.PollExpect.String() != "image=10s,video=20s+5s/s" {
 			t.Errorf("defaults = %+v (table %s), %v", p, p.PollExpect, problems)
 		}
@@ -26,7 +24,7 @@ func TestPoliteConfig(t *testing.T) {
 		loadPoliteConfig(env(envOf(map[string]string{"POOLGATE_POLL_MAX_INTERVAL": "30s", "POOLGATE_POLL_EXPECTED": "none",
 			"POOLGATE_UPSTREAM_RPS": "0.5", "POOLGATE_UPSTREAM_BURST": "3"})), &c, &problems)
 		p := c.Polite
-		if len(problems) > 0 || p.PollMaxInterval != 30*time.Second || len(p.PollExpect) != 0 || p.Budget != (budget.Config{Rate: 0.5, Burst: 3}) {
+		if len(problems) > 0 || p.PollMaxInterval != 30*time.Second || len(p.PollExpect) != 0 || p.Budget.Rate != 0.5 || p.Budget.Burst != 3 {
 			t.Errorf("got %+v, %v", p, problems)
 		}
 	})

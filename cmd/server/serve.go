@@ -59,7 +59,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	// Every caller (scheduler, refresher, probes) shares one budget per account.
-	upstream := budget.New(ltxstudio.New(cfg.UpstreamURL, nil), cfg.Polite.Budget)
+	upstreamBudget := cfg.Polite.Budget
+	upstreamBudget.Observe = newUpstreamMetrics(registry).observe
+	upstream := budget.New(ltxstudio.New(cfg.UpstreamURL, nil), upstreamBudget)
 	deliveries := newDeliveryMetrics(registry)
 	webhookSecrets := webhooks.NewSecrets(pool, box)
 	deliverer := webhooks.NewDeliverer(webhooks.DelivererConfig{

@@ -30,15 +30,21 @@ type Config struct {
 	// Burst is how many requests an account that has been quiet may make
 	// at once (at least 1; default: Rate rounded up).
 	Burst int
+	// Observe, if set, is told of every call as it goes out: which one
+	// ("submit", "status", "lookup", "cancel", "refresh", "probe") and how
+	// long it waited for the budget. Calls whose context ended while they
+	// waited never went out and are not told.
+	Observe func(call string, waited time.Duration)
 }
 
 // Provider is a provider.Provider whose calls keep to a per-account
 // budget. Its methods are safe for concurrent use.
 type Provider struct {
-	next  provider.Provider
-	rate  float64
-	burst float64
-	now   func() time.Time
+	next    provider.Provider
+	rate    float64
+	burst   float64
+	now     func() time.Time
+	observe func(call string, waited time.Duration)
 
 	mu      sync.Mutex
 	buckets map[string]*bucket // by lower-cased email
@@ -52,7 +58,11 @@ func New(next provider.Provider, cfg Config) *Provider {
 	if burst < 1 {
 		burst = max(1, int(cfg.Rate+0.999999))
 	}
-	return &Provider{next: next, rate: cfg.Rate, burst: float64(burst), now: time.Now,
+	observe := cfg.Observe
+	if observe == nil {
+		observe = func(string, time.Duration) {}
+	}
+	return &Provider{next: next, rate: cfg.Rate, burst: float64(burst), now: time.Now, observe: observe,
 		buckets: make(map[string]*bucket)}
 }
 
@@ -64,13 +74,22 @@ const (
 	poll                   // status reads: they can always be a little late
 )
 
-// wait blocks until a's budget allows one more call of priority p, or ctx
-// ends.
-func (p *Provider) wait(ctx context.Context, a provider.Account, pr priority) error {
+// wait blocks until a's budget allows one more call of priority pr, or
+// ctx ends.
+func (p *Provider) wait(ctx context.Context, call string, a provider.Account, pr priority) error {
 	if p.rate <= 0 {
-		return ctx.Err()
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		p.observe(call, 0)
+		return nil
 	}
-	return p.bucketOf(a.Email).take(ctx, pr, p.now)
+	t := p.now()
+	if err := p.bucketOf(a.Email).take(ctx, pr, p.now); err != nil {
+		return err
+	}
+	p.observe(call, p.now().Sub(t))
+	return nil
 }
 
 func (p *Provider) bucketOf(email string) *bucket {
@@ -87,7 +106,7 @@ func (p *Provider) bucketOf(email string) *bucket {
 
 // Submit waits for the budget, then submits.
 func (p *Provider) Submit(ctx context.Context, a provider.Account, s provider.Submission) (provider.Status, error) {
-	if err := p.wait(ctx, a, urgent); err != nil {
+	if err := p.wait(ctx, "submit", a, urgent); err != nil {
 		return provider.Status{}, err
 	}
 	return p.next.Submit(ctx, a, s)
@@ -95,7 +114,7 @@ func (p *Provider) Submit(ctx context.Context, a provider.Account, s provider.Su
 
 // Status waits for the budget, behind any other kind of call, then reads.
 func (p *Provider) Status(ctx context.Context, a provider.Account, upstreamID string) (provider.Status, error) {
-	if err := p.wait(ctx, a, poll); err != nil {
+	if err := p.wait(ctx, "status", a, poll); err != nil {
 		return provider.Status{}, err
 	}
 	return p.next.Status(ctx, a, upstreamID)
@@ -103,7 +122,7 @@ func (p *Provider) Status(ctx context.Context, a provider.Account, upstreamID st
 
 // Lookup waits for the budget, then looks the attempt up.
 func (p *Provider) Lookup(ctx context.Context, a provider.Account, idempotencyKey string) (provider.Status, bool, error) {
-	if err := p.wait(ctx, a, urgent); err != nil {
+	if err := p.wait(ctx, "lookup", a, urgent); err != nil {
 		return provider.Status{}, false, err
 	}
 	return p.next.Lookup(ctx, a, idempotencyKey)
@@ -111,7 +130,7 @@ func (p *Provider) Lookup(ctx context.Context, a provider.Account, idempotencyKe
 
 // Cancel waits for the budget, then cancels.
 func (p *Provider) Cancel(ctx context.Context, a provider.Account, upstreamID string) error {
-	if err := p.wait(ctx, a, urgent); err != nil {
+	if err := p.wait(ctx, "cancel", a, urgent); err != nil {
 		return err
 	}
 	return p.next.Cancel(ctx, a, upstreamID)
@@ -119,7 +138,7 @@ func (p *Provider) Cancel(ctx context.Context, a provider.Account, upstreamID st
 
 // Refresh waits for the budget, then refreshes the account's tokens.
 func (p *Provider) Refresh(ctx context.Context, a provider.Account) (provider.Tokens, error) {
-	if err := p.wait(ctx, a, urgent); err != nil {
+	if err := p.wait(ctx, "refresh", a, urgent); err != nil {
 		return provider.Tokens{}, err
 	}
 	return p.next.Refresh(ctx, a)
@@ -142,7 +161,7 @@ func (p *Provider) Probe(ctx context.Context, a provider.Account) error {
 	if !ok {
 		return errNoProbe
 	}
-	if err := p.wait(ctx, a, urgent); err != nil {
+	if err := p.wait(ctx, "probe", a, urgent); err != nil {
 		return err
 	}
 	return pr.Probe(ctx, a)

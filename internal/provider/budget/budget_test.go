@@ -54,7 +54,15 @@ func TestBudgetNeverExceeded(t *testing.T) {
 	t.Parallel()
 	const rate, burst = 40.0, 4
 	s, up := upstream(t, sim.Config{JobDuration: time.Hour, Seed: 1})
-	p := New(up, Config{Rate: rate, Burst: burst})
+	var mu sync.Mutex
+	told := map[string]int{}
+	var waited time.Duration
+	p := New(up, Config{Rate: rate, Burst: burst, Observe: func(call string, d time.Duration) {
+		mu.Lock()
+		defer mu.Unlock()
+		told[call]++
+		waited += d
+	}})
 	ctx := context.Background()
 	a, b := account("a@example.com"), account("b@example.com")
 
@@ -95,6 +103,11 @@ func TestBudgetNeverExceeded(t *testing.T) {
 	}
 	if got := len(s.RequestTimes("b@example.com")); got != 1 {
 		t.Errorf("b made %d requests, want 1", got)
+	}
+	// 48 calls at 40/s after a burst of 4 take about a second of waiting
+	// between them; every call was told.
+	if told["submit"] != 12 || told["status"] != 36 || told["refresh"] != 1 || waited <= 0 {
+		t.Errorf("observer told %v, waited %s; want 12 submits, 36 reads, 1 refresh, some waiting", told, waited)
 	}
 }
 
@@ -166,18 +179,25 @@ func TestWaitEndsWithContext(t *testing.T) {
 	}
 }
 
-// TestOff: a rate of 0 passes every call straight through.
+// TestOff: a rate of 0 passes every call straight through, still told
+// to the observer.
 func TestOff(t *testing.T) {
 	t.Parallel()
 	s, up := upstream(t, sim.Config{Seed: 1})
-	p := New(up, Config{})
+	var mu sync.Mutex
+	told := map[string]int{}
+	p := New(up, Config{Observe: func(call string, waited time.Duration) {
+		mu.Lock()
+		defer mu.Unlock()
+		told[call]++
+	}})
 	a := account("a@example.com")
 	for range 50 {
 		if _, err := p.Refresh(context.Background(), a); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if got := len(s.RequestTimes(a.Email)); got != 50 {
-		t.Errorf("%d requests, want 50", got)
+	if got := len(s.RequestTimes(a.Email)); got != 50 || told["refresh"] != 50 || len(told) != 1 {
+		t.Errorf("%d requests, observer told %v; want 50 refreshes", got, told)
 	}
 }
