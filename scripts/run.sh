@@ -28,6 +28,9 @@ if [ -z "${POOLGATE_UPSTREAM_URL:-}" ]; then
 	SIM_PID=$!
 	trap 'kill $SIM_PID 2>/dev/null || true' EXIT
 	export POOLGATE_UPSTREAM_URL="http://$POOLGATE_SIM_ADDR"
+	# The simulator's jobs take seconds, not the minute real ones take:
+	# learn their length instead of waiting for the production table's.
+	export POOLGATE_POLL_EXPECTED="${POOLGATE_POLL_EXPECTED:-none}"
 fi
 
 ADDR="${POOLGATE_ADDR:-127.0.0.1:8080}"

@@ -252,6 +252,10 @@ func (h *harness) serverEnv(s *server) []string {
 		"POOLGATE_SHUTDOWN_TIMEOUT=5s",
 		"POOLGATE_MAX_QUEUED=1000000",
 		"POOLGATE_KEY_RATE_LIMIT=100000/1s",
+		// Sub-second jobs: nothing to expect from the production table, and
+		// no request budget to slow the load that is meant to stress.
+		"POOLGATE_POLL_EXPECTED=none",
+		"POOLGATE_UPSTREAM_RPS=0",
 	}
 }
 

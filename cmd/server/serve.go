@@ -19,6 +19,7 @@ import (
 	"github.com/poolgate/poolgate/internal/api"
 	"github.com/poolgate/poolgate/internal/auth"
 	"github.com/poolgate/poolgate/internal/console"
+	"github.com/poolgate/poolgate/internal/provider/budget"
 	"github.com/poolgate/poolgate/internal/provider/ltxstudio"
 	"github.com/poolgate/poolgate/internal/pubsub"
 	"github.com/poolgate/poolgate/internal/retention"
@@ -58,7 +59,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	upstream := ltxstudio.New(cfg.UpstreamURL, nil)
+	// Every caller (scheduler, refresher, probes) shares one budget per account.
+	upstreamBudget := cfg.Polite.Budget
+	upstreamBudget.Observe = newUpstreamMetrics(registry).observe
+	upstream := budget.New(ltxstudio.New(cfg.UpstreamURL, nil), upstreamBudget)
 	deliveries := newDeliveryMetrics(registry)
 	webhookSecrets := webhooks.NewSecrets(pool, box)
 	deliverer := webhooks.NewDeliverer(webhooks.DelivererConfig{
@@ -73,6 +77,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		Pool:     pool, Accounts: accountStore, Provider: upstream, Logger: logger,
 		Metrics: scheduler.NewMetrics(registry, pool), Owner: cfg.ReplicaID,
 		LeaseTTL: cfg.LeaseTTL, PollInterval: cfg.PollInterval, Quarantine: cfg.Quarantine,
+		PollMaxInterval: cfg.Polite.PollMaxInterval, PollExpect: cfg.Polite.PollExpect,
 		QueueTimeout: cfg.QueueTimeout, JobTimeout: cfg.JobTimeout, MaxQueued: cfg.MaxQueued,
 		OnFinish:  scheduler.FinishHooks(api.JobWebhook(deliverer.Wake), usageHooks.Finished),
 		OnStarted: usageHooks.Started, OnRetried: usageHooks.Retried,

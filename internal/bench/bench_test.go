@@ -112,7 +112,9 @@ func checkNewMetrics(t *testing.T, s Scenario) {
 	want := []string{"wal_fsyncs_per_job", "stmts_per_job", "xacts_per_job"}
 	switch s.Name {
 	case "throughput":
-		want = append(want, "insert_wal_fsyncs_per_job", "insert_stmts_per_job")
+		want = append(want, "insert_wal_fsyncs_per_job", "insert_stmts_per_job", "upstream_requests_per_job")
+	case "saturation":
+		want = append(want, "upstream_requests_per_job", "completion_lag_p50_ms", "completion_lag_max_ms")
 	case "http":
 		want = append(want, "get_vs_bare", "bare_rps", "bare_p99_ms")
 	case "insert_depth":
@@ -136,6 +138,12 @@ func checkNewMetrics(t *testing.T, s Scenario) {
 		if s.Metrics[name].Median <= 0 {
 			t.Errorf("%s: %s = %v, want a positive figure", s.Name, name, s.Metrics[name].Median)
 		}
+	}
+	// An instant upstream answers the submit with the outcome: one request
+	// a job. Jobs that run take a submit and at least one status read.
+	if got := s.Metrics["upstream_requests_per_job"].Median; s.Name == "throughput" && got != 1 ||
+		s.Name == "saturation" && got < 2 {
+		t.Errorf("%s: upstream_requests_per_job = %v", s.Name, got)
 	}
 	if s.Name == "insert_depth" && s.Metrics["deep_queued"].Median != 540 {
 		t.Errorf("insert_depth: deep_queued = %v, want 540 (40 + 500)", s.Metrics["deep_queued"].Median)

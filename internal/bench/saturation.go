@@ -83,6 +83,10 @@ func (b *runner) saturation(ctx context.Context, tag string) (*sample, Invariant
 	s.set("jobs_per_sec", "jobs/s", r.rate)
 	s.cpu("", self, pg, max(r.windowDone, 1))
 	activity.stop(ctx, s, "", total) // per job queued, whether it ran or was canceled
+	w.upstreamRequests(s)
+	if err := w.completionLag(ctx, s); err != nil {
+		return nil, Invariants{}, fmt.Errorf("completion lag: %w", err)
+	}
 
 	inv, err := w.check(ctx, ids, "succeeded", "canceled")
 	return s, inv, err

@@ -68,6 +68,7 @@ func (b *runner) throughput(ctx context.Context, tag, name string, nAccounts, sl
 	w.waitQuiet(ctx)
 	s.diag = readCounters(ctx, w.admin).perJob(counters, jobs)
 	activity.stop(ctx, s, "", jobs) // insert + work
+	w.upstreamRequests(s)
 
 	inv, err := w.check(ctx, ids)
 	return s, inv, err

@@ -100,5 +100,6 @@ func (s *Scheduler) cancelUpstream(ctx context.Context, scope tenant.Scope, id s
 		return asDomain(err)
 	}
 	s.afterEnded(ended, s.now())
+	s.pokeExecution(id) // its tracker sees the cancel now, not after a long poll wait
 	return nil
 }

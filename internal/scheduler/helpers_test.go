@@ -46,11 +46,17 @@ var adoptJobs = accounts.Hooks{OnRegister: []accounts.RegisterHook{scheduler.Ado
 
 func newWorld(t *testing.T, cfg sim.Config) *world {
 	t.Helper()
+	return newWorldAt(t, cfg, nil)
+}
+
+// newWorldAt is newWorld with the simulator reading time from now.
+func newWorldAt(t *testing.T, cfg sim.Config, now func() time.Time) *world {
+	t.Helper()
 	pool := pgtest.New(t)
 	key := make([]byte, secret.KeySize)
 	rand.Read(key)
 	box, _ := secret.NewBox(key)
-	s := sim.New(cfg, nil)
+	s := sim.New(cfg, now)
 	srv := httptest.NewServer(s)
 	t.Cleanup(srv.Close)
 	w := &world{t: t, pool: pool, sim: s, simURL: srv.URL, accounts: accounts.NewStore(pool, box, time.Now).WithHooks(adoptJobs),

@@ -43,6 +43,8 @@ type execution struct {
 	keyID           *string // the API key that created the job, for usage
 	acct            provider.Account
 	credVersion     string // the account's cookie version at placement ("" unknown)
+	// poke cuts a wait for the next status read short (a cancel came).
+	poke chan struct{}
 }
 
 func scanExecution(row pgx.Row) (*execution, error) {
@@ -67,6 +69,7 @@ func (s *Scheduler) follow(e *execution, start func(context.Context, *execution)
 		s.mu.Unlock()
 		return
 	}
+	e.poke = make(chan struct{}, 1)
 	s.inflight[e.id] = e
 	s.execs.Add(1)
 	ctx := s.runCtx
@@ -197,8 +200,13 @@ func (s *Scheduler) cancelRunning(ctx context.Context, e *execution) {
 	s.finish(e, outcome{state: StateCanceled, code: CodeCanceled, message: "canceled by request"})
 }
 
-// track polls the upstream until the attempt ends, then records how.
+// track polls the upstream until the attempt ends, then records how. The
+// reads follow a pollPlan (poll.go): the first shortly before the job is
+// expected to end, then backing off up to PollMaxInterval.
 func (s *Scheduler) track(ctx context.Context, e *execution, st provider.Status) {
+	kind := kindOf(e.typ, e.params)
+	plan := newPollPlan(s.cfg.PollInterval, s.cfg.PollMaxInterval, s.expect.of(kind), e.startedAt, s.now())
+	seenRunning := s.now() // the last time the upstream said it still ran
 	failures := 0
 	for !st.State.Terminal() {
 		if s.now().Sub(e.startedAt) > s.cfg.JobTimeout {
@@ -207,9 +215,16 @@ func (s *Scheduler) track(ctx context.Context, e *execution, st provider.Status)
 				message: "the upstream did not finish within " + s.cfg.JobTimeout.String()})
 			return
 		}
-		if !sleep(ctx, s.backoff(s.cfg.PollInterval, failures)) {
+		wait := plan.next()
+		if failures > 0 {
+			wait = backoff.Exp(failures, s.cfg.PollInterval, s.cfg.PollMaxInterval)
+		}
+		// An expectation longer than JobTimeout must not delay the timeout.
+		wait = min(wait, max(s.cfg.PollInterval, e.startedAt.Add(s.cfg.JobTimeout).Sub(s.now())))
+		if !s.pollWait(ctx, e, wait) {
 			return
 		}
+		asked := s.now()
 		next, err := s.cfg.Provider.Status(ctx, e.acct, *e.upstreamID)
 		if err != nil {
 			if isShutdown(ctx, err) {
@@ -225,8 +240,41 @@ func (s *Scheduler) track(ctx context.Context, e *execution, st provider.Status)
 		}
 		failures = 0
 		st = next
+		if !st.State.Terminal() {
+			seenRunning = asked
+		} else if st.State != provider.StateCanceled {
+			// It ended between the last two reads: take the middle.
+			s.expect.learn(kind, seenRunning.Add(asked.Sub(seenRunning)/2).Sub(e.startedAt))
+		}
 	}
 	s.ended(e, st)
+}
+
+// pollWait waits d before the next status read, less if a cancel pokes e;
+// false means ctx ended (shutdown).
+func (s *Scheduler) pollWait(ctx context.Context, e *execution, d time.Duration) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-e.poke:
+		return true
+	case <-s.cfg.After(d):
+		return true
+	}
+}
+
+// pokeExecution makes the execution of job id, if this replica follows it,
+// read its status now rather than after its poll wait.
+func (s *Scheduler) pokeExecution(id string) {
+	s.mu.Lock()
+	e := s.inflight[id]
+	s.mu.Unlock()
+	if e != nil {
+		select {
+		case e.poke <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // ended records how a finished upstream generation ended.

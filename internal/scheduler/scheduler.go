@@ -46,9 +46,18 @@ type Config struct {
 	// LeaseTTL is how long a replica may go silent before its jobs are
 	// rescued (default 30s); leases are renewed every LeaseTTL/3.
 	LeaseTTL time.Duration
-	// PollInterval is how often a running job's upstream status is read
-	// (default 1s).
-	PollInterval time.Duration
+	// PollInterval is the shortest wait between two status reads of a
+	// running job (default 1s); PollMaxInterval the longest (default ten
+	// times PollInterval). See poll.go.
+	PollInterval, PollMaxInterval time.Duration
+	// PollExpect is the table of how long jobs are expected to take,
+	// which times a job's first status read until this replica has seen
+	// jobs of its kind end (nil: no expectation until then).
+	PollExpect Expectations
+	// After returns a channel that receives once d has passed; it times
+	// the waits between status reads (nil: time.After). Tests pass one
+	// that moves a fake clock instead of waiting.
+	After func(d time.Duration) <-chan time.Time
 	// WakeInterval is the polling fallback should a notification be lost
 	// (default 1s).
 	WakeInterval time.Duration
@@ -104,6 +113,11 @@ func (c *Config) defaults() {
 	}
 	def(&c.LeaseTTL, 30*time.Second)
 	def(&c.PollInterval, time.Second)
+	def(&c.PollMaxInterval, 10*c.PollInterval)
+	c.PollMaxInterval = max(c.PollMaxInterval, c.PollInterval)
+	if c.After == nil {
+		c.After = time.After
+	}
 	def(&c.WakeInterval, time.Second)
 	def(&c.RetryBase, 2*time.Second)
 	def(&c.RetryMax, 5*time.Minute)
@@ -147,6 +161,7 @@ type Scheduler struct {
 	log     *slog.Logger
 	metrics *Metrics
 	waiters *waiters
+	expect  *expectations // how long jobs take, for polling
 	wake    chan struct{}
 	foldDue atomic.Bool // slot releases were left pending: fold them
 	done    *completer
@@ -177,6 +192,7 @@ func New(cfg Config) *Scheduler {
 		log:      cfg.Logger.With("component", "scheduler", "owner", cfg.Owner),
 		metrics:  cfg.Metrics,
 		waiters:  newWaiters(),
+		expect:   newExpectations(cfg.PollExpect),
 		wake:     make(chan struct{}, 1),
 		inflight: make(map[string]*execution),
 	}

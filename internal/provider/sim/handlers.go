@@ -93,6 +93,21 @@ func (s *Server) identify(r *http.Request) (string, bool) {
 	return c.Email, true
 }
 
+// requester names the account a request is made as, for counting only:
+// lt_token's email claim whether or not it has expired, or else
+// lt_refresh_token's; "" if neither names one.
+func (s *Server) requester(r *http.Request) string {
+	jar := requestCookies(r)
+	for _, name := range []string{ltxstudio.CookieToken, ltxstudio.CookieRefreshToken} {
+		if tok, _ := jar.Get(name); tok != "" {
+			if c, err := s.tokens.claims(tok); err == nil && c.Email != "" {
+				return c.Email
+			}
+		}
+	}
+	return ""
+}
+
 // requestCookies parses every Cookie header of r; unparsable ones give an
 // empty Jar, which no route accepts.
 func requestCookies(r *http.Request) cookies.Jar {

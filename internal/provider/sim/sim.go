@@ -14,6 +14,7 @@ package sim
 import (
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -52,6 +53,7 @@ type Server struct {
 	submits    map[string]int      // submit POSTs received, by idempotency key
 	total      int                 // submit POSTs received with a key
 	duplicates int                 // of those, ones whose key had been seen before
+	jobCalls   map[string]int      // requests naming a job (submit, status, lookup, cancel), by job id
 	lastID     uint64              // survives Reset, so ids are never reused
 
 	// tokens caches decoded lt_tokens: a token's claims never change, and
@@ -97,7 +99,16 @@ type account struct {
 
 	submitted, peak, refreshes int
 	refused                    int // new submissions refused by injection
+
+	// requests counts every request made as this account; requestTimes
+	// holds when the latest of them arrived (up to maxRequestTimes), so a
+	// test can check the rate poolgate kept to.
+	requests     int
+	requestTimes []time.Time
 }
+
+// maxRequestTimes bounds the arrival times kept per account.
+const maxRequestTimes = 100_000
 
 // generation is one simulated job. It runs over [startedAt, endsAt);
 // cancelling moves endsAt to the time of the cancel.
@@ -133,10 +144,20 @@ func (s *Server) routes() *http.ServeMux {
 	return mux
 }
 
-// ServeHTTP serves the LTX contract and the simulator's own routes.
+// ServeHTTP serves the LTX contract and the simulator's own routes. Every
+// request to the contract is counted against the account its cookies
+// name, before anything else is decided about it.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !strings.HasPrefix(r.URL.Path, simPrefix) {
+		if email := s.requester(r); email != "" {
+			s.countRequest(email)
+		}
+	}
 	s.mux.ServeHTTP(w, r)
 }
+
+// simPrefix starts the simulator's own routes, which no account calls.
+const simPrefix = "/_sim/"
 
 // SetConfig replaces the configuration (clamped as in New) and reseeds the
 // random source from it. Generations already created keep their outcome
@@ -161,6 +182,7 @@ func (s *Server) clear() {
 	s.rng = newRand(s.cfg.Seed)
 	s.accounts = make(map[string]*account)
 	s.submits = make(map[string]int)
+	s.jobCalls = make(map[string]int)
 	s.total, s.duplicates = 0, 0
 }
 
@@ -197,6 +219,35 @@ func (s *Server) countSubmit(key string) {
 		s.duplicates++
 	}
 	s.submits[key]++
+	s.countJobLocked(key)
+}
+
+// countJobLocked counts one request naming the attempt with idempotency
+// key under its job.
+func (s *Server) countJobLocked(key string) {
+	job, _ := splitKey(key)
+	s.jobCalls[job]++
+}
+
+// countRequest records one request made as email, whatever the route
+// and its answer.
+func (s *Server) countRequest(email string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a := s.accountLocked(email)
+	a.requests++
+	if len(a.requestTimes) >= maxRequestTimes {
+		a.requestTimes = append(a.requestTimes[:0], a.requestTimes[maxRequestTimes/2:]...)
+	}
+	a.requestTimes = append(a.requestTimes, s.now())
+}
+
+// RequestTimes returns when the requests made as email arrived, oldest
+// first (only the latest ones, if there were very many).
+func (s *Server) RequestTimes(email string) []time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.knownLocked(email).requestTimes)
 }
 
 // refusal is an error answer decided while holding the lock and written
@@ -350,6 +401,7 @@ func (s *Server) status(email, id string) (ltxstudio.Generation, bool) {
 	if g == nil {
 		return ltxstudio.Generation{}, false
 	}
+	s.countJobLocked(g.key)
 	return g.view(s.now()), true
 }
 
@@ -357,6 +409,7 @@ func (s *Server) status(email, id string) (ltxstudio.Generation, bool) {
 func (s *Server) lookup(email, key string) (ltxstudio.Generation, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.countJobLocked(key)
 	g := s.knownLocked(email).byKey[key]
 	if g == nil {
 		return ltxstudio.Generation{}, false
@@ -373,6 +426,7 @@ func (s *Server) cancel(email, id string) (ltxstudio.Generation, bool) {
 	if g == nil {
 		return ltxstudio.Generation{}, false
 	}
+	s.countJobLocked(g.key)
 	now := s.now()
 	if g.runningAt(now) {
 		g.endsAt = now

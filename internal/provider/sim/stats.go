@@ -1,5 +1,7 @@
 package sim
 
+import "maps"
+
 // Stats is what the simulator saw, served at RouteStats.
 type Stats struct {
 	// TotalSubmits counts submit POSTs that carried an Idempotency-Key,
@@ -15,6 +17,10 @@ type Stats struct {
 	// idempotency cache or refused; a count above 1 is a resubmission.
 	// A key without a slash is counted under attempt "".
 	Jobs map[string]map[string]int `json:"jobs"`
+	// Requests counts every request naming a job (submits, status reads,
+	// lookups and cancels of any of its attempts), by job id: what one
+	// job cost the upstream.
+	Requests map[string]int `json:"requests"`
 }
 
 // AccountStats describes one account.
@@ -29,6 +35,9 @@ type AccountStats struct {
 	Refused   int `json:"refused"`
 	Succeeded int `json:"succeeded"`
 	Failed    int `json:"failed"`
+	// Requests counts every request made as the account (any route, any
+	// answer); Server.RequestTimes says when they arrived.
+	Requests int `json:"requests"`
 }
 
 // Stats returns a snapshot of what the simulator saw.
@@ -41,6 +50,7 @@ func (s *Server) Stats() Stats {
 		DuplicateSubmits: s.duplicates,
 		Accounts:         make(map[string]AccountStats, len(s.accounts)),
 		Jobs:             make(map[string]map[string]int),
+		Requests:         maps.Clone(s.jobCalls),
 	}
 	for email, a := range s.accounts {
 		as := AccountStats{
@@ -49,6 +59,7 @@ func (s *Server) Stats() Stats {
 			Peak:      a.peak,
 			Refreshes: a.refreshes,
 			Refused:   a.refused,
+			Requests:  a.requests,
 		}
 		for _, g := range a.byID {
 			switch {
