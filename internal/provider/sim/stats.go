@@ -23,6 +23,7 @@ type AccountStats struct {
 	Running   int `json:"running"`   // generations running now
 	Peak      int `json:"peak"`      // most generations ever running at once
 	Refreshes int `json:"refreshes"` // token pairs issued
+	Probes    int `json:"probes"`    // probes (ltxstudio.RouteMe) answered
 }
 
 // Stats returns a snapshot of what the simulator saw.
@@ -42,6 +43,7 @@ func (s *Server) Stats() Stats {
 			Running:   a.running(now),
 			Peak:      a.peak,
 			Refreshes: a.refreshes,
+			Probes:    a.probes,
 		}
 	}
 	for key, n := range s.submits {
