@@ -57,6 +57,7 @@ type config struct {
 	KeyUsageFlushEvery time.Duration
 
 	Retention retentionConfig
+	Health    healthConfig
 }
 
 // env reads one variable with its default.
@@ -156,6 +157,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	loadKeyConfig(e, &c, &problems)
 	loadRetentionConfig(e, &c, &problems)
 	loadMetricsConfig(e, &c, &problems)
+	loadHealthConfig(e, &c, &problems)
 	if c.DatabaseURL, err = databaseURL(getenv); err != nil {
 		problems = append(problems, err)
 	}

@@ -132,16 +132,17 @@ const accountEnterError = `
 WITH old AS (
 	SELECT id, status FROM accounts WHERE tenant_id = $1 AND mode = $2 AND id = $3 FOR UPDATE
 )
-UPDATE accounts a SET status = 'error', status_reason = $4, updated_at = $5,
-	health_since = CASE WHEN old.status = 'error' THEN a.health_since ELSE $5 END,
+UPDATE accounts a SET status = 'error', status_reason = $4, updated_at = $5, health_since = $5,
 	probe_at = $6, probe_failures = 0, consecutive_failures = 0
-FROM old WHERE a.tenant_id = $1 AND a.id = old.id
-RETURNING a.email, old.status <> 'error'`
+FROM old WHERE a.tenant_id = $1 AND a.id = old.id AND old.status <> 'error'
+RETURNING a.email`
 
 // MarkError takes an account out of rotation because the upstream refused
 // its credentials; registering fresh cookies, or (when probe is true: the
 // refusal may be temporary) a successful probe, puts it back. It runs in
 // tx so callers can make it part of the transition that discovered it.
+// An account already in error is left as it is: its reason, since, probe
+// backoff and updated_at (the error alert's identity) stay.
 func (s *Store) MarkError(ctx context.Context, tx pgx.Tx, scope tenant.Scope, id int64, reason string, probe bool, now time.Time) error {
 	var probeAt *time.Time
 	if probe {
@@ -149,10 +150,9 @@ func (s *Store) MarkError(ctx context.Context, tx pgx.Tx, scope tenant.Scope, id
 		probeAt = &t
 	}
 	ev := Event{Scope: scope, AccountID: id, Kind: EventError, Reason: "credentials_refused", Message: reason, At: now}
-	var entered bool
-	err := tx.QueryRow(ctx, accountEnterError, scope.TenantID, scope.Mode, id, reason, now, probeAt).Scan(&ev.Email, &entered)
-	if err != nil || !entered {
-		return ignoreGone(err)
+	err := tx.QueryRow(ctx, accountEnterError, scope.TenantID, scope.Mode, id, reason, now, probeAt).Scan(&ev.Email)
+	if err != nil {
+		return ignoreGone(err) // gone, or in error already
 	}
 	return s.record(ctx, tx, ev)
 }
@@ -174,19 +174,15 @@ func (s *Store) CountFailure(ctx context.Context, tx pgx.Tx, scope tenant.Scope,
 	return s.Quarantine(ctx, tx, scope, id, QuarantineConsecutiveFailures, now.Add(s.health.BreakerQuarantine), now)
 }
 
-// accountsResetFailures resets the breaker of accounts that had failures,
-// skipping rows a placement holds right now (like accountReleaseSlots, it
-// never waits): the next success resets those.
+// accountsResetFailures resets the breaker of the accounts that had
+// failures. Unlike a slot release it waits for the row lock: skipping a
+// row a placement holds would leave failures counted across a success and
+// trip the breaker wrongly. Only accounts with failures are locked at all
+// (the WHERE reads the others without a lock), and those are few.
 const accountsResetFailures = `
-WITH hit AS (
-	SELECT a.tenant_id, a.id FROM accounts a
-	JOIN unnest($1::bigint[], $2::bigint[]) AS t (tenant_id, id) ON a.tenant_id = t.tenant_id AND a.id = t.id
-	WHERE a.id = ANY($2) AND a.consecutive_failures > 0
-	ORDER BY a.tenant_id, a.id
-	FOR UPDATE OF a SKIP LOCKED
-)
-UPDATE accounts a SET consecutive_failures = 0 FROM hit
-WHERE a.id = ANY($2) AND a.tenant_id = hit.tenant_id AND a.id = hit.id`
+UPDATE accounts a SET consecutive_failures = 0
+FROM unnest($1::bigint[], $2::bigint[]) AS t (tenant_id, id)
+WHERE a.id = ANY($2) AND a.tenant_id = t.tenant_id AND a.id = t.id AND a.consecutive_failures > 0`
 
 // ResetFailures resets the circuit breaker of the accounts (tenantIDs[i],
 // ids[i]) after a success on each. It rides the completer's batch: a row

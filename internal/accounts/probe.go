@@ -98,16 +98,24 @@ func (p *Prober) Stop(ctx context.Context) {
 // probeLease bounds how long a replica holds an account it is probing.
 const probeLease = 2 * time.Minute
 
+// accountsClaimProbe takes a lease on up to 20 accounts whose probe is
+// due. It waits for row locks rather than skipping them: a placement locks
+// the account of a pinned job even while it is out of rotation, and
+// skipping would let such an account miss its probe round after round.
+// The UPDATE re-checks its conditions on the row it locked, so two
+// replicas never both take one account.
 const accountsClaimProbe = `
-WITH due AS (
+UPDATE accounts a SET probe_lock_until = $2
+FROM (
 	SELECT tenant_id, id FROM accounts
 	WHERE probe_at <= $1 AND enabled AND probe_enabled
 		AND (probe_lock_until IS NULL OR probe_lock_until <= $1)
-	ORDER BY probe_at
-	LIMIT 20 FOR UPDATE SKIP LOCKED
-)
-UPDATE accounts a SET probe_lock_until = $2
-FROM due WHERE a.tenant_id = due.tenant_id AND a.id = due.id
+	ORDER BY tenant_id, id
+	LIMIT 20
+) due
+WHERE a.tenant_id = due.tenant_id AND a.id = due.id
+	AND a.probe_at <= $1 AND a.enabled AND a.probe_enabled
+	AND (a.probe_lock_until IS NULL OR a.probe_lock_until <= $1)
 RETURNING a.tenant_id, a.mode, a.id, a.email, a.cookie, a.probe_failures`
 
 type probeDue struct {
