@@ -2,6 +2,7 @@ package accounts
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -265,7 +266,7 @@ func (s *Store) attachHealth(ctx context.Context, scope tenant.Scope, as []Accou
 
 // ignoreGone treats a deleted account as nothing to do.
 func ignoreGone(err error) error {
-	if err == pgx.ErrNoRows {
+	if errors.Is(err, pgx.ErrNoRows) {
 		return nil
 	}
 	return err

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -41,8 +40,7 @@ type ProberConfig struct {
 type Prober struct {
 	cfg  ProberConfig
 	log  *slog.Logger
-	stop context.CancelFunc
-	done sync.WaitGroup
+	loop ticker
 }
 
 // NewProber returns a Prober; Start runs it.
@@ -61,39 +59,15 @@ func NewProber(cfg ProberConfig) *Prober {
 
 // Start probes due accounts every Interval until Stop.
 func (p *Prober) Start(ctx context.Context) error {
-	ctx, p.stop = context.WithCancel(context.WithoutCancel(ctx))
-	p.done.Add(1)
-	go func() {
-		defer p.done.Done()
-		t := time.NewTicker(p.cfg.Interval)
-		defer t.Stop()
-		for {
-			if _, err := p.RunOnce(ctx); err != nil && ctx.Err() == nil {
-				p.log.Error("probe round failed", "err", err)
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-		}
-	}()
+	p.loop.start(ctx, p.cfg.Interval, p.log, "probe round failed", func(ctx context.Context) error {
+		_, err := p.RunOnce(ctx)
+		return err
+	})
 	return nil
 }
 
 // Stop ends the loop after the probes in progress, or when ctx ends.
-func (p *Prober) Stop(ctx context.Context) {
-	if p.stop == nil {
-		return
-	}
-	p.stop()
-	done := make(chan struct{})
-	go func() { p.done.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-	}
-}
+func (p *Prober) Stop(ctx context.Context) { p.loop.halt(ctx) }
 
 // probeLease bounds how long a replica holds an account it is probing.
 const probeLease = 2 * time.Minute

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -40,8 +39,7 @@ type RefresherConfig struct {
 type Refresher struct {
 	cfg  RefresherConfig
 	log  *slog.Logger
-	stop context.CancelFunc
-	done sync.WaitGroup
+	loop ticker
 }
 
 // NewRefresher returns a Refresher; Start runs it.
@@ -63,39 +61,15 @@ func NewRefresher(cfg RefresherConfig) *Refresher {
 
 // Start refreshes due accounts every Interval until Stop.
 func (r *Refresher) Start(ctx context.Context) error {
-	ctx, r.stop = context.WithCancel(context.WithoutCancel(ctx))
-	r.done.Add(1)
-	go func() {
-		defer r.done.Done()
-		t := time.NewTicker(r.cfg.Interval)
-		defer t.Stop()
-		for {
-			if _, err := r.RunOnce(ctx); err != nil && ctx.Err() == nil {
-				r.log.Error("refresh round failed", "err", err)
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-		}
-	}()
+	r.loop.start(ctx, r.cfg.Interval, r.log, "refresh round failed", func(ctx context.Context) error {
+		_, err := r.RunOnce(ctx)
+		return err
+	})
 	return nil
 }
 
 // Stop ends the loop after the refreshes in progress, or when ctx ends.
-func (r *Refresher) Stop(ctx context.Context) {
-	if r.stop == nil {
-		return
-	}
-	r.stop()
-	done := make(chan struct{})
-	go func() { r.done.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-	}
-}
+func (r *Refresher) Stop(ctx context.Context) { r.loop.halt(ctx) }
 
 // refreshLease bounds how long a replica holds an account it is refreshing.
 const refreshLease = 2 * time.Minute
