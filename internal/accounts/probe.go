@@ -249,7 +249,7 @@ WITH due AS (
 	ORDER BY refresh_token_expires_at
 	LIMIT 100 FOR UPDATE SKIP LOCKED
 )
-UPDATE accounts a SET expired_noted = a.refresh_token_expires_at, health_since = a.refresh_token_expires_at
+UPDATE accounts a SET expired_noted = a.refresh_token_expires_at
 FROM due WHERE a.tenant_id = due.tenant_id AND a.id = due.id
 RETURNING a.tenant_id, a.mode, a.id, a.email, a.refresh_token_expires_at`
 
