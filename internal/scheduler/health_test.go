@@ -377,3 +377,20 @@ func TestHealthOneMessagePerTransition(t *testing.T) {
 	}
 	w.settled()
 }
+
+func TestHealthUnavailableWithRetryAfterQuarantines(t *testing.T) {
+	t.Parallel()
+	hw := newHealthWorld(t, accounts.HealthConfig{})
+	hw.sim.SetFaults(hw.bad, sim.Faults{Submit: sim.FaultUnavailable, RetryAfter: 2 * time.Minute})
+	before := time.Now()
+	hw.pinned(5)
+	a := hw.waitStatus(accounts.StatusQuarantined)
+	if a.QuarantineReason != accounts.QuarantineUpstreamUnavailable {
+		t.Fatalf("quarantine reason %q, want upstream_unavailable", a.QuarantineReason)
+	}
+	if a.QuarantinedUntil.Before(before.Add(119*time.Second)) || a.QuarantinedUntil.After(time.Now().Add(121*time.Second)) {
+		t.Errorf("quarantined until %s, want the 503's Retry-After (2m) after %s", a.QuarantinedUntil, before)
+	}
+	hw.runsElsewhere(2)
+	wantEvents(t, hw.events(), accounts.EventQuarantined)
+}
