@@ -58,6 +58,7 @@ type config struct {
 
 	Retention retentionConfig
 	Polite    politeConfig
+	Health    healthConfig
 }
 
 // env reads one variable with its default.
@@ -158,6 +159,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	loadRetentionConfig(e, &c, &problems)
 	loadPoliteConfig(e, &c, &problems)
 	loadMetricsConfig(e, &c, &problems)
+	loadHealthConfig(e, &c, &problems)
 	if c.DatabaseURL, err = databaseURL(getenv); err != nil {
 		problems = append(problems, err)
 	}

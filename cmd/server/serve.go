@@ -53,9 +53,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	}
 	accountStore := accounts.NewStore(pool, box, time.Now).WithLifecycle(accounts.Lifecycle{
 		RefreshLead: cfg.RefreshLead, ExpiringWithin: cfg.AlertThresholds[0].Before,
-	}).WithHooks(accounts.Hooks{
-		OnRegister: []accounts.RegisterHook{scheduler.AdoptJobs, alerts.ResolveAccount},
-	})
+	}).WithHealth(cfg.Health.HealthConfig)
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
@@ -101,6 +99,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if err != nil {
 		return err
 	}
+	healthM := newHealthMetrics(registry)
+	accountStore.WithHooks(accounts.Hooks{
+		OnRegister: []accounts.RegisterHook{scheduler.AdoptJobs, alerts.ResolveAccount},
+		OnHealth:   healthHooks(healthM, alerter),
+	})
+	prober := newProber(accountStore, upstream, cfg, healthM, logger)
 	cleaner, err := newRetention(pool, logger, cfg.Retention)
 	if err != nil {
 		return err
@@ -150,7 +154,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	// Every background loop, in start order; they stop in reverse, so the
 	// listener outlives its subscribers and key usage is written after the
 	// last request was served.
-	services := []service{listener, keyCache, keyUsage, deliverer, sched, refresher, alerter, cleaner}
+	services := []service{listener, keyCache, keyUsage, deliverer, sched, refresher, prober, alerter, cleaner}
 	for i, s := range services {
 		if err := s.Start(ctx); err != nil {
 			stopAll(services[:i], nil)

@@ -32,12 +32,15 @@ type Status string
 
 // Statuses, in the order they take precedence.
 const (
-	StatusDisabled   Status = "disabled"   // switched off by the operator
-	StatusError      Status = "error"      // the upstream refused its credentials; re-register it
-	StatusExpired    Status = "expired"    // the refresh token has lapsed; re-register it
-	StatusRefreshing Status = "refreshing" // lt_token has lapsed; it needs a token refresh before taking jobs
-	StatusExpiring   Status = "expiring"   // works, but the refresh token lapses soon: register fresh cookies
-	StatusActive     Status = "active"
+	StatusDisabled Status = "disabled" // switched off by the operator
+	StatusError    Status = "error"    // the upstream refused its credentials; re-register it
+	StatusExpired  Status = "expired"  // the refresh token has lapsed; re-register it
+	// StatusQuarantined: resting (QuarantineReason) until QuarantinedUntil;
+	// after that a probe must succeed before it takes jobs again.
+	StatusQuarantined Status = "quarantined"
+	StatusRefreshing  Status = "refreshing" // lt_token has lapsed; it needs a token refresh before taking jobs
+	StatusExpiring    Status = "expiring"   // works, but the refresh token lapses soon: register fresh cookies
+	StatusActive      Status = "active"
 )
 
 // Account is one upstream account, with its cookie masked.
@@ -55,9 +58,22 @@ type Account struct {
 	RefreshTokenExpiresAt *time.Time
 	LastRefreshAt         *time.Time
 	NextRefreshAt         *time.Time // when the refresher will renew lt_token
-	// QuarantinedUntil is when a rate-limited account takes jobs again;
-	// nil or past when it is not resting.
+	// QuarantinedUntil is when a quarantined account may be probed; nil
+	// when it is not quarantined. Past it, the account stays out of
+	// rotation until a probe succeeds (unless Probe is off).
 	QuarantinedUntil *time.Time
+	QuarantineReason string // a Quarantine* code while quarantined
+	// StatusCode is a short code for Status's cause ("" while active).
+	StatusCode string
+	// Since is when the account entered Status, where known.
+	Since *time.Time
+	// Probe is whether the prober may probe the account (the operator's
+	// switch); NextProbeAt is when it will, nil if none is planned.
+	Probe       bool
+	NextProbeAt *time.Time
+	// Health is the account's latest health events, newest first (Get and
+	// List fill it in).
+	Health []Event
 }
 
 // Registration is what an operator sends to add or update an account.
@@ -71,16 +87,18 @@ type Registration struct {
 type Patch struct {
 	MaxJobs *int
 	Enabled *bool
+	Probe   *bool
 }
 
 // Store keeps accounts in Postgres with their cookies sealed.
 type Store struct {
-	pool  *pgxpool.Pool
-	box   *secret.Box
-	now   func() time.Time
-	life  Lifecycle
-	creds credCache
-	hooks Hooks
+	pool   *pgxpool.Pool
+	box    *secret.Box
+	now    func() time.Time
+	life   Lifecycle
+	creds  credCache
+	hooks  Hooks
+	health HealthConfig
 }
 
 // Lifecycle holds the credential timings the account view reports.
@@ -98,7 +116,7 @@ var DefaultLifecycle = Lifecycle{RefreshLead: 10 * time.Minute, ExpiringWithin: 
 
 // NewStore returns a Store sealing cookies with box.
 func NewStore(pool *pgxpool.Pool, box *secret.Box, now func() time.Time) *Store {
-	return &Store{pool: pool, box: box, now: now, life: DefaultLifecycle, creds: credCache{}}
+	return &Store{pool: pool, box: box, now: now, life: DefaultLifecycle, creds: credCache{}, health: DefaultHealth}
 }
 
 // WithLifecycle returns s reporting statuses and refresh times by l.
@@ -121,7 +139,10 @@ const heldSlots = `running - coalesce((SELECT sum(r.n) FROM account_slot_release
 
 // accountColumns reads an account of the unaliased accounts table.
 const accountColumns = `id, email, cookie, max_jobs, enabled, status, status_reason, ` + heldSlots + `,
-	updated_at, token_expires_at, refresh_token_expires_at, last_refresh_at, quarantined_until`
+	updated_at, token_expires_at, refresh_token_expires_at, last_refresh_at, ` + healthColumns
+
+// healthColumns reads an account's health facts (see scanHealth).
+const healthColumns = `quarantined_until, coalesce(quarantine_reason, ''), health_since, probe_enabled, probe_at`
 
 const accountUpsert = `
 INSERT INTO accounts (tenant_id, mode, email, cookie, max_jobs, token_expires_at,
@@ -136,6 +157,9 @@ ON CONFLICT (tenant_id, mode, email) DO UPDATE SET
 	status_reason = NULL,
 	refresh_failures = 0,
 	refresh_retry_at = NULL,
+	probe_at = CASE WHEN accounts.quarantined_until IS NULL THEN NULL ELSE accounts.probe_at END,
+	probe_failures = 0,
+	health_since = CASE WHEN accounts.status = 'error' THEN EXCLUDED.updated_at ELSE accounts.health_since END,
 	updated_at = EXCLUDED.updated_at
 RETURNING ` + accountColumns
 
@@ -187,6 +211,7 @@ type RegisterHook func(ctx context.Context, tx pgx.Tx, scope tenant.Scope, id in
 // Hooks are the cross-domain effects of account changes.
 type Hooks struct {
 	OnRegister []RegisterHook
+	OnHealth   []HealthHook
 }
 
 // WithHooks returns s running h.
@@ -270,7 +295,12 @@ FROM accounts WHERE tenant_id = $1 AND mode = $2 AND email = $3`
 func (s *Store) Get(ctx context.Context, scope tenant.Scope, email string) (Account, error) {
 	row := s.pool.QueryRow(ctx, accountByEmail, scope.TenantID, scope.Mode, normalizeEmail(email))
 	a, err := s.scanAccount(row, scope)
-	return a, notFound(err, email)
+	if err != nil {
+		return a, notFound(err, email)
+	}
+	list := []Account{a}
+	err = s.attachHealth(ctx, scope, list)
+	return list[0], err
 }
 
 const accountList = `SELECT ` + accountColumns + `
@@ -294,13 +324,15 @@ func (s *Store) List(ctx context.Context, scope tenant.Scope) ([]Account, error)
 	if err := rows.Err(); err != nil {
 		return nil, dbx.Classify(fmt.Errorf("list accounts: %w", err))
 	}
-	return out, nil
+	return out, s.attachHealth(ctx, scope, out)
 }
 
 const accountUpdate = `
 UPDATE accounts SET
 	max_jobs = coalesce($4::integer, max_jobs),
 	enabled = coalesce($5::boolean, enabled),
+	probe_enabled = coalesce($7::boolean, probe_enabled),
+	health_since = CASE WHEN $5::boolean IS DISTINCT FROM enabled AND $5::boolean IS NOT NULL THEN $6 ELSE health_since END,
 	updated_at = $6
 WHERE tenant_id = $1 AND mode = $2 AND email = $3
 RETURNING ` + accountColumns
@@ -308,13 +340,18 @@ RETURNING ` + accountColumns
 // Update applies p. Lowering MaxJobs below the running count preempts
 // nothing; it only stops new placements until enough jobs end.
 func (s *Store) Update(ctx context.Context, scope tenant.Scope, email string, p Patch) (Account, error) {
-	if p.MaxJobs == nil && p.Enabled == nil {
-		return Account{}, errs.Invalid("empty_update", "nothing to update: send maxJobs and/or enabled")
+	if p.MaxJobs == nil && p.Enabled == nil && p.Probe == nil {
+		return Account{}, errs.Invalid("empty_update", "nothing to update: send maxJobs, enabled and/or probe")
 	}
 	row := s.pool.QueryRow(ctx, accountUpdate, scope.TenantID, scope.Mode, normalizeEmail(email),
-		p.MaxJobs, p.Enabled, s.now().UTC())
+		p.MaxJobs, p.Enabled, s.now().UTC(), p.Probe)
 	a, err := s.scanAccount(row, scope)
-	return a, notFound(err, email)
+	if err != nil {
+		return a, notFound(err, email)
+	}
+	list := []Account{a}
+	err = s.attachHealth(ctx, scope, list)
+	return list[0], err
 }
 
 const accountDelete = `DELETE FROM accounts WHERE tenant_id = $1 AND mode = $2 AND email = $3`
@@ -355,7 +392,8 @@ func (s *Store) scanAccount(row pgx.Row, scope tenant.Scope) (Account, error) {
 		reason *string
 	)
 	err := row.Scan(&a.ID, &a.Email, &sealed, &a.MaxJobs, &a.Enabled, &status, &reason, &a.Running,
-		&a.UpdatedAt, &a.TokenExpiresAt, &a.RefreshTokenExpiresAt, &a.LastRefreshAt, &a.QuarantinedUntil)
+		&a.UpdatedAt, &a.TokenExpiresAt, &a.RefreshTokenExpiresAt, &a.LastRefreshAt,
+		&a.QuarantinedUntil, &a.QuarantineReason, &a.Since, &a.Probe, &a.NextProbeAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Account{}, err
 	}
@@ -367,7 +405,7 @@ func (s *Store) scanAccount(row pgx.Row, scope tenant.Scope) (Account, error) {
 		// One unreadable row must not break the pool's list: show that
 		// account alone as broken, with what to do about it.
 		a.Cookie = map[string]string{}
-		a.Status, a.Reason = StatusError, unreadableReason
+		a.Status, a.Reason, a.StatusCode = StatusError, unreadableReason, "unreadable_cookie"
 		return a, nil
 	}
 	jar, err := cookies.Parse(string(plain))
@@ -380,33 +418,64 @@ func (s *Store) scanAccount(row pgx.Row, scope tenant.Scope) (Account, error) {
 }
 
 // derive sets what an account's view computes from its stored facts and
-// the clock: its status, why, and when its token will next be refreshed.
+// the clock: its status, why and since when, and when its token will next
+// be refreshed.
 func (s *Store) derive(a *Account, status string, reason *string) {
-	a.Status, a.Reason = deriveStatus(*a, status, reason, s.now(), s.life)
+	h := deriveStatus(*a, status, reason, s.now(), s.life)
+	a.Status, a.Reason, a.StatusCode = h.status, h.reason, h.code
+	if h.since != nil {
+		a.Since = h.since
+	}
 	if a.TokenExpiresAt != nil && a.Enabled && status == string(StatusActive) {
 		next := a.TokenExpiresAt.Add(-s.life.RefreshLead)
 		a.NextRefreshAt = &next
 	}
+	if !a.Enabled || !a.Probe {
+		a.NextProbeAt = nil // the prober skips it
+	}
 }
 
-// deriveStatus combines the stored status with the clock.
-func deriveStatus(a Account, stored string, reason *string, now time.Time, life Lifecycle) (Status, string) {
+// health is an account's derived status.
+type health struct {
+	status       Status
+	code, reason string
+	since        *time.Time // overrides the stored health_since when set
+}
+
+// deriveStatus combines the stored status with the clock. It is the one
+// rule for an account's status; the eligibility rule (usable in slots.go)
+// admits exactly the accounts it calls active or expiring.
+func deriveStatus(a Account, stored string, reason *string, now time.Time, life Lifecycle) health {
 	switch {
 	case !a.Enabled:
-		return StatusDisabled, "disabled by the operator"
+		return health{status: StatusDisabled, code: "operator", reason: "disabled by the operator"}
 	case stored == string(StatusError):
+		h := health{status: StatusError, code: "credentials_refused", reason: "the upstream refused this account's credentials"}
 		if reason != nil {
-			return StatusError, *reason
+			h.reason = *reason
 		}
-		return StatusError, "the upstream refused this account's credentials"
+		if h.reason == unreadableReason {
+			h.code = "unreadable_cookie"
+		}
+		return h
 	case a.RefreshTokenExpiresAt != nil && !a.RefreshTokenExpiresAt.After(now):
-		return StatusExpired, "lt_refresh_token expired; register fresh cookies"
+		return health{status: StatusExpired, code: "refresh_token_expired",
+			reason: "lt_refresh_token expired; register fresh cookies", since: a.RefreshTokenExpiresAt}
+	case a.QuarantinedUntil != nil && (a.Probe || a.QuarantinedUntil.After(now)):
+		h := health{status: StatusQuarantined, code: a.QuarantineReason,
+			reason: "quarantined (" + a.QuarantineReason + ") until " + a.QuarantinedUntil.UTC().Format(time.RFC3339)}
+		if a.Probe {
+			h.reason += "; a successful probe returns it to rotation after that"
+		}
+		return h
 	case a.TokenExpiresAt != nil && !a.TokenExpiresAt.After(now):
-		return StatusRefreshing, "lt_token expired; it must be refreshed before the account takes jobs"
+		return health{status: StatusRefreshing, code: "token_expired",
+			reason: "lt_token expired; it must be refreshed before the account takes jobs", since: a.TokenExpiresAt}
 	case a.RefreshTokenExpiresAt != nil && a.RefreshTokenExpiresAt.Sub(now) <= life.ExpiringWithin:
-		return StatusExpiring, "lt_refresh_token expires at " + a.RefreshTokenExpiresAt.UTC().Format(time.RFC3339) + "; register fresh cookies before then"
+		return health{status: StatusExpiring, code: "refresh_token_expiring",
+			reason: "lt_refresh_token expires at " + a.RefreshTokenExpiresAt.UTC().Format(time.RFC3339) + "; register fresh cookies before then"}
 	default:
-		return StatusActive, ""
+		return health{status: StatusActive}
 	}
 }
 

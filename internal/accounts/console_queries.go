@@ -9,7 +9,7 @@ import (
 )
 
 const accountOverview = `SELECT id, email, max_jobs, enabled, status, status_reason, ` + heldSlots + `,
-	updated_at, token_expires_at, refresh_token_expires_at, last_refresh_at, quarantined_until
+	updated_at, token_expires_at, refresh_token_expires_at, last_refresh_at, ` + healthColumns + `
 FROM accounts WHERE tenant_id = $1 AND mode = $2 ORDER BY email`
 
 // Overview returns every account of the scope like List, but without
@@ -29,7 +29,8 @@ func (s *Store) Overview(ctx context.Context, scope tenant.Scope) ([]Account, er
 			reason *string
 		)
 		if err := rows.Scan(&a.ID, &a.Email, &a.MaxJobs, &a.Enabled, &status, &reason, &a.Running,
-			&a.UpdatedAt, &a.TokenExpiresAt, &a.RefreshTokenExpiresAt, &a.LastRefreshAt, &a.QuarantinedUntil); err != nil {
+			&a.UpdatedAt, &a.TokenExpiresAt, &a.RefreshTokenExpiresAt, &a.LastRefreshAt,
+			&a.QuarantinedUntil, &a.QuarantineReason, &a.Since, &a.Probe, &a.NextProbeAt); err != nil {
 			return nil, errs.Unavailable(fmt.Errorf("account overview: %w", err))
 		}
 		s.derive(&a, status, reason)

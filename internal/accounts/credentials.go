@@ -6,11 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/poolgate/poolgate/internal/dbx"
 	"github.com/poolgate/poolgate/internal/provider"
 	"github.com/poolgate/poolgate/internal/tenant"
 )
@@ -119,16 +117,4 @@ func (c *credCache) put(scope tenant.Scope, id int64, version string, acct provi
 		c.m = make(map[credKey]credEntry)
 	}
 	c.m[credKey{scope, id}] = credEntry{version, acct}
-}
-
-const accountMarkError = `
-UPDATE accounts SET status = 'error', status_reason = $4, updated_at = $5
-WHERE tenant_id = $1 AND mode = $2 AND id = $3`
-
-// MarkError takes an account out of rotation because the upstream refused
-// its credentials; registering fresh cookies puts it back. It runs on db so
-// callers can make it part of the job transition that discovered it.
-func MarkError(ctx context.Context, db dbx.DBTX, scope tenant.Scope, id int64, reason string, now time.Time) error {
-	_, err := db.Exec(ctx, accountMarkError, scope.TenantID, scope.Mode, id, reason, now)
-	return err
 }

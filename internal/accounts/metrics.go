@@ -21,7 +21,7 @@ var (
 
 // allStatuses are reported on every scrape, zero or not, so a status's
 // series does not vanish when its last account leaves it.
-var allStatuses = []Status{StatusActive, StatusExpiring, StatusRefreshing, StatusExpired, StatusError, StatusDisabled}
+var allStatuses = []Status{StatusActive, StatusExpiring, StatusRefreshing, StatusQuarantined, StatusExpired, StatusError, StatusDisabled}
 
 // StatusCollector reports how many accounts are in each status. It derives
 // each status with deriveStatus, the rule the API shows, so the two cannot
@@ -38,7 +38,8 @@ func (*statusCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- collectErrorsDesc
 }
 
-const accountStatusFacts = `SELECT enabled, status, status_reason, token_expires_at, refresh_token_expires_at FROM accounts`
+const accountStatusFacts = `SELECT enabled, status, status_reason, token_expires_at, refresh_token_expires_at,
+	quarantined_until, probe_enabled FROM accounts`
 
 func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 	counts, err := c.count()
@@ -68,11 +69,11 @@ func (c *statusCollector) count() (map[Status]int, error) {
 			stored string
 			reason *string
 		)
-		if err := rows.Scan(&a.Enabled, &stored, &reason, &a.TokenExpiresAt, &a.RefreshTokenExpiresAt); err != nil {
+		if err := rows.Scan(&a.Enabled, &stored, &reason, &a.TokenExpiresAt, &a.RefreshTokenExpiresAt,
+			&a.QuarantinedUntil, &a.Probe); err != nil {
 			return nil, err
 		}
-		st, _ := deriveStatus(a, stored, reason, now, c.store.life)
-		counts[st]++
+		counts[deriveStatus(a, stored, reason, now, c.store.life).status]++
 	}
 	return counts, rows.Err()
 }

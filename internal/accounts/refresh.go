@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -40,8 +39,7 @@ type RefresherConfig struct {
 type Refresher struct {
 	cfg  RefresherConfig
 	log  *slog.Logger
-	stop context.CancelFunc
-	done sync.WaitGroup
+	loop ticker
 }
 
 // NewRefresher returns a Refresher; Start runs it.
@@ -63,39 +61,15 @@ func NewRefresher(cfg RefresherConfig) *Refresher {
 
 // Start refreshes due accounts every Interval until Stop.
 func (r *Refresher) Start(ctx context.Context) error {
-	ctx, r.stop = context.WithCancel(context.WithoutCancel(ctx))
-	r.done.Add(1)
-	go func() {
-		defer r.done.Done()
-		t := time.NewTicker(r.cfg.Interval)
-		defer t.Stop()
-		for {
-			if _, err := r.RunOnce(ctx); err != nil && ctx.Err() == nil {
-				r.log.Error("refresh round failed", "err", err)
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-		}
-	}()
+	r.loop.start(ctx, r.cfg.Interval, r.log, "refresh round failed", func(ctx context.Context) error {
+		_, err := r.RunOnce(ctx)
+		return err
+	})
 	return nil
 }
 
 // Stop ends the loop after the refreshes in progress, or when ctx ends.
-func (r *Refresher) Stop(ctx context.Context) {
-	if r.stop == nil {
-		return
-	}
-	r.stop()
-	done := make(chan struct{})
-	go func() { r.done.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-	}
-}
+func (r *Refresher) Stop(ctx context.Context) { r.loop.halt(ctx) }
 
 // refreshLease bounds how long a replica holds an account it is refreshing.
 const refreshLease = 2 * time.Minute
@@ -166,7 +140,7 @@ func (r *Refresher) refresh(ctx context.Context, d dueAccount) bool {
 	plain, err := r.cfg.Store.box.Open(d.sealed, cookieAAD(d.scope, d.email))
 	if err != nil {
 		r.log.Error("open cookie for refresh", "account", d.email, "err", err)
-		if err := MarkError(ctx, r.cfg.Store.pool, d.scope, d.id, unreadableReason, r.cfg.Now().UTC()); err != nil {
+		if err := r.markError(ctx, d, unreadableReason); err != nil {
 			r.log.Error("take unreadable account out of rotation", "account", d.email, "err", err)
 		}
 		return false
@@ -217,10 +191,9 @@ func (r *Refresher) failed(ctx context.Context, d dueAccount, err error) {
 	now := r.cfg.Now().UTC()
 	if provider.ClassOf(err) == provider.ClassAuth {
 		reason := "token refresh refused by the upstream; register fresh cookies"
-		if merr := MarkError(ctx, r.cfg.Store.pool, d.scope, d.id, reason, now); merr != nil {
+		if merr := r.markError(ctx, d, reason); merr != nil {
 			r.log.Error("mark account error", "account", d.email, "err", merr)
 		}
-		r.cfg.Store.pool.Exec(ctx, `UPDATE accounts SET refresh_lock_until = NULL WHERE tenant_id = $1 AND id = $2`, d.scope.TenantID, d.id)
 		r.outcome("auth_failed")
 		r.log.Warn("token refresh refused; account out of rotation", "account", d.email, "err", err)
 		return
@@ -241,4 +214,18 @@ func (r *Refresher) outcome(o string) {
 	if r.cfg.OnOutcome != nil {
 		r.cfg.OnOutcome(o)
 	}
+}
+
+// markError takes an account the refresher cannot mend out of rotation
+// and releases its refresh lease. Neither cause is temporary (the refresh
+// token was refused, or the cookie cannot be opened), so it plans no probe:
+// fresh cookies are the fix.
+func (r *Refresher) markError(ctx context.Context, d dueAccount, reason string) error {
+	return pgx.BeginFunc(ctx, r.cfg.Store.pool, func(tx pgx.Tx) error {
+		if err := r.cfg.Store.MarkError(ctx, tx, d.scope, d.id, reason, false, r.cfg.Now().UTC()); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `UPDATE accounts SET refresh_lock_until = NULL WHERE tenant_id = $1 AND id = $2`, d.scope.TenantID, d.id)
+		return err
+	})
 }

@@ -18,7 +18,11 @@ import (
 // the accounts table.
 
 // usable is the one rule for "this account is in rotation now" ($3 is the
-// caller's clock), and eligible adds "and has a free slot". Together they
+// caller's clock), and eligible adds "and has a free slot". A quarantined
+// account is out of rotation until a probe clears its quarantine, even
+// after quarantined_until has passed; only an account whose probes the
+// operator turned off comes back on the clock alone (deriveStatus says
+// the same). Together they
 // contain the predicate of the partial index accounts_free_idx, so the
 // planner can use it. eligible reads the stored running count, which
 // pending releases (account_slot_releases) may still have to lower: it
@@ -26,7 +30,7 @@ import (
 // pending releases too.
 const (
 	usable = `enabled AND status = 'active'
-	AND (quarantined_until IS NULL OR quarantined_until <= $3)
+	AND (quarantined_until IS NULL OR (NOT probe_enabled AND quarantined_until <= $3))
 	AND (token_expires_at IS NULL OR token_expires_at > $3)
 	AND (refresh_token_expires_at IS NULL OR refresh_token_expires_at > $3)`
 	eligible = usable + ` AND running < max_jobs`
@@ -358,14 +362,6 @@ func FoldReleases(ctx context.Context, db dbx.DBTX) error {
 		return err
 	}
 	_, err := db.Exec(ctx, accountReleasesOrphaned)
-	return err
-}
-
-const accountQuarantine = `UPDATE accounts SET quarantined_until = $3 WHERE tenant_id = $1 AND id = $2`
-
-// Quarantine keeps an account out of placement until until.
-func Quarantine(ctx context.Context, db dbx.DBTX, scope tenant.Scope, id int64, until time.Time) error {
-	_, err := db.Exec(ctx, accountQuarantine, scope.TenantID, id, until)
 	return err
 }
 

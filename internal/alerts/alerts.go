@@ -279,7 +279,8 @@ func resolveStale(ctx context.Context, tx pgx.Tx, now time.Time) error {
 	for _, a := range alerts {
 		c, exists := byID[key{a.tenantID, a.accountID}]
 		still := exists && (a.kind == string(KindError) && c.Status == "error" ||
-			a.kind != string(KindError) && sameTime(c.RefreshTokenExpiry, a.expiresAt))
+			a.kind == KindQuarantined || // resolved by the account's recovery (OnHealth)
+			(a.kind == KindExpiring || a.kind == KindExpired) && sameTime(c.RefreshTokenExpiry, a.expiresAt))
 		if !still {
 			staleTenants, staleIDs = append(staleTenants, a.tenantID), append(staleIDs, a.id)
 		}

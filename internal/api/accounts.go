@@ -34,6 +34,7 @@ type accountJSON struct {
 	RefreshTokenExpireUTC *string           `json:"refreshTokenExpireUTC"`
 	LastRefreshUTC        *string           `json:"lastRefreshUTC"`
 	NextRefreshUTC        *string           `json:"nextRefreshUTC"`
+	accountHealthJSON
 }
 
 func accountOut(a accounts.Account) accountJSON {
@@ -55,6 +56,7 @@ func accountOut(a accounts.Account) accountJSON {
 	out.RefreshTokenExpire, out.RefreshTokenExpireUTC = optionalTime(a.RefreshTokenExpiresAt)
 	out.LastRefreshUTC = timefmt.UTCPtr(a.LastRefreshAt)
 	out.NextRefreshUTC = timefmt.UTCPtr(a.NextRefreshAt)
+	out.accountHealthJSON = accountHealthOut(a)
 	return out
 }
 
@@ -167,6 +169,7 @@ func (s *Server) getAccount(c echo.Context) error {
 type updateAccountRequest struct {
 	MaxJobs *int  `json:"maxJobs" validate:"omitempty,min=1,max=100"`
 	Enabled *bool `json:"enabled"`
+	Probe   *bool `json:"probe"`
 }
 
 func (s *Server) updateAccount(c echo.Context) error {
@@ -175,7 +178,7 @@ func (s *Server) updateAccount(c echo.Context) error {
 		return err
 	}
 	a, err := s.Accounts.Update(c.Request().Context(), principal(c).Scope, c.Param("email"),
-		accounts.Patch{MaxJobs: req.MaxJobs, Enabled: req.Enabled})
+		accounts.Patch{MaxJobs: req.MaxJobs, Enabled: req.Enabled, Probe: req.Probe})
 	if err != nil {
 		return err
 	}

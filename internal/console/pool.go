@@ -161,7 +161,7 @@ func (c *Console) renderPool(w http.ResponseWriter, r *http.Request, rq *request
 		}
 	}
 	v.Total = len(list)
-	for _, s := range []accounts.Status{accounts.StatusActive, accounts.StatusExpiring, accounts.StatusRefreshing,
+	for _, s := range []accounts.Status{accounts.StatusActive, accounts.StatusExpiring, accounts.StatusRefreshing, accounts.StatusQuarantined,
 		accounts.StatusError, accounts.StatusExpired, accounts.StatusDisabled} {
 		if counts[s] > 0 {
 			v.ByStatus = append(v.ByStatus, statusCount{string(s), counts[s]})

@@ -87,6 +87,10 @@ type Provider interface {
 	Cancel(ctx context.Context, a Account, upstreamID string) error
 	// Refresh exchanges the account's refresh token for new tokens.
 	Refresh(ctx context.Context, a Account) (Tokens, error)
+	// Probe makes the cheapest authenticated call the upstream offers, to
+	// learn whether an account out of rotation may take jobs again; nil
+	// means it may. Its errors classify like any other call's.
+	Probe(ctx context.Context, a Account) error
 }
 
 // Class says what a failure means for the job and the account.
@@ -137,6 +141,9 @@ type Error struct {
 	Message string
 	// RetryAfter is how long the upstream asked us to wait, if it said.
 	RetryAfter time.Duration
+	// DailyQuota marks a ClassRateLimited refusal because the account's
+	// daily quota is spent; RetryAfter then runs to the quota's reset.
+	DailyQuota bool
 	// Err is the underlying cause, for logs. It never contains credentials
 	// either, but may name URLs and status codes.
 	Err error
@@ -173,4 +180,11 @@ func RetryAfterOf(err error) time.Duration {
 		return pe.RetryAfter
 	}
 	return 0
+}
+
+// DailyQuotaOf reports whether err is a refusal because the account's
+// daily quota is spent.
+func DailyQuotaOf(err error) bool {
+	pe, ok := errors.AsType[*Error](err)
+	return ok && pe.DailyQuota
 }

@@ -249,6 +249,9 @@ func (s *Scheduler) finishAs(ctx context.Context, tx pgx.Tx, ending []completion
 	if err := s.releaseSlots(ctx, tx, jobs); err != nil {
 		return nil, err
 	}
+	if err := resetBreakers(ctx, tx, jobs); err != nil {
+		return nil, err
+	}
 	return jobs, s.runFinishHook(ctx, tx, jobs)
 }
 
@@ -262,6 +265,18 @@ func (s *Scheduler) releaseSlots(ctx context.Context, tx pgx.Tx, jobs []Job) err
 		}
 	}
 	return accounts.ReleaseSlots(ctx, tx, rs)
+}
+
+// resetBreakers resets the circuit breaker of the accounts that just
+// finished a job successfully, in the batch's own transaction.
+func resetBreakers(ctx context.Context, tx pgx.Tx, jobs []Job) error {
+	var tenants, ids []int64
+	for _, j := range jobs {
+		if j.State == StateSucceeded && j.accountID != nil {
+			tenants, ids = append(tenants, j.tenantID), append(ids, *j.accountID)
+		}
+	}
+	return accounts.ResetFailures(ctx, tx, tenants, ids)
 }
 
 func (s *Scheduler) runFinishHook(ctx context.Context, tx pgx.Tx, jobs []Job) error {

@@ -87,8 +87,9 @@ func TestOutcomes(t *testing.T) {
 		if until.Before(before.Add(89*time.Second)) || until.After(after.Add(91*time.Second)) {
 			t.Errorf("%s quarantined until %s, want about 90s (the upstream's Retry-After) after %s", bad, until, before)
 		}
-		if a, _ := w.accounts.Get(context.Background(), w.scope, bad); a.Status != accounts.StatusActive {
-			t.Errorf("rate-limited account %s has status %s; quarantine must not mark it broken", bad, a.Status)
+		if a, _ := w.accounts.Get(context.Background(), w.scope, bad); a.Status != accounts.StatusQuarantined ||
+			a.QuarantineReason != accounts.QuarantineRateLimited {
+			t.Errorf("rate-limited account %s has status %s (%q); want quarantined for rate_limited", bad, a.Status, a.QuarantineReason)
 		}
 		av, err := s.Available(context.Background(), w.scope)
 		if err != nil {

@@ -300,19 +300,27 @@ func (s *Scheduler) settleError(ctx context.Context, e *execution, err error) {
 	msg := errorMessage(err)
 	switch provider.ClassOf(err) {
 	case provider.ClassAuth:
-		s.retry(ctx, e, retry{reason: "auth", message: msg, accountError: "upstream refused the credentials: " + msg})
+		s.retry(ctx, e, retry{reason: "auth", message: msg, accountError: "upstream refused the credentials: " + msg, probe: true})
 	case provider.ClassRateLimited:
 		wait := provider.RetryAfterOf(err)
 		if wait <= 0 {
 			wait = s.cfg.Quarantine
 		}
-		s.retry(ctx, e, retry{reason: "rate_limited", message: msg, quarantine: wait})
+		why := accounts.QuarantineRateLimited
+		if provider.DailyQuotaOf(err) {
+			why = accounts.QuarantineDailyQuota
+		}
+		s.retry(ctx, e, retry{reason: "rate_limited", message: msg, quarantine: wait, quarantineAs: why})
 	case provider.ClassInvalid:
 		s.finish(e, outcome{state: StateFailed, code: CodeInvalidInput, message: msg})
 	case provider.ClassPermanent:
 		s.finish(e, outcome{state: StateFailed, code: CodeRejected, message: msg})
 	default:
-		s.retry(ctx, e, retry{reason: "transient", message: msg, delay: s.backoff(s.cfg.RetryBase, e.attempt-1)})
+		r := retry{reason: "transient", message: msg, delay: s.backoff(s.cfg.RetryBase, e.attempt-1), breaker: true}
+		if wait := provider.RetryAfterOf(err); wait > 0 { // the upstream asked this account to pause
+			r.quarantine, r.quarantineAs, r.breaker = wait, accounts.QuarantineUpstreamUnavailable, false
+		}
+		s.retry(ctx, e, r)
 	}
 }
 

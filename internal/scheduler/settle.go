@@ -7,8 +7,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-
-	"github.com/poolgate/poolgate/internal/accounts"
 )
 
 // outcome is how a job ends.
@@ -37,7 +35,10 @@ type retry struct {
 	message      string        // the upstream's reason, kept on the job
 	delay        time.Duration // backoff before the next attempt
 	quarantine   time.Duration // rest the account this long
+	quarantineAs string        // why (an accounts.Quarantine* code)
 	accountError string        // take the account out of rotation with this reason
+	probe        bool          // the refusal may be temporary: probe the account in error
+	breaker      bool          // count the failure against the account's circuit breaker
 	unconsumed   bool          // the attempt never reached the upstream: do not count it
 }
 
@@ -117,17 +118,21 @@ func (s *Scheduler) retry(ctx context.Context, e *execution, r retry) {
 
 // blameAccount records what a failure says about the account.
 func (s *Scheduler) blameAccount(ctx context.Context, tx pgx.Tx, e *execution, r retry, now time.Time) error {
+	acc := s.cfg.Accounts
 	if r.accountError != "" {
-		if err := accounts.MarkError(ctx, tx, e.scope, e.accountID, r.accountError, now); err != nil {
+		if err := acc.MarkError(ctx, tx, e.scope, e.accountID, r.accountError, r.probe, now); err != nil {
 			return err
 		}
 		s.log.Warn("account taken out of rotation", "account", e.email, "reason", r.accountError)
 	}
 	if r.quarantine > 0 {
-		if err := accounts.Quarantine(ctx, tx, e.scope, e.accountID, now.Add(r.quarantine)); err != nil {
+		if err := acc.Quarantine(ctx, tx, e.scope, e.accountID, r.quarantineAs, now.Add(r.quarantine), now); err != nil {
 			return err
 		}
-		s.log.Warn("account quarantined", "account", e.email, "for", r.quarantine.String())
+		s.log.Warn("account quarantined", "account", e.email, "reason", r.quarantineAs, "for", r.quarantine.String())
+	}
+	if r.breaker {
+		return acc.CountFailure(ctx, tx, e.scope, e.accountID, now)
 	}
 	return nil
 }

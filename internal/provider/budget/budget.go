@@ -13,7 +13,6 @@ package budget
 
 import (
 	"context"
-	"errors"
 	"slices"
 	"strings"
 	"sync"
@@ -144,27 +143,12 @@ func (p *Provider) Refresh(ctx context.Context, a provider.Account) (provider.To
 	return p.next.Refresh(ctx, a)
 }
 
-// prober is the probe call of the provider contract (the cheapest
-// authenticated call, used to bring an account back into rotation).
-type prober interface {
-	Probe(ctx context.Context, a provider.Account) error
-}
-
-// errNoProbe answers a probe when the wrapped provider has none.
-var errNoProbe = errors.New("the upstream provider has no probe")
-
-// Probe waits for the budget, then probes the account. (It asserts the
-// method rather than calling it on the contract so that this package
-// builds whether or not the contract has Probe yet.)
+// Probe waits for the budget, then probes the account.
 func (p *Provider) Probe(ctx context.Context, a provider.Account) error {
-	pr, ok := p.next.(prober)
-	if !ok {
-		return errNoProbe
-	}
 	if err := p.wait(ctx, "probe", a, urgent); err != nil {
 		return err
 	}
-	return pr.Probe(ctx, a)
+	return p.next.Probe(ctx, a)
 }
 
 // bucket is one account's token bucket with a queue of waiting calls,

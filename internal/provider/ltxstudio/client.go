@@ -121,6 +121,13 @@ func (c *Client) Refresh(ctx context.Context, a provider.Account) (provider.Toke
 	return provider.Tokens{Token: r.Token, RefreshToken: r.RefreshToken}, nil
 }
 
+// Probe asks who the account's cookies belong to: the cheapest call that
+// needs valid credentials.
+func (c *Client) Probe(ctx context.Context, a provider.Account) error {
+	var me Me
+	return c.do(ctx, "probe", a, RouteMe, "", nil, nil, nil, &me)
+}
+
 // errNotFound marks a 404 the upstream itself vouched for (CodeNotFound);
 // Lookup turns it into found=false, every other call into ClassPermanent.
 var errNotFound = errors.New("not found")
@@ -211,6 +218,12 @@ func (c *Client) httpError(op string, a provider.Account, resp *http.Response, r
 	}
 	if class == provider.ClassRateLimited || class == provider.ClassTransient {
 		e.RetryAfter = parseRetryAfter(resp.Header.Get(HeaderRetryAfter), c.now())
+	}
+	if class == provider.ClassRateLimited && er.Error.Code == CodeDailyQuota {
+		e.DailyQuota = true
+		if reset, err := time.Parse(time.RFC3339, er.Error.ResetAt); err == nil && reset.After(c.now()) {
+			e.RetryAfter = reset.Sub(c.now())
+		}
 	}
 	return e
 }

@@ -23,6 +23,10 @@ const (
 	RouteLookup  = "GET /api/v1/generations" // with QueryIdempotencyKey
 	RouteCancel  = "POST /api/v1/generations/{id}/cancel"
 	RouteRefresh = "POST /api/v1/auth/refresh"
+	// RouteMe answers who the cookies belong to: the cheapest
+	// authenticated call, used to probe an account before it takes jobs
+	// again.
+	RouteMe = "GET /api/v1/me"
 
 	// PathParamID is the wildcard name used for generation ids in routes.
 	PathParamID = "id"
@@ -106,15 +110,26 @@ type ErrorResponse struct {
 type ErrorDetail struct {
 	Code    string `json:"code"` // one of the Code* constants
 	Message string `json:"message"`
+	// ResetAt comes with CodeDailyQuota: when the account's quota resets
+	// (RFC 3339).
+	ResetAt string `json:"resetAt,omitempty"`
+}
+
+// Me is the body returned by RouteMe.
+type Me struct {
+	Email string `json:"email"`
 }
 
 // Upstream error codes.
 const (
 	CodeUnauthorized = "unauthorized"
 	CodeRateLimited  = "rate_limited"
-	CodeUnavailable  = "unavailable"
-	CodeInvalid      = "invalid_request"
-	CodeModerated    = "moderated"
+	// CodeDailyQuota on a 429 says the account's daily quota is spent;
+	// the body's resetAt says when it comes back.
+	CodeDailyQuota  = "daily_quota_exceeded"
+	CodeUnavailable = "unavailable"
+	CodeInvalid     = "invalid_request"
+	CodeModerated   = "moderated"
 	// CodeNotFound on a 404 is what distinguishes "no such generation" from
 	// a 404 of a proxy or a wrong base URL: only the former lets Lookup say
 	// the key was never seen.

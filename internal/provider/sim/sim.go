@@ -97,14 +97,15 @@ type account struct {
 	active   []*generation
 	prunedAt time.Time
 
-	submitted, peak, refreshes int
-	refused                    int // new submissions refused by injection
+	submitted, peak, refreshes, probes int
+	refused                            int // new submissions refused by injection
 
 	// requests counts every request made as this account; requestTimes
 	// holds when the latest of them arrived (up to maxRequestTimes), so a
 	// test can check the rate poolgate kept to.
 	requests     int
 	requestTimes []time.Time
+	faults       Faults
 }
 
 // maxRequestTimes bounds the arrival times kept per account.
@@ -139,6 +140,8 @@ func (s *Server) routes() *http.ServeMux {
 	mux.HandleFunc(ltxstudio.RouteLookup, s.authed(s.handleLookup))
 	mux.HandleFunc(ltxstudio.RouteCancel, s.authed(s.handleCancel))
 	mux.HandleFunc(ltxstudio.RouteRefresh, s.handleRefresh)
+	mux.HandleFunc(ltxstudio.RouteMe, s.authed(s.handleMe))
+	mux.HandleFunc(RouteFaults, s.handleFaults)
 	mux.HandleFunc(RouteStats, s.handleStats)
 	mux.HandleFunc(RouteReset, s.handleReset)
 	return mux
@@ -256,6 +259,7 @@ type refusal struct {
 	status     int
 	code, msg  string
 	retryAfter time.Duration
+	resetAt    time.Time // a daily quota's reset
 }
 
 func (f *refusal) write(w http.ResponseWriter) {
@@ -263,7 +267,11 @@ func (f *refusal) write(w http.ResponseWriter) {
 		secs := (f.retryAfter + time.Second - 1) / time.Second
 		w.Header().Set(ltxstudio.HeaderRetryAfter, strconv.FormatInt(int64(secs), 10))
 	}
-	writeError(w, f.status, f.code, f.msg)
+	d := ltxstudio.ErrorDetail{Code: f.code, Message: f.msg}
+	if !f.resetAt.IsZero() {
+		d.ResetAt = f.resetAt.UTC().Format(time.RFC3339)
+	}
+	writeJSON(w, f.status, ltxstudio.ErrorResponse{Error: d})
 }
 
 // submit creates the generation for key on email's account, or returns the
@@ -275,6 +283,9 @@ func (s *Server) submit(email, key string, req ltxstudio.SubmitRequest) (g ltxst
 	a := s.accountLocked(email)
 	if old, ok := a.byKey[key]; ok {
 		return old.view(now), false, nil
+	}
+	if f := a.refusalLocked(now); f != nil {
+		return ltxstudio.Generation{}, false, f
 	}
 	if f := s.injectLocked(); f != nil {
 		a.refused++

@@ -572,11 +572,14 @@ func TestStatsAndResetOverHTTP(t *testing.T) {
 	if _, err := e.client.Refresh(context.Background(), a); err != nil {
 		t.Fatal(err)
 	}
+	if err := e.client.Probe(context.Background(), a); err != nil {
+		t.Fatal(err)
+	}
 
 	code, body := e.raw(http.MethodGet, "/_sim/stats", "", nil, "")
 	var got map[string]any
 	mustUnmarshal(t, body, &got)
-	want := `map[accounts:map[http@example.com:map[failed:0 peak:1 refreshes:1 refused:0 requests:2 running:1 submitted:1 succeeded:0]] duplicateSubmits:0 jobs:map[job1:map[1:1]] requests:map[job1:1] totalSubmits:1]`
+	want := `map[accounts:map[http@example.com:map[failed:0 peak:1 probes:1 refreshes:1 refused:0 requests:3 running:1 submitted:1 succeeded:0]] duplicateSubmits:0 jobs:map[job1:map[1:1]] requests:map[job1:1] totalSubmits:1]`
 	if code != http.StatusOK || fmt.Sprint(got) != want {
 		t.Fatalf("GET /_sim/stats = %d %v, want 200 %s", code, got, want)
 	}

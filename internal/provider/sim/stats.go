@@ -38,6 +38,7 @@ type AccountStats struct {
 	// Requests counts every request made as the account (any route, any
 	// answer); Server.RequestTimes says when they arrived.
 	Requests int `json:"requests"`
+	Probes   int `json:"probes"` // probes (ltxstudio.RouteMe) answered
 }
 
 // Stats returns a snapshot of what the simulator saw.
@@ -60,6 +61,7 @@ func (s *Server) Stats() Stats {
 			Refreshes: a.refreshes,
 			Refused:   a.refused,
 			Requests:  a.requests,
+			Probes:    a.probes,
 		}
 		for _, g := range a.byID {
 			switch {

@@ -1,0 +1,297 @@
+package accounts
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/poolgate/poolgate/internal/provider"
+	"github.com/poolgate/poolgate/internal/tenant"
+)
+
+// ProberConfig configures a Prober.
+type ProberConfig struct {
+	Store    *Store
+	Provider provider.Provider
+	Logger   *slog.Logger
+	Now      func() time.Time // nil: time.Now
+	// Interval is how often due probes are looked for (default 5s).
+	Interval time.Duration
+	// Quarantine is how long a probe answered by a rate limit without
+	// Retry-After waits before the next one (default 30m, like the
+	// scheduler's).
+	Quarantine time.Duration
+	// OnOutcome, if set, is told each probe's outcome: "recovered",
+	// "failed" or "unreadable".
+	OnOutcome func(outcome string)
+}
+
+// Prober brings accounts back into rotation: it probes a quarantined
+// account once its quarantine has passed, and an account in error (when
+// the refusal may be temporary) on a growing backoff, and returns it to
+// rotation when the probe succeeds. It also records the "expired" event of
+// accounts whose refresh token lapsed. Any number of replicas may run one:
+// a short lease on the account row makes one replica probe a given
+// account. Operator-disabled accounts and those with probes turned off are
+// never probed.
+type Prober struct {
+	cfg  ProberConfig
+	log  *slog.Logger
+	loop ticker
+}
+
+// NewProber returns a Prober; Start runs it.
+func NewProber(cfg ProberConfig) *Prober {
+	if cfg.Interval <= 0 {
+		cfg.Interval = 5 * time.Second
+	}
+	if cfg.Quarantine <= 0 {
+		cfg.Quarantine = 30 * time.Minute
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Prober{cfg: cfg, log: cfg.Logger.With("component", "prober")}
+}
+
+// Start probes due accounts every Interval until Stop.
+func (p *Prober) Start(ctx context.Context) error {
+	p.loop.start(ctx, p.cfg.Interval, p.log, "probe round failed", func(ctx context.Context) error {
+		_, err := p.RunOnce(ctx)
+		return err
+	})
+	return nil
+}
+
+// Stop ends the loop after the probes in progress, or when ctx ends.
+func (p *Prober) Stop(ctx context.Context) { p.loop.halt(ctx) }
+
+// probeLease bounds how long a replica holds an account it is probing.
+const probeLease = 2 * time.Minute
+
+// accountsClaimProbe takes a lease on up to 20 accounts whose probe is
+// due. It waits for row locks rather than skipping them: a placement locks
+// the account of a pinned job even while it is out of rotation, and
+// skipping would let such an account miss its probe round after round.
+// The UPDATE re-checks its conditions on the row it locked, so two
+// replicas never both take one account.
+const accountsClaimProbe = `
+UPDATE accounts a SET probe_lock_until = $2
+FROM (
+	SELECT tenant_id, id FROM accounts
+	WHERE probe_at <= $1 AND enabled AND probe_enabled
+		AND (probe_lock_until IS NULL OR probe_lock_until <= $1)
+	ORDER BY tenant_id, id
+	LIMIT 20
+) due
+WHERE a.tenant_id = due.tenant_id AND a.id = due.id
+	AND a.probe_at <= $1 AND a.enabled AND a.probe_enabled
+	AND (a.probe_lock_until IS NULL OR a.probe_lock_until <= $1)
+RETURNING a.tenant_id, a.mode, a.id, a.email, a.cookie, a.probe_failures`
+
+type probeDue struct {
+	scope    tenant.Scope
+	id       int64
+	email    string
+	sealed   []byte
+	failures int
+	lease    time.Time
+}
+
+// RunOnce probes every account whose probe is due, records the expiries
+// that passed, and reports how many accounts it returned to rotation.
+func (p *Prober) RunOnce(ctx context.Context) (int, error) {
+	if err := p.noteExpired(ctx); err != nil {
+		return 0, err
+	}
+	recovered := 0
+	for {
+		now := p.cfg.Now().UTC()
+		lease := now.Add(probeLease)
+		rows, err := p.cfg.Store.pool.Query(ctx, accountsClaimProbe, now, lease)
+		if err != nil {
+			return recovered, err
+		}
+		due, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (probeDue, error) {
+			d := probeDue{lease: lease}
+			err := row.Scan(&d.scope.TenantID, &d.scope.Mode, &d.id, &d.email, &d.sealed, &d.failures)
+			return d, err
+		})
+		if err != nil || len(due) == 0 {
+			return recovered, err
+		}
+		for _, d := range due {
+			ok, err := p.probe(ctx, d)
+			if err != nil {
+				return recovered, err
+			}
+			if ok {
+				recovered++
+			}
+		}
+	}
+}
+
+// probe runs one probe and records its outcome.
+func (p *Prober) probe(ctx context.Context, d probeDue) (bool, error) {
+	st := p.cfg.Store
+	plain, err := st.box.Open(d.sealed, cookieAAD(d.scope, d.email))
+	if err != nil { // no probe can mend that: only fresh cookies do
+		p.outcome("unreadable")
+		return false, pgx.BeginFunc(ctx, st.pool, func(tx pgx.Tx) error {
+			if err := st.MarkError(ctx, tx, d.scope, d.id, unreadableReason, false, p.cfg.Now().UTC()); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, accountProbeUnlock, d.scope.TenantID, d.id, d.lease)
+			return err
+		})
+	}
+	perr := p.cfg.Provider.Probe(ctx, provider.Account{Email: d.email, Cookie: string(plain)})
+	if ctx.Err() != nil {
+		return false, nil // shutting down: the lease lapses and the probe runs again
+	}
+	now := p.cfg.Now().UTC()
+	if perr == nil {
+		ok := false
+		err := pgx.BeginFunc(ctx, st.pool, func(tx pgx.Tx) error {
+			var err error
+			ok, err = st.recover(ctx, tx, d, now)
+			return err
+		})
+		if ok {
+			p.outcome("recovered")
+			p.log.Info("probe succeeded; account back in rotation", "account", d.email)
+		}
+		return ok, err
+	}
+	p.outcome("failed")
+	p.log.Warn("probe failed; account stays out of rotation", "account", d.email,
+		"class", provider.ClassOf(perr).String(), "err", perr)
+	return false, pgx.BeginFunc(ctx, st.pool, func(tx pgx.Tx) error {
+		return p.failed(ctx, tx, d, perr, now)
+	})
+}
+
+const (
+	accountRecover = `
+WITH old AS (
+	SELECT id, status = 'error' OR quarantined_until IS NOT NULL AS out FROM accounts
+	WHERE tenant_id = $1 AND id = $2 AND probe_lock_until = $3 FOR UPDATE
+)
+UPDATE accounts a SET status = 'active', status_reason = NULL, quarantined_until = NULL,
+	quarantine_reason = NULL, consecutive_failures = 0, probe_at = NULL, probe_failures = 0,
+	probe_lock_until = NULL, health_since = CASE WHEN old.out THEN $4 ELSE a.health_since END
+FROM old WHERE a.tenant_id = $1 AND a.id = old.id
+RETURNING old.out`
+
+	// accountProbeFailed plans the next probe; a rate-limited probe of a
+	// quarantined account ($5) lengthens the quarantine to match.
+	accountProbeFailed = `
+UPDATE accounts SET probe_failures = probe_failures + 1, probe_at = $4, probe_lock_until = NULL,
+	quarantined_until = CASE WHEN $5 AND quarantined_until IS NOT NULL THEN greatest(quarantined_until, $4)
+		ELSE quarantined_until END
+WHERE tenant_id = $1 AND id = $2 AND probe_lock_until = $3`
+
+	accountProbeUnlock = `UPDATE accounts SET probe_lock_until = NULL WHERE tenant_id = $1 AND id = $2 AND probe_lock_until = $3`
+)
+
+// recover returns a probed account to rotation; false if the lease was
+// lost meanwhile or the account was not out of rotation.
+func (s *Store) recover(ctx context.Context, tx pgx.Tx, d probeDue, now time.Time) (bool, error) {
+	var out bool
+	err := tx.QueryRow(ctx, accountRecover, d.scope.TenantID, d.id, d.lease, now).Scan(&out)
+	if err != nil || !out {
+		return false, ignoreGone(err)
+	}
+	return true, s.record(ctx, tx, Event{Scope: d.scope, AccountID: d.id, Email: d.email, Kind: EventRecovered,
+		Reason: "probe_succeeded", Message: "a probe succeeded; the account is back in rotation", At: now})
+}
+
+// failed records a failed probe: a refusal of the credentials puts the
+// account in error; anything else plans the next probe on a growing
+// backoff, or when the upstream said to come back.
+func (p *Prober) failed(ctx context.Context, tx pgx.Tx, d probeDue, perr error, now time.Time) error {
+	st := p.cfg.Store
+	if provider.ClassOf(perr) == provider.ClassAuth {
+		if err := st.MarkError(ctx, tx, d.scope, d.id, "probe refused the credentials: "+errorText(perr), true, now); err != nil {
+			return err
+		}
+	}
+	next := now.Add(st.probeDelay(d.failures + 1))
+	limited := provider.ClassOf(perr) == provider.ClassRateLimited
+	if limited {
+		wait := provider.RetryAfterOf(perr)
+		if wait <= 0 {
+			wait = p.cfg.Quarantine
+		}
+		next = now.Add(wait)
+	}
+	_, err := tx.Exec(ctx, accountProbeFailed, d.scope.TenantID, d.id, d.lease, next, limited)
+	return err
+}
+
+// errorText is the user-safe part of a provider error.
+func errorText(err error) string {
+	if pe, ok := errors.AsType[*provider.Error](err); ok && pe.Message != "" {
+		return pe.Message
+	}
+	return provider.ClassOf(err).String()
+}
+
+const accountsNoteExpired = `
+WITH due AS (
+	SELECT tenant_id, id FROM accounts
+	WHERE enabled AND refresh_token_expires_at <= $1
+		AND expired_noted IS DISTINCT FROM refresh_token_expires_at
+	ORDER BY refresh_token_expires_at
+	LIMIT 100 FOR UPDATE SKIP LOCKED
+)
+UPDATE accounts a SET expired_noted = a.refresh_token_expires_at
+FROM due WHERE a.tenant_id = due.tenant_id AND a.id = due.id
+RETURNING a.tenant_id, a.mode, a.id, a.email, a.refresh_token_expires_at`
+
+// noteExpired records an "expired" event for each enabled account whose
+// refresh token lapsed since it was last looked at, once per expiry.
+func (p *Prober) noteExpired(ctx context.Context) error {
+	st := p.cfg.Store
+	for {
+		n := 0
+		err := pgx.BeginFunc(ctx, st.pool, func(tx pgx.Tx) error {
+			now := p.cfg.Now().UTC()
+			rows, err := tx.Query(ctx, accountsNoteExpired, now)
+			if err != nil {
+				return err
+			}
+			evs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Event, error) {
+				ev := Event{Kind: EventExpired, Reason: "refresh_token_expired", At: now}
+				var until time.Time
+				err := row.Scan(&ev.Scope.TenantID, &ev.Scope.Mode, &ev.AccountID, &ev.Email, &until)
+				ev.Until = &until
+				ev.Message = "lt_refresh_token expired at " + until.UTC().Format(time.RFC3339) + "; register fresh cookies"
+				return ev, err
+			})
+			if err != nil {
+				return err
+			}
+			n = len(evs)
+			for _, ev := range evs {
+				if err := st.record(ctx, tx, ev); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil || n < 100 {
+			return err
+		}
+	}
+}
+
+func (p *Prober) outcome(o string) {
+	if p.cfg.OnOutcome != nil {
+		p.cfg.OnOutcome(o)
+	}
+}

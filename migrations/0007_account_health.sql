@@ -1,0 +1,45 @@
+-- Account health (issue 13). An account out of rotation says why and since
+-- when; a quarantine ends only with a probe, which one replica at a time
+-- runs (probe_lock_until is its lease, like refresh_lock_until).
+--
+-- status stays 'active' | 'error' (the credentials were refused); a
+-- quarantine is quarantined_until with its reason; disabled is enabled =
+-- false, which only the operator changes; expired is read from the refresh
+-- token's expiry. deriveStatus in internal/accounts combines them.
+ALTER TABLE accounts
+    ADD COLUMN quarantine_reason    text CHECK (quarantine_reason IN
+        ('rate_limited', 'daily_quota', 'upstream_unavailable', 'consecutive_failures')),
+    ADD COLUMN health_since         timestamptz,
+    -- consecutive transient failures since the last success (the breaker)
+    ADD COLUMN consecutive_failures integer NOT NULL DEFAULT 0,
+    -- false: the operator does not want this account probed
+    ADD COLUMN probe_enabled        boolean NOT NULL DEFAULT true,
+    -- when the next probe is due; NULL: none is planned
+    ADD COLUMN probe_at             timestamptz,
+    ADD COLUMN probe_failures       integer NOT NULL DEFAULT 0,
+    ADD COLUMN probe_lock_until     timestamptz,
+    -- the refresh token expiry an 'expired' event was recorded for
+    ADD COLUMN expired_noted        timestamptz;
+
+CREATE INDEX accounts_probe_due_idx ON accounts (probe_at) WHERE probe_at IS NOT NULL;
+CREATE INDEX accounts_expiry_idx ON accounts (refresh_token_expires_at) WHERE enabled;
+
+-- Health transitions, newest last; the account view shows the last 20.
+CREATE TABLE account_health_events (
+    tenant_id  bigint NOT NULL,
+    id         bigint GENERATED ALWAYS AS IDENTITY,
+    account_id bigint NOT NULL,
+    kind       text NOT NULL CHECK (kind IN ('quarantined', 'error', 'recovered', 'expired')),
+    reason     text NOT NULL,
+    message    text NOT NULL,
+    until      timestamptz,
+    at         timestamptz NOT NULL,
+    PRIMARY KEY (tenant_id, id),
+    FOREIGN KEY (tenant_id, account_id) REFERENCES accounts (tenant_id, id) ON DELETE CASCADE
+);
+CREATE INDEX account_health_events_account_idx ON account_health_events (tenant_id, account_id, id DESC);
+
+-- Health transitions are alerts too, delivered through the same outbox.
+ALTER TABLE alerts DROP CONSTRAINT alerts_kind_check;
+ALTER TABLE alerts ADD CONSTRAINT alerts_kind_check
+    CHECK (kind IN ('expiring', 'expired', 'error', 'quarantined', 'recovered'));
