@@ -19,8 +19,10 @@ import (
 
 // http is scenario 3: every replica serves the API on loopback, as
 // poolgate serve does, and a load generator with HTTPConcurrency clients
-// sends authenticated POST /v1/jobs round robin over them, then GET
-// /v1/jobs/{id} for the jobs it created. The jobs run meanwhile; the run
+// sends authenticated POST /v1/jobs round robin over them: first with
+// nothing dispatching (post_queue_only_*: the API and insert path alone),
+// then, once those jobs are done, while the replicas work the new ones
+// off (post_*), then GET /v1/jobs/{id} for the jobs it created. The run
 // ends when all have succeeded.
 func (b *runner) http(ctx context.Context, tag string) (*sample, Invariants, error) {
 	w, err := newWorld(ctx, b.cfg, b.dbs, tag, sim.Config{Seed: 1})
@@ -39,7 +41,6 @@ func (b *runner) http(ctx context.Context, tag string) (*sample, Invariants, err
 		return nil, Invariants{}, err
 	}
 	defer stop()
-	w.startReplicas(ctx)
 
 	n, conc := b.cfg.HTTPRequests, b.cfg.HTTPConcurrency
 	tr := http.DefaultTransport.(*http.Transport).Clone()
@@ -47,25 +48,44 @@ func (b *runner) http(ctx context.Context, tag string) (*sample, Invariants, err
 	client := &http.Client{Transport: tr, Timeout: time.Minute}
 	defer tr.CloseIdleConnections()
 	s := newSample()
-
-	b.progress("http: %d × POST /v1/jobs from %d clients over %d replicas", n, conc, len(urls))
-	ids := make([]string, n)
 	body := []byte(`{"type":"video","params":{"prompt":"bench"}}`)
+	post := func(ids []string) func(ctx context.Context, i int) error {
+		return func(ctx context.Context, i int) error {
+			var job struct{ ID string }
+			err := w.call(ctx, client, http.MethodPost, urls[i%len(urls)]+"/v1/jobs", body, http.StatusAccepted, &job)
+			ids[i] = job.ID
+			return err
+		}
+	}
+
+	// First the API and insert path alone: the replicas serve the API
+	// but dispatch nothing yet, so the machine's CPU goes to requests.
+	b.progress("http: %d × POST /v1/jobs from %d clients over %d replicas, nothing dispatching", n, conc, len(urls))
+	queued := make([]string, n)
+	qpost, err := load(ctx, conc, n, post(queued))
+	if err != nil {
+		return nil, Invariants{}, err
+	}
+	qpost.record(s, "post_queue_only_")
+	w.startReplicas(ctx)
+	if _, err := w.waitDrained(ctx, int64(n), b.cfg.Timeout); err != nil {
+		return nil, Invariants{}, err
+	}
+
+	// Then as a deployment runs: the replicas work jobs off while
+	// producers keep posting.
+	b.progress("http: %d × POST /v1/jobs from %d clients over %d replicas, while they work", n, conc, len(urls))
+	ids := make([]string, n)
 	stopProfile := b.profile(tag, "http")
 	activity := w.startActivity(ctx)
 	meter := startCPU(ctx, w.admin, w.dbName)
-	post, err := load(ctx, conc, n, func(ctx context.Context, i int) error {
-		var job struct{ ID string }
-		err := w.call(ctx, client, http.MethodPost, urls[i%len(urls)]+"/v1/jobs", body, http.StatusAccepted, &job)
-		ids[i] = job.ID
-		return err
-	})
+	working, err := load(ctx, conc, n, post(ids))
 	self, pg := meter.stop(ctx)
 	stopProfile()
 	if err != nil {
 		return nil, Invariants{}, err
 	}
-	post.record(s, "post_")
+	working.record(s, "post_")
 	s.cpu("post_", self, pg, n)
 
 	b.progress("http: %d × GET /v1/jobs/{id}", n)
@@ -83,14 +103,14 @@ func (b *runner) http(ctx context.Context, tag string) (*sample, Invariants, err
 		return nil, Invariants{}, fmt.Errorf("bare handler: %w", err)
 	}
 
-	if _, err := w.waitDrained(ctx, int64(n), b.cfg.Timeout); err != nil {
+	if _, err := w.waitDrained(ctx, int64(2*n), b.cfg.Timeout); err != nil {
 		return nil, Invariants{}, err
 	}
 	stop()
 	w.stopReplicas() // their backends exit and publish their counters
 	w.waitQuiet(ctx)
 	activity.stop(ctx, s, "", n) // POST + GET + the jobs' work
-	inv, err := w.check(ctx, ids)
+	inv, err := w.check(ctx, append(ids, queued...))
 	return s, inv, err
 }
 
