@@ -89,13 +89,15 @@ start_local() { # link port fsync(on|off)
 		# Started by an older pg.sh with fsync off? Restart it as it should run.
 		if answers "$url" && [ "$("$(pg_bin psql)" "$url" -Atqc 'SHOW fsync')" != "$fsync" ]; then
 			echo "pg.sh: restarting the cluster in $dir with fsync=$fsync" >&2
-			as_owner "$(pg_bin pg_ctl)" -D "$dir" -m fast -w -t 60 -o "$opts" restart >/dev/null \
+			as_owner "$(pg_bin pg_ctl)" -D "$dir" -m fast -w -t 60 -o "$opts" restart >/dev/null 9>&- \
 				|| die "PostgreSQL did not restart on 127.0.0.1:$port; see $dir/server.log"
 		fi
 	else
 		log="$dir/server.log"
 		echo "pg.sh: starting PostgreSQL on 127.0.0.1:$port, fsync=$fsync (log: $log)" >&2
-		as_owner "$(pg_bin pg_ctl)" -D "$dir" -l "$log" -w -t 60 -o "$opts" start >/dev/null \
+		# 9>&-: the server must not inherit the starters' lock, or every
+		# later pg.sh would wait for it until the server stops.
+		as_owner "$(pg_bin pg_ctl)" -D "$dir" -l "$log" -w -t 60 -o "$opts" start >/dev/null 9>&- \
 			|| die "PostgreSQL did not start on 127.0.0.1:$port; see $log (is the port taken? set POOLGATE_PG_PORT or POOLGATE_PG_TEST_PORT)"
 	fi
 	answers "$url" || die "the cluster in $dir runs but does not answer on 127.0.0.1:$port (port taken by another server? set POOLGATE_PG_PORT or POOLGATE_PG_TEST_PORT)"
