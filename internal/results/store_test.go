@@ -1,0 +1,325 @@
+package results_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/poolgate/poolgate/internal/results"
+	"github.com/poolgate/poolgate/internal/s3server"
+)
+
+// stores runs f against a fresh directory store and the S3 store on a
+// real versitygw.
+func stores(t *testing.T, f func(t *testing.T, s results.Store)) {
+	t.Run("dir", func(t *testing.T) {
+		d, err := results.NewDir(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		f(t, d)
+	})
+	t.Run("s3", func(t *testing.T) {
+		f(t, s3Store(t))
+	})
+}
+
+var (
+	s3Once sync.Once
+	s3Srv  *s3server.Server
+	s3Err  error
+)
+
+// s3Store returns a store on the package's one versitygw, under a prefix
+// of the test's own.
+func s3Store(t *testing.T) *results.S3 {
+	t.Helper()
+	s3Once.Do(func() { s3Srv, s3Err = s3server.Start() })
+	if s3Err != nil {
+		t.Fatalf("S3 test server: %v", s3Err)
+	}
+	s, err := results.NewS3(results.S3Config{
+		Endpoint: s3Srv.Endpoint, Bucket: s3Srv.Bucket, Region: s3Srv.Region,
+		AccessKey: s3Srv.AccessKey, SecretKey: s3Srv.SecretKey,
+		Prefix: strings.ReplaceAll(t.Name(), "/", "_") + "/", PartSize: 5 << 20,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Check(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if s3Srv != nil {
+		s3Srv.Stop()
+	}
+	os.Exit(code)
+}
+
+var (
+	mp4Once sync.Once
+	mp4     []byte
+	mp4Err  error
+)
+
+// testMP4 is a 2-second H.264 clip that ffmpeg makes once per run.
+func testMP4(t *testing.T) []byte {
+	t.Helper()
+	mp4Once.Do(func() {
+		ffmpeg := tool(t, "ffmpeg")
+		out := filepath.Join(os.TempDir(), "poolgate-results-test-"+strconv.Itoa(os.Getpid())+".mp4")
+		defer os.Remove(out)
+		cmd := exec.Command(ffmpeg, "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=duration=2:size=320x240:rate=25",
+			"-pix_fmt", "yuv420p", "-movflags", "+faststart", out)
+		if b, err := cmd.CombinedOutput(); err != nil {
+			mp4Err = errors.New("ffmpeg: " + err.Error() + ": " + string(b))
+			return
+		}
+		mp4, mp4Err = os.ReadFile(out)
+	})
+	if mp4Err != nil {
+		t.Fatal(mp4Err)
+	}
+	return mp4
+}
+
+// tool finds a tool through scripts/tools.sh, which installs it if need be.
+func tool(t *testing.T, name string) string {
+	t.Helper()
+	out, err := exec.Command("../../scripts/tools.sh", name).Output()
+	if err != nil {
+		t.Fatalf("scripts/tools.sh %s: %v", name, err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// duration is what ffprobe reads as the file's duration, in seconds.
+func duration(t *testing.T, data []byte) float64 {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "read.mp4")
+	if err := os.WriteFile(f, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ffprobe := filepath.Join(filepath.Dir(tool(t, "ffmpeg")), "ffprobe") // the same package installs both
+	out, err := exec.Command(ffprobe, "-v", "error", "-show_entries", "format=duration", "-of", "default=nw=1:nk=1", f).Output()
+	if err != nil {
+		t.Fatalf("ffprobe cannot read the stored MP4: %v", err)
+	}
+	d, err := strconv.ParseFloat(strings.TrimSpace(string(out)), 64)
+	if err != nil {
+		t.Fatalf("ffprobe duration %q: %v", out, err)
+	}
+	return d
+}
+
+func readAll(t *testing.T, s results.Store, key string) (*results.Object, []byte) {
+	t.Helper()
+	obj, err := s.Open(context.Background(), key)
+	if err != nil {
+		t.Fatalf("Open(%s): %v", key, err)
+	}
+	defer obj.Close()
+	b, err := io.ReadAll(obj)
+	if err != nil {
+		t.Fatalf("read %s: %v", key, err)
+	}
+	return obj, b
+}
+
+func TestStoredMP4IsIdenticalAndPlays(t *testing.T) {
+	video := testMP4(t)
+	stores(t, func(t *testing.T, s results.Store) {
+		ctx := context.Background()
+		// A plain reader: the store cannot learn the length in advance.
+		n, err := s.Put(ctx, "job_mp4", io.MultiReader(bytes.NewReader(video)), "video/mp4")
+		if err != nil || n != int64(len(video)) {
+			t.Fatalf("Put = %d, %v; want %d bytes", n, err, len(video))
+		}
+		obj, got := readAll(t, s, "job_mp4")
+		if !bytes.Equal(got, video) {
+			t.Fatalf("stored MP4 differs from what was sent (%d bytes read, %d sent)", len(got), len(video))
+		}
+		if obj.Size != int64(len(video)) || obj.ContentType != "video/mp4" || obj.ModTime.IsZero() || obj.ETag == "" {
+			t.Errorf("object = size %d, type %q, time %v, etag %q; want %d bytes of video/mp4 with a time and an ETag",
+				obj.Size, obj.ContentType, obj.ModTime, obj.ETag, len(video))
+		}
+		if d := duration(t, got); d < 1.9 || d > 2.1 {
+			t.Errorf("ffprobe reads a duration of %.3fs; the clip lasts 2s", d)
+		}
+	})
+}
+
+func TestRangedReads(t *testing.T) {
+	video := testMP4(t)
+	stores(t, func(t *testing.T, s results.Store) {
+		if _, err := s.Put(context.Background(), "job_range", bytes.NewReader(video), "video/mp4"); err != nil {
+			t.Fatal(err)
+		}
+		obj, err := s.Open(context.Background(), "job_range")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer obj.Close()
+		for _, r := range []struct{ off, n int64 }{{1000, 500}, {0, 16}, {int64(len(video)) - 100, 100}, {10, 3}} {
+			if _, err := obj.Seek(r.off, io.SeekStart); err != nil {
+				t.Fatalf("Seek(%d): %v", r.off, err)
+			}
+			got := make([]byte, r.n)
+			if _, err := io.ReadFull(obj, got); err != nil {
+				t.Fatalf("read %d bytes at %d: %v", r.n, r.off, err)
+			}
+			if !bytes.Equal(got, video[r.off:r.off+r.n]) {
+				t.Errorf("bytes %d-%d differ from the file's", r.off, r.off+r.n-1)
+			}
+		}
+		if end, err := obj.Seek(0, io.SeekEnd); err != nil || end != int64(len(video)) {
+			t.Errorf("Seek(0, end) = %d, %v; want %d", end, err, len(video))
+		}
+	})
+}
+
+// TestLargeStreamedPut sends 12 MiB of unknown length: more than two S3
+// parts, so the multipart upload and its reassembly are exercised.
+func TestLargeStreamedPut(t *testing.T) {
+	stores(t, func(t *testing.T, s results.Store) {
+		const size = 12<<20 + 12345
+		sum := sha256.New()
+		src := io.TeeReader(io.LimitReader(rand.NewChaCha8([32]byte{7}), size), sum)
+		n, err := s.Put(context.Background(), "job_big", src, "video/mp4")
+		if err != nil || n != size {
+			t.Fatalf("Put = %d, %v; want %d", n, err, size)
+		}
+		obj, err := s.Open(context.Background(), "job_big")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer obj.Close()
+		got := sha256.New()
+		if m, err := io.Copy(got, obj); err != nil || m != size {
+			t.Fatalf("read back %d bytes, %v; want %d", m, err, size)
+		}
+		if !bytes.Equal(got.Sum(nil), sum.Sum(nil)) {
+			t.Fatal("the object read back differs from what was streamed in")
+		}
+	})
+}
+
+func TestOverwriteAndDelete(t *testing.T) {
+	stores(t, func(t *testing.T, s results.Store) {
+		ctx := context.Background()
+		if _, err := s.Put(ctx, "job_x", strings.NewReader("first attempt"), "video/mp4"); err != nil {
+			t.Fatal(err)
+		}
+		first, _ := readAll(t, s, "job_x")
+		if _, err := s.Put(ctx, "job_x", strings.NewReader("second, retried attempt"), "video/mp4"); err != nil {
+			t.Fatal(err)
+		}
+		second, b := readAll(t, s, "job_x")
+		if string(b) != "second, retried attempt" {
+			t.Fatalf("after a retried Put the key reads %q", b)
+		}
+		if first.ETag == second.ETag {
+			t.Errorf("overwritten object kept its ETag %s", first.ETag)
+		}
+		if err := s.Delete(ctx, "job_x", "job_never_stored"); err != nil {
+			t.Fatalf("Delete with a missing key: %v", err)
+		}
+		if _, err := s.Open(ctx, "job_x"); !errors.Is(err, results.ErrNotFound) {
+			t.Fatalf("Open after Delete = %v; want ErrNotFound", err)
+		}
+		if err := s.Delete(ctx, "job_x"); err != nil {
+			t.Fatalf("deleting twice: %v", err)
+		}
+	})
+}
+
+func TestKeysCannotEscape(t *testing.T) {
+	stores(t, func(t *testing.T, s results.Store) {
+		ctx := context.Background()
+		for _, key := range []string{"", "../outside", "a/b", ".hidden", "..", "x\x00y", "a\\b", strings.Repeat("k", 201)} {
+			if _, err := s.Put(ctx, key, strings.NewReader("x"), "video/mp4"); err == nil {
+				t.Errorf("Put(%q) was accepted", key)
+			}
+			if _, err := s.Open(ctx, key); !errors.Is(err, results.ErrNotFound) {
+				t.Errorf("Open(%q) = %v; want ErrNotFound", key, err)
+			}
+			if err := s.Delete(ctx, key); err == nil {
+				t.Errorf("Delete(%q) was accepted", key)
+			}
+		}
+	})
+}
+
+// failingReader delivers some bytes, then fails, as an upstream that drops
+// the connection mid-video does.
+type failingReader struct{ left int }
+
+func (f *failingReader) Read(p []byte) (int, error) {
+	if f.left == 0 {
+		return 0, errors.New("connection reset")
+	}
+	n := min(len(p), f.left)
+	for i := range p[:n] {
+		p[i] = 'z'
+	}
+	f.left -= n
+	return n, nil
+}
+
+// TestFailedPutLeavesTheOldObject: a stream that breaks off never becomes
+// the object, and the previous attempt's object stays readable whole.
+func TestFailedPutLeavesTheOldObject(t *testing.T) {
+	stores(t, func(t *testing.T, s results.Store) {
+		ctx := context.Background()
+		if _, err := s.Put(ctx, "job_y", strings.NewReader("complete video"), "video/mp4"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Put(ctx, "job_y", &failingReader{left: 6 << 20}, "video/mp4"); err == nil {
+			t.Fatal("a Put whose reader failed reported success")
+		}
+		if _, b := readAll(t, s, "job_y"); string(b) != "complete video" {
+			t.Fatalf("after a failed Put the key reads %d bytes, not the earlier object", len(b))
+		}
+		if _, err := s.Put(ctx, "job_z", &failingReader{left: 100}, "video/mp4"); err == nil {
+			t.Fatal("a Put whose reader failed reported success")
+		}
+		if _, err := s.Open(ctx, "job_z"); !errors.Is(err, results.ErrNotFound) {
+			t.Fatalf("a failed first Put left an object: Open = %v", err)
+		}
+	})
+}
+
+// TestDirLeavesNoTempFiles: after Puts, good and failed, the directory holds
+// the objects and nothing else.
+func TestDirLeavesNoTempFiles(t *testing.T) {
+	root := t.TempDir()
+	d, err := results.NewDir(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	d.Put(ctx, "job_a", strings.NewReader("a"), "video/mp4")
+	d.Put(ctx, "job_b", &failingReader{left: 10}, "video/mp4")
+	tmp, _ := os.ReadDir(filepath.Join(root, "tmp"))
+	if len(tmp) != 0 {
+		t.Errorf("temp files left behind: %v", tmp)
+	}
+	objs, _ := os.ReadDir(filepath.Join(root, "objects"))
+	if len(objs) != 1 || objs[0].Name() != "job_a" {
+		t.Errorf("objects directory holds %v; want job_a only", objs)
+	}
+}
