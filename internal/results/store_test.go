@@ -8,15 +8,12 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/poolgate/poolgate/internal/results"
-	"github.com/poolgate/poolgate/internal/s3server"
+	"github.com/poolgate/poolgate/internal/results/resultstest"
 )
 
 // stores runs f against a fresh directory store and the S3 store on a
@@ -30,100 +27,14 @@ func stores(t *testing.T, f func(t *testing.T, s results.Store)) {
 		f(t, d)
 	})
 	t.Run("s3", func(t *testing.T) {
-		f(t, s3Store(t))
+		f(t, resultstest.S3(t))
 	})
-}
-
-var (
-	s3Once sync.Once
-	s3Srv  *s3server.Server
-	s3Err  error
-)
-
-// s3Store returns a store on the package's one versitygw, under a prefix
-// of the test's own.
-func s3Store(t *testing.T) *results.S3 {
-	t.Helper()
-	s3Once.Do(func() { s3Srv, s3Err = s3server.Start() })
-	if s3Err != nil {
-		t.Fatalf("S3 test server: %v", s3Err)
-	}
-	s, err := results.NewS3(results.S3Config{
-		Endpoint: s3Srv.Endpoint, Bucket: s3Srv.Bucket, Region: s3Srv.Region,
-		AccessKey: s3Srv.AccessKey, SecretKey: s3Srv.SecretKey,
-		Prefix: strings.ReplaceAll(t.Name(), "/", "_") + "/", PartSize: 5 << 20,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Check(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	return s
 }
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if s3Srv != nil {
-		s3Srv.Stop()
-	}
+	resultstest.Stop()
 	os.Exit(code)
-}
-
-var (
-	mp4Once sync.Once
-	mp4     []byte
-	mp4Err  error
-)
-
-// testMP4 is a 2-second H.264 clip that ffmpeg makes once per run.
-func testMP4(t *testing.T) []byte {
-	t.Helper()
-	mp4Once.Do(func() {
-		ffmpeg := tool(t, "ffmpeg")
-		out := filepath.Join(os.TempDir(), "poolgate-results-test-"+strconv.Itoa(os.Getpid())+".mp4")
-		defer os.Remove(out)
-		cmd := exec.Command(ffmpeg, "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=duration=2:size=320x240:rate=25",
-			"-pix_fmt", "yuv420p", "-movflags", "+faststart", out)
-		if b, err := cmd.CombinedOutput(); err != nil {
-			mp4Err = errors.New("ffmpeg: " + err.Error() + ": " + string(b))
-			return
-		}
-		mp4, mp4Err = os.ReadFile(out)
-	})
-	if mp4Err != nil {
-		t.Fatal(mp4Err)
-	}
-	return mp4
-}
-
-// tool finds a tool through scripts/tools.sh, which installs it if need be.
-func tool(t *testing.T, name string) string {
-	t.Helper()
-	out, err := exec.Command("../../scripts/tools.sh", name).Output()
-	if err != nil {
-		t.Fatalf("scripts/tools.sh %s: %v", name, err)
-	}
-	return strings.TrimSpace(string(out))
-}
-
-// duration is what ffprobe reads as the file's duration, in seconds.
-func duration(t *testing.T, data []byte) float64 {
-	t.Helper()
-	f := filepath.Join(t.TempDir(), "read.mp4")
-	if err := os.WriteFile(f, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	ffprobe := filepath.Join(filepath.Dir(tool(t, "ffmpeg")), "ffprobe") // the same package installs both
-	out, err := exec.Command(ffprobe, "-v", "error", "-show_entries", "format=duration", "-of", "default=nw=1:nk=1", f).Output()
-	if err != nil {
-		t.Fatalf("ffprobe cannot read the stored MP4: %v", err)
-	}
-	d, err := strconv.ParseFloat(strings.TrimSpace(string(out)), 64)
-	if err != nil {
-		t.Fatalf("ffprobe duration %q: %v", out, err)
-	}
-	return d
 }
 
 func readAll(t *testing.T, s results.Store, key string) (*results.Object, []byte) {
@@ -141,7 +52,7 @@ func readAll(t *testing.T, s results.Store, key string) (*results.Object, []byte
 }
 
 func TestStoredMP4IsIdenticalAndPlays(t *testing.T) {
-	video := testMP4(t)
+	video := resultstest.MP4(t)
 	stores(t, func(t *testing.T, s results.Store) {
 		ctx := context.Background()
 		// A plain reader: the store cannot learn the length in advance.
@@ -157,14 +68,14 @@ func TestStoredMP4IsIdenticalAndPlays(t *testing.T) {
 			t.Errorf("object = size %d, type %q, time %v, etag %q; want %d bytes of video/mp4 with a time and an ETag",
 				obj.Size, obj.ContentType, obj.ModTime, obj.ETag, len(video))
 		}
-		if d := duration(t, got); d < 1.9 || d > 2.1 {
+		if d := resultstest.Duration(t, got); d < resultstest.MP4Seconds-0.1 || d > resultstest.MP4Seconds+0.1 {
 			t.Errorf("ffprobe reads a duration of %.3fs; the clip lasts 2s", d)
 		}
 	})
 }
 
 func TestRangedReads(t *testing.T) {
-	video := testMP4(t)
+	video := resultstest.MP4(t)
 	stores(t, func(t *testing.T, s results.Store) {
 		if _, err := s.Put(context.Background(), "job_range", bytes.NewReader(video), "video/mp4"); err != nil {
 			t.Fatal(err)
