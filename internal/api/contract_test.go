@@ -127,7 +127,7 @@ func TestEveryAnswerIsDocumented(t *testing.T) {
 	}
 	unknown := map[string]string{"/v1/accounts/{email}": "nobody@x.io", "/v1/jobs/{id}": ids.New("job", time.Now()),
 		"/v1/jobs/{id}/result": ids.New("job", time.Now()),
-		"/v1/keys/{id}": ids.New("key", time.Now()), "/v1/keys/{id}/roll": ids.New("key", time.Now()),
+		"/v1/keys/{id}":        ids.New("key", time.Now()), "/v1/keys/{id}/roll": ids.New("key", time.Now()),
 		"/v1/alerts/{id}/ack": ids.New("alr", time.Now())}
 	goodBody := map[string]string{
 		"registerAccount": `{"cookie":"` + ltCookie("new@x.io", time.Now().Add(time.Hour), time.Now().Add(90*24*time.Hour)) + `"}`,
