@@ -57,6 +57,7 @@ type config struct {
 	KeyUsageFlushEvery time.Duration
 
 	Retention retentionConfig
+	Results   resultsConfig
 }
 
 // env reads one variable with its default.
@@ -155,6 +156,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	loadKeyConfig(e, &c, &problems)
 	loadRetentionConfig(e, &c, &problems)
+	loadResultsConfig(e, &c, &problems)
 	loadMetricsConfig(e, &c, &problems)
 	if c.DatabaseURL, err = databaseURL(getenv); err != nil {
 		problems = append(problems, err)

@@ -21,6 +21,7 @@ import (
 	"github.com/poolgate/poolgate/internal/console"
 	"github.com/poolgate/poolgate/internal/provider/ltxstudio"
 	"github.com/poolgate/poolgate/internal/pubsub"
+	"github.com/poolgate/poolgate/internal/results"
 	"github.com/poolgate/poolgate/internal/retention"
 	"github.com/poolgate/poolgate/internal/scheduler"
 	"github.com/poolgate/poolgate/internal/secret"
@@ -93,7 +94,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if err != nil {
 		return err
 	}
-	cleaner, err := newRetention(pool, logger, cfg.Retention)
+	resultStore, err := newResultStore(ctx, cfg.Results, logger)
+	if err != nil {
+		return err
+	}
+	cleaner, err := newRetention(pool, logger, cfg.Retention, resultStore)
 	if err != nil {
 		return err
 	}
@@ -111,6 +116,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		Secrets:              webhookSecrets,
 		AllowPrivateWebhooks: cfg.WebhookAllowPrivate,
 		OnJobCreated:         keyUsage.JobSubmitted,
+		Results:              resultStore,
 		Console: console.New(console.Deps{
 			Logger: logger, Verifier: keyCache, Accounts: accountStore, Jobs: sched, Alerts: alertStore, Keys: keyStore,
 			Stats: scheduler.NewStats(pool), Sessions: auth.NewSessionStore(pool, box, time.Now, console.DefaultTimeouts),
@@ -276,8 +282,10 @@ func (m credentialMetrics) refreshed(outcome string) { m.refreshes.WithLabelValu
 func (m credentialMetrics) raised(kind string)       { m.alerts.WithLabelValues(kind).Inc() }
 
 // newRetention wires each table's owner's delete function into the one
-// cleanup service.
-func newRetention(pool *pgxpool.Pool, logger *slog.Logger, r retentionConfig) (*retention.Service, error) {
+// cleanup service. Deleted jobs schedule their stored results for deletion
+// in the same transaction; job_results then deletes them from the store
+// (right after, in the same pass).
+func newRetention(pool *pgxpool.Pool, logger *slog.Logger, r retentionConfig, store results.Store) (*retention.Service, error) {
 	pause := r.Pause
 	if pause == 0 {
 		pause = -1 // the operator asked for none; the service reads 0 as its default
@@ -285,7 +293,9 @@ func newRetention(pool *pgxpool.Pool, logger *slog.Logger, r retentionConfig) (*
 	return retention.New(retention.Config{
 		DB: pool, Logger: logger, Now: time.Now, Interval: r.Interval, Batch: r.Batch, Pause: pause,
 		Cleanups: []retention.Cleanup{
-			{Name: "jobs", Retention: r.Jobs, Delete: scheduler.DeleteFinishedJobs},
+			{Name: "jobs", Retention: r.Jobs, Delete: scheduler.DeleteFinishedJobsWith(forgetResults)},
+			// Rows are due as soon as they exist; the retention is unused.
+			{Name: "job_results", Retention: time.Nanosecond, Delete: results.DeleteScheduled(store)},
 			{Name: "job_idempotency", Retention: max(r.Idempotency, scheduler.IdempotencyWindow), Delete: scheduler.DeleteExpiredIdempotencyKeys},
 			{Name: "webhook_deliveries", Retention: r.Webhooks, Delete: webhooks.DeleteDoneDeliveries},
 			{Name: "alerts", Retention: r.Alerts, Delete: alerts.DeleteResolvedAlerts},

@@ -21,10 +21,6 @@ type ResultOpener interface {
 	Open(ctx context.Context, key string) (*results.Object, error)
 }
 
-// ResultPath is where a job whose result poolgate stores is served from;
-// a provider that stores results puts it in the job's result.url.
-func ResultPath(jobID string) string { return "/v1/jobs/" + jobID + "/result" }
-
 // resultWriteTimeout replaces the server's write timeout for a result
 // download: a large video to a slow client takes longer than any JSON
 // answer, and the request was authenticated before the clock started.
@@ -45,7 +41,7 @@ func (s *Server) getJobResult(c echo.Context) error {
 	var r struct {
 		URL string `json:"url"`
 	}
-	if json.Unmarshal(j.Result, &r) != nil || r.URL != ResultPath(j.ID) || s.Results == nil {
+	if json.Unmarshal(j.Result, &r) != nil || r.URL != results.URLPath(j.ID) || s.Results == nil {
 		return errs.NotFound("result_not_stored", "job %s's result is not stored by poolgate; its result.url says where it is", j.ID)
 	}
 	obj, err := s.Results.Open(ctx, j.ID)

@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/poolgate/poolgate/internal/api"
 	"github.com/poolgate/poolgate/internal/results"
 	"github.com/poolgate/poolgate/internal/results/resultstest"
 )
@@ -27,7 +26,7 @@ func (e *env) storeResult(id string, data []byte) {
 	if _, err := e.results.Put(context.Background(), id, bytes.NewReader(data), "video/mp4"); err != nil {
 		e.t.Fatal(err)
 	}
-	result := fmt.Sprintf(`{"url":%q,"contentType":"video/mp4","size":%d,"upstreamRequestId":"req-1"}`, api.ResultPath(id), len(data))
+	result := fmt.Sprintf(`{"url":%q,"contentType":"video/mp4","size":%d,"upstreamRequestId":"req-1"}`, results.URLPath(id), len(data))
 	if _, err := e.pool.Exec(context.Background(), `UPDATE jobs SET result = $2 WHERE id = $1 AND state = 'succeeded'`, id, result); err != nil {
 		e.t.Fatal(err)
 	}

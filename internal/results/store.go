@@ -35,6 +35,11 @@ type Object struct {
 	ETag string
 }
 
+// URLPath is the API path a stored result is served at (GET
+// /v1/jobs/{id}/result); a provider that stores a job's result under the
+// job id puts it in the result's url.
+func URLPath(jobID string) string { return "/v1/jobs/" + jobID + "/result" }
+
 // ErrNotFound is Open's answer for a key that holds nothing.
 var ErrNotFound = errors.New("results: no such object")
 
