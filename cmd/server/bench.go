@@ -27,7 +27,7 @@ func benchmark(ctx context.Context, args []string, getenv func(string) string, s
 	cfg := d
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	scenarios := fs.String("scenarios", "throughput,placement,http,saturation,insert_depth", "scenarios to run, by name or number (1-5)")
+	scenarios := fs.String("scenarios", "throughput,placement,http,saturation,insert_depth", "scenarios to run, by name or number (1-6; results, 6, runs only when named)")
 	fs.IntVar(&cfg.Runs, "runs", d.Runs, "runs of each scenario; figures are medians")
 	fs.IntVar(&cfg.Replicas, "replicas", d.Replicas, "schedulers sharing the database")
 	fs.IntVar(&cfg.Producers, "producers", d.Producers, "goroutines queueing jobs in insert phases")
@@ -47,6 +47,8 @@ func benchmark(ctx context.Context, args []string, getenv func(string) string, s
 	fs.DurationVar(&cfg.SatWindow, "sat-window", d.SatWindow, "scenario 4: how long to measure")
 	fs.IntVar(&cfg.DepthJobs, "depth-jobs", d.DepthJobs, "scenario 5: jobs queued into the empty, then the deep queue")
 	fs.IntVar(&cfg.DepthQueued, "depth-queued", d.DepthQueued, "scenario 5: jobs already queued for the deep measurement")
+	fs.IntVar(&cfg.ResultJobs, "result-jobs", d.ResultJobs, "scenario 6: results streamed at once")
+	fs.IntVar(&cfg.ResultMB, "result-mb", d.ResultMB, "scenario 6: megabytes of each result")
 	fs.DurationVar(&cfg.PollInterval, "poll-interval", d.PollInterval, "how often replicas read a running job's status")
 	fs.IntVar(&cfg.UpstreamConns, "upstream-conns", 0, "idle connections per host to the upstream (0: net/http's default, as serve)")
 	fs.DurationVar(&cfg.Timeout, "timeout", d.Timeout, "how long one run may take to drain its jobs")

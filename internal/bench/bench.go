@@ -10,7 +10,10 @@
 //  4. saturation: every slot full and a deep queue, measuring how long a
 //     freed slot stays idle before the next job takes it;
 //  5. insert_depth: the insert rate into an empty queue and into one
-//     already holding 50,000 queued jobs.
+//     already holding 50,000 queued jobs;
+//  6. results (only when asked for): 50 results of 20 MB streamed at once
+//     into the result store and out through GET /v1/jobs/{id}/result on
+//     one replica, with the process's peak RSS.
 //
 // Every scenario also reports WAL fsyncs, statements and transactions per
 // job (see recordActivity), and http the API's GET rate against a bare
@@ -67,6 +70,8 @@ type Config struct {
 	// Scenario 5: DepthJobs jobs queued into an empty queue, then as many
 	// again behind DepthQueued queued jobs.
 	DepthJobs, DepthQueued int
+	// Scenario 6: ResultJobs results of ResultMB megabytes each, all at once.
+	ResultJobs, ResultMB int
 
 	// PollInterval is how often replicas read a running job's status.
 	PollInterval time.Duration
@@ -97,6 +102,7 @@ func Defaults() Config {
 		SatAccounts: 100, SatSlots: 20, SatQueued: 50_000,
 		SatJobDuration: 2 * time.Second, SatJitter: 500 * time.Millisecond, SatWindow: 30 * time.Second,
 		DepthJobs: 5_000, DepthQueued: 50_000,
+		ResultJobs: 50, ResultMB: 20,
 		PollInterval: time.Second,
 		Timeout:      15 * time.Minute,
 	}
@@ -128,6 +134,8 @@ func (c *Config) defaults() {
 	setInt(&c.SatQueued, d.SatQueued)
 	setInt(&c.DepthJobs, d.DepthJobs)
 	setInt(&c.DepthQueued, d.DepthQueued)
+	setInt(&c.ResultJobs, d.ResultJobs)
+	setInt(&c.ResultMB, d.ResultMB)
 	setDur(&c.SatJobDuration, d.SatJobDuration)
 	setDur(&c.SatWindow, d.SatWindow)
 	setDur(&c.PollInterval, d.PollInterval)
@@ -177,8 +185,10 @@ func (c Config) plan() ([]scenario, error) {
 			out = append(out, scenario{"saturation", (*runner).saturation})
 		case "5", "insert_depth":
 			out = append(out, scenario{"insert_depth", (*runner).insertDepth})
+		case "6", "results":
+			out = append(out, scenario{"results", (*runner).results})
 		default:
-			return nil, fmt.Errorf("unknown scenario %q (want throughput, placement, http, saturation, insert_depth or 1-5)", name)
+			return nil, fmt.Errorf("unknown scenario %q (want throughput, placement, http, saturation, insert_depth, results or 1-6)", name)
 		}
 	}
 	return out, nil
@@ -243,7 +253,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 }
 
 func shortTag(name string) string {
-	return strings.NewReplacer("throughput", "t", "placement_", "p", "http", "h", "saturation", "s", "insert_depth", "d").Replace(name)
+	return strings.NewReplacer("throughput", "t", "placement_", "p", "http", "h", "saturation", "s", "insert_depth", "d", "results", "r").Replace(name)
 }
 
 // sample is one run's figures, in the order they are shown.
@@ -329,6 +339,7 @@ func (c Config) summary() map[string]any {
 		"sat_job_duration": c.SatJobDuration.String(), "sat_jitter": c.SatJitter.String(),
 		"sat_window": c.SatWindow.String(), "poll_interval": c.PollInterval.String(),
 		"depth_jobs": c.DepthJobs, "depth_queued": c.DepthQueued,
+		"result_jobs": c.ResultJobs, "result_mb": c.ResultMB,
 		"upstream_conns": c.UpstreamConns, "gomaxprocs": runtime.GOMAXPROCS(0),
 	}
 }
