@@ -28,8 +28,9 @@ func loadResultsConfig(e env, c *config, problems *[]error) {
 	s3 := &results.S3Config{
 		Endpoint: endpoint, Bucket: e.get("POOLGATE_RESULTS_S3_BUCKET", ""), Region: e.get("POOLGATE_RESULTS_S3_REGION", "us-east-1"),
 		AccessKey: e.get("POOLGATE_RESULTS_S3_ACCESS_KEY", ""), SecretKey: e.get("POOLGATE_RESULTS_S3_SECRET_KEY", ""),
-		Prefix:   e.get("POOLGATE_RESULTS_S3_PREFIX", ""),
-		PartSize: uint64(e.integer("POOLGATE_RESULTS_S3_PART_SIZE_MB", results.DefaultPartSize>>20, problems)) << 20,
+		Prefix:        e.get("POOLGATE_RESULTS_S3_PREFIX", ""),
+		PartSize:      uint64(e.integer("POOLGATE_RESULTS_S3_PART_SIZE_MB", results.DefaultPartSize>>20, problems)) << 20,
+		UploadBuffers: e.integer("POOLGATE_RESULTS_S3_UPLOAD_BUFFERS", results.DefaultUploadBuffers, problems),
 	}
 	if u, err := url.Parse(endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		*problems = append(*problems, fmt.Errorf("POOLGATE_RESULTS_S3_ENDPOINT=%q is not an http(s) URL like https://s3.eu-west-1.amazonaws.com", endpoint))

@@ -5,11 +5,14 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/poolgate/poolgate/internal/results"
@@ -127,6 +130,40 @@ func TestLargeStreamedPut(t *testing.T) {
 			t.Fatal("the object read back differs from what was streamed in")
 		}
 	})
+}
+
+// TestS3UploadsShareBoundedBuffers: more concurrent Puts than part
+// buffers, of sizes that end inside a part and exactly on a part boundary,
+// all complete intact.
+func TestS3UploadsShareBoundedBuffers(t *testing.T) {
+	s := resultstest.S3With(t, func(c *results.S3Config) { c.UploadBuffers = 2 })
+	sizes := []int64{5 << 20, 10 << 20, 11<<20 + 1, 1, 0, 7 << 20}
+	sums := make([][32]byte, len(sizes))
+	var wg sync.WaitGroup
+	errs := make([]error, len(sizes))
+	for i, size := range sizes {
+		wg.Go(func() {
+			h := sha256.New()
+			src := io.TeeReader(io.LimitReader(rand.NewChaCha8([32]byte{byte(i)}), size), h)
+			n, err := s.Put(context.Background(), "job_c"+strconv.Itoa(i), src, "video/mp4")
+			if err == nil && n != size {
+				err = fmt.Errorf("Put wrote %d bytes of %d", n, size)
+			}
+			errs[i] = err
+			copy(sums[i][:], h.Sum(nil))
+		})
+	}
+	wg.Wait()
+	for i, size := range sizes {
+		if errs[i] != nil {
+			t.Errorf("Put of %d bytes: %v", size, errs[i])
+			continue
+		}
+		obj, b := readAll(t, s, "job_c"+strconv.Itoa(i))
+		if obj.Size != size || sha256.Sum256(b) != sums[i] {
+			t.Errorf("object of %d bytes reads back %d bytes that differ", size, len(b))
+		}
+	}
 }
 
 func TestOverwriteAndDelete(t *testing.T) {

@@ -30,15 +30,25 @@ var (
 // never skips it, when the server cannot be built or started.
 func S3(t testing.TB) *results.S3 {
 	t.Helper()
+	return S3With(t, nil)
+}
+
+// S3With is S3 with tune's changes to the store's configuration.
+func S3With(t testing.TB, tune func(*results.S3Config)) *results.S3 {
+	t.Helper()
 	s3Once.Do(func() { s3Srv, s3Err = s3server.Start() })
 	if s3Err != nil {
 		t.Fatalf("S3 test server: %v", s3Err)
 	}
-	s, err := results.NewS3(results.S3Config{
+	cfg := results.S3Config{
 		Endpoint: s3Srv.Endpoint, Bucket: s3Srv.Bucket, Region: s3Srv.Region,
 		AccessKey: s3Srv.AccessKey, SecretKey: s3Srv.SecretKey,
 		Prefix: strings.NewReplacer("/", "_", " ", "_").Replace(t.Name()) + "/", PartSize: 5 << 20,
-	})
+	}
+	if tune != nil {
+		tune(&cfg)
+	}
+	s, err := results.NewS3(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
