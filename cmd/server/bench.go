@@ -49,6 +49,7 @@ func benchmark(ctx context.Context, args []string, getenv func(string) string, s
 	fs.IntVar(&cfg.DepthQueued, "depth-queued", d.DepthQueued, "scenario 5: jobs already queued for the deep measurement")
 	fs.IntVar(&cfg.ResultJobs, "result-jobs", d.ResultJobs, "scenario 6: results streamed at once")
 	fs.IntVar(&cfg.ResultMB, "result-mb", d.ResultMB, "scenario 6: megabytes of each result")
+	fs.StringVar(&cfg.ResultStore, "result-store", "dir", "scenario 6: dir, or s3 (a versitygw the bench starts)")
 	fs.DurationVar(&cfg.PollInterval, "poll-interval", d.PollInterval, "how often replicas read a running job's status")
 	fs.IntVar(&cfg.UpstreamConns, "upstream-conns", 0, "idle connections per host to the upstream (0: net/http's default, as serve)")
 	fs.DurationVar(&cfg.Timeout, "timeout", d.Timeout, "how long one run may take to drain its jobs")

@@ -70,8 +70,11 @@ type Config struct {
 	// Scenario 5: DepthJobs jobs queued into an empty queue, then as many
 	// again behind DepthQueued queued jobs.
 	DepthJobs, DepthQueued int
-	// Scenario 6: ResultJobs results of ResultMB megabytes each, all at once.
+	// Scenario 6: ResultJobs results of ResultMB megabytes each, all at
+	// once, in ResultStore: "dir" (default) or "s3" (a versitygw the bench
+	// starts, see internal/s3server).
 	ResultJobs, ResultMB int
+	ResultStore          string
 
 	// PollInterval is how often replicas read a running job's status.
 	PollInterval time.Duration
@@ -142,6 +145,9 @@ func (c *Config) defaults() {
 	setDur(&c.Timeout, d.Timeout)
 	if c.SatJitter < 0 {
 		c.SatJitter = 0
+	}
+	if c.ResultStore == "" {
+		c.ResultStore = "dir"
 	}
 	if len(c.PlacementPools) == 0 {
 		c.PlacementPools = d.PlacementPools
@@ -339,7 +345,7 @@ func (c Config) summary() map[string]any {
 		"sat_job_duration": c.SatJobDuration.String(), "sat_jitter": c.SatJitter.String(),
 		"sat_window": c.SatWindow.String(), "poll_interval": c.PollInterval.String(),
 		"depth_jobs": c.DepthJobs, "depth_queued": c.DepthQueued,
-		"result_jobs": c.ResultJobs, "result_mb": c.ResultMB,
+		"result_jobs": c.ResultJobs, "result_mb": c.ResultMB, "result_store": c.ResultStore,
 		"upstream_conns": c.UpstreamConns, "gomaxprocs": runtime.GOMAXPROCS(0),
 	}
 }

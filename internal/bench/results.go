@@ -23,6 +23,7 @@ import (
 	"github.com/poolgate/poolgate/internal/auth"
 	"github.com/poolgate/poolgate/internal/provider/sim"
 	"github.com/poolgate/poolgate/internal/results"
+	"github.com/poolgate/poolgate/internal/s3server"
 )
 
 // results is scenario 6: ResultJobs results of ResultMB each stream
@@ -62,15 +63,11 @@ func (b *runner) results(ctx context.Context, tag string) (*sample, Invariants, 
 		return nil, Invariants{}, err
 	}
 
-	dir, err := os.MkdirTemp("", "poolgate-bench-results-")
+	store, closeStore, err := b.resultStore()
 	if err != nil {
 		return nil, Invariants{}, err
 	}
-	defer os.RemoveAll(dir)
-	store, err := results.NewDir(dir)
-	if err != nil {
-		return nil, Invariants{}, err
-	}
+	defer closeStore()
 	upstream, stopUpstream, err := serveBodies(size)
 	if err != nil {
 		return nil, Invariants{}, err
@@ -96,13 +93,14 @@ func (b *runner) results(ctx context.Context, tag string) (*sample, Invariants, 
 		return nil, Invariants{}, err
 	}
 	s := newSample()
-	b.progress("results: %d × %d MB streamed into the store at once", n, b.cfg.ResultMB)
+	b.progress("results: %d × %d MB streamed into the %s store at once", n, b.cfg.ResultMB, b.cfg.ResultStore)
 	sums := make([][32]byte, n)
 	t0 := time.Now()
 	err = parallel(ctx, n, n, func(ctx context.Context, i int) error {
 		return storeOne(ctx, client, upstream+"/"+strconv.Itoa(i), store, ids[i], size, &sums[i])
 	})
 	put := time.Since(t0)
+	putPeak := meter.peak.Load()
 	if err != nil {
 		meter.stop()
 		return nil, Invariants{}, fmt.Errorf("store results: %w", err)
@@ -130,7 +128,40 @@ func (b *runner) results(ctx context.Context, tag string) (*sample, Invariants, 
 	s.set("base_rss_mb", "MB", float64(base)/(1<<20))
 	s.set("peak_rss_mb", "MB", float64(peak)/(1<<20))
 	s.set("rss_growth_mb", "MB", float64(peak-base)/(1<<20))
+	s.set("put_peak_rss_mb", "MB", float64(putPeak)/(1<<20))
 	return s, inv, nil
+}
+
+// resultStore makes the store ResultStore names: a temporary directory, or
+// a bucket on a versitygw started for the run.
+func (b *runner) resultStore() (results.Store, func(), error) {
+	switch b.cfg.ResultStore {
+	case "dir":
+		dir, err := os.MkdirTemp("", "poolgate-bench-results-")
+		if err != nil {
+			return nil, nil, err
+		}
+		d, err := results.NewDir(dir)
+		if err != nil {
+			os.RemoveAll(dir)
+			return nil, nil, err
+		}
+		return d, func() { os.RemoveAll(dir) }, nil
+	case "s3":
+		b.progress("results: starting versitygw (scripts/tools.sh s3server builds it once)")
+		srv, err := s3server.Start()
+		if err != nil {
+			return nil, nil, err
+		}
+		s, err := results.NewS3(results.S3Config{Endpoint: srv.Endpoint, Bucket: srv.Bucket, Region: srv.Region,
+			AccessKey: srv.AccessKey, SecretKey: srv.SecretKey})
+		if err != nil {
+			srv.Stop()
+			return nil, nil, err
+		}
+		return s, srv.Stop, nil
+	}
+	return nil, nil, fmt.Errorf("result store %q: want dir or s3", b.cfg.ResultStore)
 }
 
 // storeOne reads one upstream body into the store, as a provider does,
