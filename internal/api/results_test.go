@@ -91,6 +91,10 @@ func TestJobResult(t *testing.T) {
 					t.Errorf("Range %s: Content-Range %q; want %q", c.rng, got, c.contentRng)
 				}
 			}
+			// Several ranges: the whole file, not a multipart body.
+			if r := expect(t, e.do(req{method: "GET", path: path, key: key, header: map[string]string{"Range": "bytes=0-9,20-29"}}), 200); !bytes.Equal(r.body, video) {
+				t.Errorf("a multi-range request returned %d bytes, not the whole file", len(r.body))
+			}
 			for _, rng := range []string{fmt.Sprintf("bytes=%d-", n), "bytes=-0"} {
 				r := expect(t, e.do(req{method: "GET", path: path, key: key, header: map[string]string{"Range": rng}}), 416)
 				if c := r.errorCode(t); c != "range_not_satisfiable" || r.header.Get("Content-Range") != fmt.Sprintf("bytes */%d", n) {

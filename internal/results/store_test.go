@@ -248,6 +248,11 @@ func TestFailedPutLeavesTheOldObject(t *testing.T) {
 		if _, err := s.Open(ctx, "job_z"); !errors.Is(err, results.ErrNotFound) {
 			t.Fatalf("a failed first Put left an object: Open = %v", err)
 		}
+		if s3, ok := s.(*results.S3); ok {
+			if n, err := s3.IncompleteUploads(ctx); err != nil || n != 0 {
+				t.Errorf("after a failed multipart Put the bucket holds %d unfinished uploads (%v); want them aborted", n, err)
+			}
+		}
 	})
 }
 
