@@ -276,3 +276,54 @@ func TestDirLeavesNoTempFiles(t *testing.T) {
 		t.Errorf("objects directory holds %v; want job_a only", objs)
 	}
 }
+
+// TestReadersNeverSeePartialObjects: while a key is overwritten again and
+// again, every read gets one whole version, never a mix or a prefix.
+func TestReadersNeverSeePartialObjects(t *testing.T) {
+	stores(t, func(t *testing.T, s results.Store) {
+		ctx := context.Background()
+		const size = 6 << 20 // above the S3 test part size: multipart
+		versions := [][]byte{bytes.Repeat([]byte("a"), size), bytes.Repeat([]byte("b"), size)}
+		if _, err := s.Put(ctx, "job_rw", bytes.NewReader(versions[0]), "video/mp4"); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			defer close(done)
+			for i := range 6 {
+				if _, err := s.Put(ctx, "job_rw", bytes.NewReader(versions[(i+1)%2]), "video/mp4"); err != nil {
+					t.Errorf("Put: %v", err)
+					return
+				}
+			}
+		})
+		for range 2 {
+			wg.Go(func() {
+				for {
+					select {
+					case <-done:
+						return
+					default:
+					}
+					obj, err := s.Open(ctx, "job_rw")
+					if err != nil {
+						t.Errorf("Open during overwrites: %v", err)
+						return
+					}
+					b, err := io.ReadAll(obj)
+					obj.Close()
+					if err != nil {
+						t.Errorf("read during overwrites: %v", err)
+						return
+					}
+					if !bytes.Equal(b, versions[0]) && !bytes.Equal(b, versions[1]) {
+						t.Errorf("a read returned %d bytes that are neither version whole", len(b))
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+	})
+}
