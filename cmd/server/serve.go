@@ -282,9 +282,7 @@ func (m credentialMetrics) refreshed(outcome string) { m.refreshes.WithLabelValu
 func (m credentialMetrics) raised(kind string)       { m.alerts.WithLabelValues(kind).Inc() }
 
 // newRetention wires each table's owner's delete function into the one
-// cleanup service. Deleted jobs schedule their stored results for deletion
-// in the same transaction; job_results then deletes them from the store
-// (right after, in the same pass).
+// cleanup service.
 func newRetention(pool *pgxpool.Pool, logger *slog.Logger, r retentionConfig, store results.Store) (*retention.Service, error) {
 	pause := r.Pause
 	if pause == 0 {
@@ -292,14 +290,22 @@ func newRetention(pool *pgxpool.Pool, logger *slog.Logger, r retentionConfig, st
 	}
 	return retention.New(retention.Config{
 		DB: pool, Logger: logger, Now: time.Now, Interval: r.Interval, Batch: r.Batch, Pause: pause,
-		Cleanups: []retention.Cleanup{
-			{Name: "jobs", Retention: r.Jobs, Delete: scheduler.DeleteFinishedJobsWith(forgetResults)},
-			// Rows are due as soon as they exist; the retention is unused.
-			{Name: "job_results", Retention: time.Nanosecond, Delete: results.DeleteScheduled(store)},
-			{Name: "job_idempotency", Retention: max(r.Idempotency, scheduler.IdempotencyWindow), Delete: scheduler.DeleteExpiredIdempotencyKeys},
-			{Name: "webhook_deliveries", Retention: r.Webhooks, Delete: webhooks.DeleteDoneDeliveries},
-			{Name: "alerts", Retention: r.Alerts, Delete: alerts.DeleteResolvedAlerts},
-			{Name: "cron_runs", Retention: r.CronRuns, Delete: alerts.DeleteStaleCronRuns},
-		},
+		Cleanups: cleanups(r, store),
 	})
+}
+
+// cleanups lists each table's owner's delete function with its period.
+// Deleted jobs schedule their stored results for deletion in the same
+// transaction; job_results then deletes them from store, right after in
+// the same pass.
+func cleanups(r retentionConfig, store results.Store) []retention.Cleanup {
+	return []retention.Cleanup{
+		{Name: "jobs", Retention: r.Jobs, Delete: scheduler.DeleteFinishedJobsWith(forgetResults)},
+		// Rows are due as soon as they exist; the retention is unused.
+		{Name: "job_results", Retention: time.Nanosecond, Delete: results.DeleteScheduled(store)},
+		{Name: "job_idempotency", Retention: max(r.Idempotency, scheduler.IdempotencyWindow), Delete: scheduler.DeleteExpiredIdempotencyKeys},
+		{Name: "webhook_deliveries", Retention: r.Webhooks, Delete: webhooks.DeleteDoneDeliveries},
+		{Name: "alerts", Retention: r.Alerts, Delete: alerts.DeleteResolvedAlerts},
+		{Name: "cron_runs", Retention: r.CronRuns, Delete: alerts.DeleteStaleCronRuns},
+	}
 }
