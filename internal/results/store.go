@@ -23,6 +23,11 @@ type Store interface {
 	Delete(ctx context.Context, keys ...string) error
 }
 
+var (
+	_ Store = (*Dir)(nil)
+	_ Store = (*S3)(nil)
+)
+
 // Object is a stored result opened for reading. Seek and Read serve
 // ranges; Close releases it.
 type Object struct {
