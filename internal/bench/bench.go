@@ -11,7 +11,7 @@
 //     freed slot stays idle before the next job takes it;
 //  5. insert_depth: the insert rate into an empty queue and into one
 //     already holding 50,000 queued jobs;
-//  6. results (only when asked for): 50 results of 20 MB streamed at once
+//  7. results (only when asked for): 50 results of 20 MB streamed at once
 //     into the result store and out through GET /v1/jobs/{id}/result on
 //     one replica, with the process's peak RSS.
 //
@@ -70,7 +70,7 @@ type Config struct {
 	// Scenario 5: DepthJobs jobs queued into an empty queue, then as many
 	// again behind DepthQueued queued jobs.
 	DepthJobs, DepthQueued int
-	// Scenario 6: ResultJobs results of ResultMB megabytes each, all at
+	// Scenario 7: ResultJobs results of ResultMB megabytes each, all at
 	// once, in ResultStore: "dir" (default) or "s3" (a versitygw the bench
 	// starts, see internal/s3server).
 	ResultJobs, ResultMB int
@@ -191,10 +191,10 @@ func (c Config) plan() ([]scenario, error) {
 			out = append(out, scenario{"saturation", (*runner).saturation})
 		case "5", "insert_depth":
 			out = append(out, scenario{"insert_depth", (*runner).insertDepth})
-		case "6", "results":
+		case "7", "results":
 			out = append(out, scenario{"results", (*runner).results})
 		default:
-			return nil, fmt.Errorf("unknown scenario %q (want throughput, placement, http, saturation, insert_depth, results or 1-6)", name)
+			return nil, fmt.Errorf("unknown scenario %q (want throughput, placement, http, saturation, insert_depth, results or 1-5, 7)", name)
 		}
 	}
 	return out, nil

@@ -26,7 +26,7 @@ import (
 	"github.com/poolgate/poolgate/internal/s3server"
 )
 
-// results is scenario 6: ResultJobs results of ResultMB each stream
+// results is scenario 7 (6 is the soak on main): ResultJobs results of ResultMB each stream
 // through one replica at once, first in (each replica-side upload reads
 // an upstream response on loopback into the result directory, as the
 // LTX-2 API provider stores a video), then out (GET /v1/jobs/{id}/result
