@@ -8,5 +8,8 @@ RUN CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o /out/poolgate ./cmd/ser
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/poolgate /poolgate
+# Relative paths (POOLGATE_RESULTS_DIR's default, .data/results) land in the
+# nonroot user's home, the one directory it may write.
+WORKDIR /home/nonroot
 ENTRYPOINT ["/poolgate"]
 CMD ["serve"]

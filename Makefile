@@ -21,6 +21,8 @@ test:
 	$(MAKE) --no-print-directory lint-openapi; \
 	scripts/tools.sh promtool >/dev/null; \
 	scripts/tools.sh pgbouncer >/dev/null; \
+	scripts/tools.sh ffmpeg >/dev/null; \
+	scripts/tools.sh s3server >/dev/null; \
 	DATABASE_URL="$$url" $(GO) test -race -count=1 ./...
 
 # lint-openapi lints the API document with Redocly's recommended rules

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/poolgate/poolgate/internal/bench"
+	"github.com/poolgate/poolgate/internal/results"
 	"github.com/poolgate/poolgate/internal/retention"
 )
 
@@ -29,7 +30,7 @@ func benchmark(ctx context.Context, args []string, getenv func(string) string, s
 	cfg := d
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	scenarios := fs.String("scenarios", "throughput,placement,http,saturation,insert_depth", "scenarios to run, by name or number (1-6; soak runs only when named)")
+	scenarios := fs.String("scenarios", "throughput,placement,http,saturation,insert_depth", "scenarios to run, by name or number (1-7; soak (6) and results (7) run only when named)")
 	fs.IntVar(&cfg.Runs, "runs", d.Runs, "runs of each scenario; figures are medians")
 	fs.IntVar(&cfg.Replicas, "replicas", d.Replicas, "schedulers sharing the database")
 	fs.IntVar(&cfg.Producers, "producers", d.Producers, "goroutines queueing jobs in insert phases")
@@ -53,6 +54,9 @@ func benchmark(ctx context.Context, args []string, getenv func(string) string, s
 	fs.DurationVar(&cfg.SoakDuration, "soak-duration", d.SoakDuration, "scenario 6: how long to queue jobs")
 	fs.DurationVar(&cfg.SoakRetention, "soak-retention", d.SoakRetention, "scenario 6: every retention period (idempotency keys keep their 24h floor)")
 	fs.DurationVar(&cfg.SoakJobDuration, "soak-job-duration", d.SoakJobDuration, "scenario 6: how long a job runs upstream")
+	fs.IntVar(&cfg.ResultJobs, "result-jobs", d.ResultJobs, "scenario 7: results streamed at once")
+	fs.IntVar(&cfg.ResultMB, "result-mb", d.ResultMB, "scenario 7: megabytes of each result")
+	fs.StringVar(&cfg.ResultStore, "result-store", "dir", "scenario 7: dir, or s3 (a versitygw the bench starts)")
 	fs.DurationVar(&cfg.PollInterval, "poll-interval", d.PollInterval, "how often replicas read a running job's status")
 	fs.IntVar(&cfg.UpstreamConns, "upstream-conns", 0, "idle connections per host to the upstream (0: net/http's default, as serve)")
 	fs.DurationVar(&cfg.Timeout, "timeout", d.Timeout, "how long one run may take to drain its jobs")
@@ -74,8 +78,19 @@ func benchmark(ctx context.Context, args []string, getenv func(string) string, s
 		return err
 	}
 	cfg.Progress = stderr
+	// The soak's jobs store no results, but the cleanup list deletes them
+	// with their jobs; a throwaway directory store stands in.
+	soakResults, err := os.MkdirTemp("", "poolgate-soak-results-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(soakResults)
+	store, err := results.NewDir(soakResults)
+	if err != nil {
+		return err
+	}
 	cfg.Cleanups = func(keep time.Duration) []retention.Cleanup {
-		return cleanups(retentionConfig{Jobs: keep, Idempotency: keep, Webhooks: keep, Alerts: keep, CronRuns: keep, Usage: keep})
+		return cleanups(retentionConfig{Jobs: keep, Idempotency: keep, Webhooks: keep, Alerts: keep, CronRuns: keep, Usage: keep}, store)
 	}
 	cfg.Logger = slog.New(slog.DiscardHandler)
 	if *verbose {

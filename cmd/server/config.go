@@ -59,6 +59,7 @@ type config struct {
 	Retention retentionConfig
 	Polite    politeConfig
 	Health    healthConfig
+	Results   resultsConfig
 }
 
 // env reads one variable with its default.
@@ -158,6 +159,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	loadKeyConfig(e, &c, &problems)
 	loadRetentionConfig(e, &c, &problems)
 	loadPoliteConfig(e, &c, &problems)
+	loadResultsConfig(e, &c, &problems)
 	loadMetricsConfig(e, &c, &problems)
 	loadHealthConfig(e, &c, &problems)
 	if c.DatabaseURL, err = databaseURL(getenv); err != nil {

@@ -79,6 +79,7 @@ func TestMetricsOnTheirOwnAddress(t *testing.T) {
 		done <- run(ctx, []string{"serve"}, envOf(map[string]string{
 			"DATABASE_URL": url, "POOLGATE_SECRET_KEY": "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=",
 			"POOLGATE_ADDR": "127.0.0.1:0", "POOLGATE_METRICS_ADDR": "127.0.0.1:0", "POOLGATE_SHUTDOWN_TIMEOUT": "2s",
+			"POOLGATE_RESULTS_DIR": t.TempDir(),
 		}), io.Discard, &logs)
 	}()
 	t.Cleanup(func() {

@@ -22,6 +22,7 @@ import (
 	"github.com/poolgate/poolgate/internal/provider/budget"
 	"github.com/poolgate/poolgate/internal/provider/ltxstudio"
 	"github.com/poolgate/poolgate/internal/pubsub"
+	"github.com/poolgate/poolgate/internal/results"
 	"github.com/poolgate/poolgate/internal/retention"
 	"github.com/poolgate/poolgate/internal/scheduler"
 	"github.com/poolgate/poolgate/internal/secret"
@@ -105,7 +106,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		OnHealth:   healthHooks(healthM, alerter),
 	})
 	prober := newProber(accountStore, upstream, cfg, healthM, logger)
-	cleaner, err := newRetention(pool, logger, cfg.Retention)
+	resultStore, err := newResultStore(ctx, cfg.Results, logger)
+	if err != nil {
+		return err
+	}
+	cleaner, err := newRetention(pool, logger, cfg.Retention, resultStore)
 	if err != nil {
 		return err
 	}
@@ -125,6 +130,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		Secrets:              webhookSecrets,
 		AllowPrivateWebhooks: cfg.WebhookAllowPrivate,
 		OnJobCreated:         keyUsage.JobSubmitted,
+		Results:              resultStore,
 		Console: console.New(console.Deps{
 			Logger: logger, Verifier: keyCache, Accounts: accountStore, Jobs: sched, Alerts: alertStore, Keys: keyStore,
 			Stats: scheduler.NewStats(pool), Sessions: auth.NewSessionStore(pool, box, time.Now, console.DefaultTimeouts),
@@ -291,22 +297,27 @@ func (m credentialMetrics) raised(kind string)       { m.alerts.WithLabelValues(
 
 // newRetention wires each table's owner's delete function into the one
 // cleanup service.
-func newRetention(pool *pgxpool.Pool, logger *slog.Logger, r retentionConfig) (*retention.Service, error) {
+func newRetention(pool *pgxpool.Pool, logger *slog.Logger, r retentionConfig, store results.Store) (*retention.Service, error) {
 	pause := r.Pause
 	if pause == 0 {
 		pause = -1 // the operator asked for none; the service reads 0 as its default
 	}
 	return retention.New(retention.Config{
 		DB: pool, Logger: logger, Now: time.Now, Interval: r.Interval, Batch: r.Batch, Pause: pause,
-		Cleanups: cleanups(r),
+		Cleanups: cleanups(r, store),
 	})
 }
 
-// cleanups lists each table's owner's delete function with its period; the
-// bench's soak runs the same list.
-func cleanups(r retentionConfig) []retention.Cleanup {
+// cleanups lists each table's owner's delete function with its period
+// (the bench's soak runs the same list).
+// Deleted jobs schedule their stored results for deletion in the same
+// transaction; job_results then deletes them from store, right after in
+// the same pass.
+func cleanups(r retentionConfig, store results.Store) []retention.Cleanup {
 	return []retention.Cleanup{
-		{Name: "jobs", Retention: r.Jobs, Delete: scheduler.DeleteFinishedJobs},
+		{Name: "jobs", Retention: r.Jobs, Delete: scheduler.DeleteFinishedJobsWith(forgetResults)},
+		// Rows are due as soon as they exist; the retention is unused.
+		{Name: "job_results", Retention: time.Nanosecond, Delete: results.DeleteScheduled(store)},
 		{Name: "job_idempotency", Retention: max(r.Idempotency, scheduler.IdempotencyWindow), Delete: scheduler.DeleteExpiredIdempotencyKeys},
 		{Name: "webhook_deliveries", Retention: r.Webhooks, Delete: webhooks.DeleteDoneDeliveries},
 		{Name: "alerts", Retention: r.Alerts, Delete: alerts.DeleteResolvedAlerts},

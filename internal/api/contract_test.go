@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -105,6 +106,15 @@ func TestEveryAnswerIsDocumented(t *testing.T) {
 	job := expect(t, e.do(req{method: "POST", path: "/v1/jobs", key: admin, body: `{"type":"video"}`}), 202).json(t)["id"].(string)
 	done := expect(t, e.do(req{method: "POST", path: "/v1/jobs", key: admin, body: `{"type":"video"}`}), 202).json(t)["id"].(string)
 	expect(t, e.do(req{method: "GET", path: "/v1/jobs/" + done + "?wait=20s", key: admin}), 200)
+	// Two more that succeed, one with a stored result and one whose stored
+	// result is gone from the store.
+	stored := expect(t, e.do(req{method: "POST", path: "/v1/jobs", key: admin, body: `{"type":"video"}`}), 202).json(t)["id"].(string)
+	gone := expect(t, e.do(req{method: "POST", path: "/v1/jobs", key: admin, body: `{"type":"video"}`}), 202).json(t)["id"].(string)
+	for _, id := range []string{stored, gone} {
+		expect(t, e.do(req{method: "GET", path: "/v1/jobs/" + id + "?wait=20s", key: admin}), 200)
+		e.storeResult(id, bytes.Repeat([]byte("v"), 99))
+	}
+	e.results.Delete(context.Background(), gone)
 
 	type seen struct{ op, status, code string }
 	var got []seen
@@ -120,7 +130,8 @@ func TestEveryAnswerIsDocumented(t *testing.T) {
 		got = append(got, seen{o.id, fmt.Sprint(r.status), code})
 	}
 	unknown := map[string]string{"/v1/accounts/{email}": "nobody@x.io", "/v1/accounts/{email}/stats": "nobody@x.io", "/v1/jobs/{id}": ids.New("job", time.Now()),
-		"/v1/keys/{id}": ids.New("key", time.Now()), "/v1/keys/{id}/roll": ids.New("key", time.Now()),
+		"/v1/jobs/{id}/result": ids.New("job", time.Now()),
+		"/v1/keys/{id}":        ids.New("key", time.Now()), "/v1/keys/{id}/roll": ids.New("key", time.Now()),
 		"/v1/alerts/{id}/ack": ids.New("alr", time.Now()), "/v1/ltxstudio/accounts/{email}": "nobody@x.io"}
 	goodBody := map[string]string{
 		"registerAccount": `{"cookie":"` + ltCookie("new@x.io", time.Now().Add(time.Hour), time.Now().Add(90*24*time.Hour)) + `"}`,
@@ -206,6 +217,13 @@ func TestEveryAnswerIsDocumented(t *testing.T) {
 		{"getUsage", req{method: "GET", path: "/v1/usage?groupBy=day&from=2026-01-01T00:00:00%2B02:00"}},
 		{"getJob", req{method: "GET", path: "/v1/jobs/" + job}},
 		{"getJob", req{method: "GET", path: "/v1/jobs/" + job + "?wait=forever"}},
+		{"getJobResult", req{method: "GET", path: "/v1/jobs/" + job + "/result"}},
+		{"getJobResult", req{method: "GET", path: "/v1/jobs/" + done + "/result"}},
+		{"getJobResult", req{method: "GET", path: "/v1/jobs/" + stored + "/result"}},
+		{"getJobResult", req{method: "GET", path: "/v1/jobs/" + stored + "/result", header: map[string]string{"Range": "bytes=0-1"}}},
+		{"getJobResult", req{method: "GET", path: "/v1/jobs/" + stored + "/result", header: map[string]string{"Range": "bytes=99-"}}},
+		{"getJobResult", req{method: "GET", path: "/v1/jobs/" + stored + "/result", header: map[string]string{"If-None-Match": "*"}}},
+		{"getJobResult", req{method: "GET", path: "/v1/jobs/" + gone + "/result"}},
 		{"listJobs", req{method: "GET", path: "/v1/jobs?limit=0"}},
 		{"listJobs", req{method: "GET", path: "/v1/jobs?state=lost"}},
 		{"listJobs", req{method: "GET", path: "/v1/jobs?cursor=zzz"}},

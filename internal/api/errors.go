@@ -29,18 +29,19 @@ var kindHTTP = map[errs.Kind]struct {
 	status int
 	typ    string
 }{
-	errs.KindInternal:         {http.StatusInternalServerError, "api_error"},
-	errs.KindInvalid:          {http.StatusBadRequest, "invalid_request_error"},
-	errs.KindUnauthenticated:  {http.StatusUnauthorized, "authentication_error"},
-	errs.KindForbidden:        {http.StatusForbidden, "permission_error"},
-	errs.KindNotFound:         {http.StatusNotFound, "invalid_request_error"},
-	errs.KindConflict:         {http.StatusConflict, "invalid_request_error"},
-	errs.KindMethodNotAllowed: {http.StatusMethodNotAllowed, "invalid_request_error"},
-	errs.KindTooLarge:         {http.StatusRequestEntityTooLarge, "invalid_request_error"},
-	errs.KindRateLimited:      {http.StatusTooManyRequests, "rate_limit_error"},
-	errs.KindUnavailable:      {http.StatusServiceUnavailable, "api_error"},
-	errs.KindGone:             {http.StatusGone, "invalid_request_error"},
-	errs.KindHeadersTooLarge:  {http.StatusRequestHeaderFieldsTooLarge, "invalid_request_error"},
+	errs.KindInternal:            {http.StatusInternalServerError, "api_error"},
+	errs.KindInvalid:             {http.StatusBadRequest, "invalid_request_error"},
+	errs.KindUnauthenticated:     {http.StatusUnauthorized, "authentication_error"},
+	errs.KindForbidden:           {http.StatusForbidden, "permission_error"},
+	errs.KindNotFound:            {http.StatusNotFound, "invalid_request_error"},
+	errs.KindConflict:            {http.StatusConflict, "invalid_request_error"},
+	errs.KindMethodNotAllowed:    {http.StatusMethodNotAllowed, "invalid_request_error"},
+	errs.KindTooLarge:            {http.StatusRequestEntityTooLarge, "invalid_request_error"},
+	errs.KindRateLimited:         {http.StatusTooManyRequests, "rate_limit_error"},
+	errs.KindUnavailable:         {http.StatusServiceUnavailable, "api_error"},
+	errs.KindGone:                {http.StatusGone, "invalid_request_error"},
+	errs.KindHeadersTooLarge:     {http.StatusRequestHeaderFieldsTooLarge, "invalid_request_error"},
+	errs.KindRangeNotSatisfiable: {http.StatusRequestedRangeNotSatisfiable, "invalid_request_error"},
 }
 
 // fromEcho translates the errors echo raises itself (routing, its own

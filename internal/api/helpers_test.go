@@ -25,6 +25,7 @@ import (
 	"github.com/poolgate/poolgate/internal/pgtest"
 	"github.com/poolgate/poolgate/internal/provider/ltxstudio"
 	"github.com/poolgate/poolgate/internal/provider/sim"
+	"github.com/poolgate/poolgate/internal/results"
 	"github.com/poolgate/poolgate/internal/scheduler"
 	"github.com/poolgate/poolgate/internal/secret"
 	"github.com/poolgate/poolgate/internal/tenant"
@@ -46,10 +47,26 @@ type env struct {
 	// secrets are the webhook signing secrets every replica and the
 	// deliverer share, as in serve.
 	secrets *webhooks.Secrets
+	// results is the result store every replica shares.
+	results results.Store
 }
 
 func setup(t *testing.T) *env {
 	t.Helper()
+	return setupWith(t, nil)
+}
+
+// setupWith is setup with the replicas serving results from store (nil: a
+// fresh directory store).
+func setupWith(t *testing.T, store results.Store) *env {
+	t.Helper()
+	if store == nil {
+		d, err := results.NewDir(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		store = d
+	}
 	key := make([]byte, secret.KeySize)
 	rand.Read(key)
 	box, err := secret.NewBox(key)
@@ -61,7 +78,7 @@ func setup(t *testing.T) *env {
 	upstream := sim.New(simCfg, nil)
 	simSrv := httptest.NewServer(upstream)
 	t.Cleanup(simSrv.Close)
-	e := &env{t: t, pool: pgtest.New(t), box: box, logs: &syncBuffer{}, sim: upstream, simURL: simSrv.URL}
+	e := &env{t: t, pool: pgtest.New(t), box: box, logs: &syncBuffer{}, sim: upstream, simURL: simSrv.URL, results: store}
 	e.secrets = webhooks.NewSecrets(e.pool, box)
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -96,6 +113,7 @@ func (e *env) addServer() string {
 		UsageStats:           usage.NewStore(e.pool),
 		Secrets:              e.secrets,
 		AllowPrivateWebhooks: true,
+		Results:              e.results,
 	}))
 	e.t.Cleanup(func() {
 		srv.Close()

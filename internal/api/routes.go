@@ -52,6 +52,7 @@ func (s *Server) routes() []route {
 		{http.MethodPost, "/v1/images/create", auth.ScopeJobsWrite, s.createImage},
 		{http.MethodGet, "/v1/jobs", auth.ScopeJobsRead, s.listJobs},
 		{http.MethodGet, "/v1/jobs/:id", auth.ScopeJobsRead, s.getJob},
+		{http.MethodGet, "/v1/jobs/:id/result", auth.ScopeJobsRead, s.getJobResult},
 		{http.MethodDelete, "/v1/jobs/:id", auth.ScopeJobsWrite, s.cancelJob},
 		{http.MethodGet, "/v1/scheduler", auth.ScopeJobsRead, s.schedulerRunning},
 		{http.MethodGet, "/v1/scheduler/available", auth.ScopeJobsRead, s.schedulerAvailable},

@@ -49,6 +49,9 @@ type Deps struct {
 	UsageStats *usage.Store
 	// Console serves the operator console under /console; nil serves none.
 	Console http.Handler
+	// Results holds stored job results (GET /v1/jobs/{id}/result); nil
+	// serves none.
+	Results ResultOpener
 
 	// keys: Verifier checks Bearer keys (an *auth.Cache); nil means Keys,
 	// uncached. Limits applies per-key rate limits; nil means none. Usage

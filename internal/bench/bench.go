@@ -10,7 +10,10 @@
 //  4. saturation: every slot full and a deep queue, measuring how long a
 //     freed slot stays idle before the next job takes it;
 //  5. insert_depth: the insert rate into an empty queue and into one
-//     already holding 50,000 queued jobs.
+//     already holding 50,000 queued jobs;
+//  7. results (only when asked for): 50 results of 20 MB streamed at once
+//     into the result store and out through GET /v1/jobs/{id}/result on
+//     one replica, with the process's peak RSS.
 //
 // Every scenario also reports WAL fsyncs, statements and transactions per
 // job (see recordActivity), and http the API's GET rate against a bare
@@ -77,6 +80,11 @@ type Config struct {
 	// Cleanups returns the retention service's cleanups with every period
 	// keep: what serve runs (cmd/server wires it). Only the soak needs it.
 	Cleanups func(keep time.Duration) []retention.Cleanup
+	// Scenario 7: ResultJobs results of ResultMB megabytes each, all at
+	// once, in ResultStore: "dir" (default) or "s3" (a versitygw the bench
+	// starts, see internal/s3server).
+	ResultJobs, ResultMB int
+	ResultStore          string
 
 	// PollInterval is how often replicas read a running job's status.
 	PollInterval time.Duration
@@ -108,6 +116,7 @@ func Defaults() Config {
 		SatJobDuration: 2 * time.Second, SatJitter: 500 * time.Millisecond, SatWindow: 30 * time.Second,
 		DepthJobs: 5_000, DepthQueued: 50_000,
 		SoakRate: 300, SoakDuration: 4 * time.Minute, SoakRetention: 10 * time.Second, SoakJobDuration: 50 * time.Millisecond,
+		ResultJobs: 50, ResultMB: 20,
 		PollInterval: time.Second,
 		Timeout:      15 * time.Minute,
 	}
@@ -143,12 +152,17 @@ func (c *Config) defaults() {
 	setDur(&c.SoakDuration, d.SoakDuration)
 	setDur(&c.SoakRetention, d.SoakRetention)
 	setDur(&c.SoakJobDuration, d.SoakJobDuration)
+	setInt(&c.ResultJobs, d.ResultJobs)
+	setInt(&c.ResultMB, d.ResultMB)
 	setDur(&c.SatJobDuration, d.SatJobDuration)
 	setDur(&c.SatWindow, d.SatWindow)
 	setDur(&c.PollInterval, d.PollInterval)
 	setDur(&c.Timeout, d.Timeout)
 	if c.SatJitter < 0 {
 		c.SatJitter = 0
+	}
+	if c.ResultStore == "" {
+		c.ResultStore = "dir"
 	}
 	if len(c.PlacementPools) == 0 {
 		c.PlacementPools = d.PlacementPools
@@ -194,8 +208,10 @@ func (c Config) plan() ([]scenario, error) {
 			out = append(out, scenario{"insert_depth", (*runner).insertDepth})
 		case "6", "soak":
 			out = append(out, scenario{"soak", (*runner).soak})
+		case "7", "results":
+			out = append(out, scenario{"results", (*runner).results})
 		default:
-			return nil, fmt.Errorf("unknown scenario %q (want throughput, placement, http, saturation, insert_depth, soak or 1-6)", name)
+			return nil, fmt.Errorf("unknown scenario %q (want throughput, placement, http, saturation, insert_depth, soak, results or 1-7)", name)
 		}
 	}
 	return out, nil
@@ -260,7 +276,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 }
 
 func shortTag(name string) string {
-	return strings.NewReplacer("throughput", "t", "placement_", "p", "http", "h", "saturation", "s", "insert_depth", "d", "soak", "k").Replace(name)
+	return strings.NewReplacer("throughput", "t", "placement_", "p", "http", "h", "saturation", "s", "insert_depth", "d", "soak", "k", "results", "r").Replace(name)
 }
 
 // sample is one run's figures, in the order they are shown.
@@ -347,6 +363,7 @@ func (c Config) summary() map[string]any {
 		"sat_window": c.SatWindow.String(), "poll_interval": c.PollInterval.String(),
 		"depth_jobs": c.DepthJobs, "depth_queued": c.DepthQueued,
 		"soak_rate": c.SoakRate, "soak_duration": c.SoakDuration.String(), "soak_retention": c.SoakRetention.String(),
+		"result_jobs": c.ResultJobs, "result_mb": c.ResultMB, "result_store": c.ResultStore,
 		"upstream_conns": c.UpstreamConns, "gomaxprocs": runtime.GOMAXPROCS(0),
 	}
 }

@@ -28,6 +28,8 @@ const (
 	// KindGone is a resource that existed and was deleted for good (410).
 	KindGone
 	KindHeadersTooLarge
+	// KindRangeNotSatisfiable is a Range header outside the resource (416).
+	KindRangeNotSatisfiable
 )
 
 // Error is a user-facing error.

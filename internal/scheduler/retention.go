@@ -31,6 +31,11 @@ DELETE FROM jobs WHERE ctid = ANY (ARRAY (
 	ORDER BY finished_at LIMIT $2
 	FOR UPDATE SKIP LOCKED))`
 
+	// jobsDeleteFinishedReturning is jobsDeleteFinished telling what it
+	// deleted, for DeleteFinishedJobsWith's hook.
+	jobsDeleteFinishedReturning = jobsDeleteFinished + `
+RETURNING tenant_id, id, coalesce(result->>'url', '')`
+
 	idempotencyDeleteExpired = `
 DELETE FROM job_idempotency WHERE ctid = ANY (ARRAY (
 	SELECT ctid FROM job_idempotency
@@ -45,6 +50,45 @@ DELETE FROM job_idempotency WHERE ctid = ANY (ARRAY (
 func DeleteFinishedJobs(ctx context.Context, db dbx.DBTX, before time.Time, limit int) (int64, error) {
 	tag, err := db.Exec(ctx, jobsDeleteFinished, before, limit)
 	return tag.RowsAffected(), err
+}
+
+// DeletedJob is a job retention deleted, as a DeletedJobsHook sees it.
+type DeletedJob struct {
+	TenantID  int64
+	ID        string
+	ResultURL string // the result's url, "" if it had none
+}
+
+// DeletedJobsHook runs inside the transaction that deleted jobs, so what it
+// records about them commits (or rolls back) with the deletion.
+type DeletedJobsHook func(ctx context.Context, db dbx.DBTX, jobs []DeletedJob) error
+
+// DeleteFinishedJobsWith is DeleteFinishedJobs that also hands the deleted
+// jobs to hook in the same transaction (the result store schedules their
+// files for deletion this way).
+func DeleteFinishedJobsWith(hook DeletedJobsHook) func(ctx context.Context, db dbx.DBTX, before time.Time, limit int) (int64, error) {
+	return func(ctx context.Context, db dbx.DBTX, before time.Time, limit int) (int64, error) {
+		rows, err := db.Query(ctx, jobsDeleteFinishedReturning, before, limit)
+		if err != nil {
+			return 0, err
+		}
+		var jobs []DeletedJob
+		for rows.Next() {
+			var j DeletedJob
+			if err := rows.Scan(&j.TenantID, &j.ID, &j.ResultURL); err != nil {
+				rows.Close()
+				return 0, err
+			}
+			jobs = append(jobs, j)
+		}
+		if err := rows.Err(); err != nil {
+			return 0, err
+		}
+		if len(jobs) == 0 {
+			return 0, nil
+		}
+		return int64(len(jobs)), hook(ctx, db, jobs)
+	}
 }
 
 // DeleteExpiredIdempotencyKeys deletes up to limit Idempotency-Keys made
