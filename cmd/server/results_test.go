@@ -84,7 +84,7 @@ func TestResultsExpireWithTheirJobs(t *testing.T) {
 			put("job_orphan_kept") // no job ever pointed at it: not retention's
 
 			cfg := retentionConfig{Jobs: 7 * 24 * time.Hour, Idempotency: 24 * time.Hour, Webhooks: time.Hour, Alerts: time.Hour,
-				CronRuns: time.Hour, Interval: time.Hour, Batch: 1000}
+				CronRuns: time.Hour, Usage: 90 * 24 * time.Hour, Interval: time.Hour, Batch: 1000}
 			pass := func(s results.Store) error {
 				svc, err := newRetention(pool, slog.New(slog.DiscardHandler), cfg, s)
 				if err != nil {
