@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/poolgate/poolgate/internal/cookies"
+	"github.com/poolgate/poolgate/internal/provider/ltxapi"
 	"github.com/poolgate/poolgate/internal/provider/ltxstudio"
 )
 
@@ -57,6 +58,8 @@ type Server struct {
 	// tokens caches decoded lt_tokens: a token's claims never change, and
 	// decoding one per request was a tenth of a benchmark's CPU.
 	tokens tokenCache
+
+	apiKeys apiKeys // the LTX-2 API side (ltxapi.go), under its own lock
 }
 
 // tokenCache maps an lt_token to its claims; bounded, it starts over when
@@ -127,6 +130,8 @@ func (s *Server) routes() *http.ServeMux {
 	mux.HandleFunc(ltxstudio.RouteLookup, s.authed(s.handleLookup))
 	mux.HandleFunc(ltxstudio.RouteCancel, s.authed(s.handleCancel))
 	mux.HandleFunc(ltxstudio.RouteRefresh, s.handleRefresh)
+	mux.HandleFunc(ltxapi.RouteTextToVideo, s.handleGenerate)
+	mux.HandleFunc(ltxapi.RouteImageToVideo, s.handleGenerate)
 	mux.HandleFunc(RouteStats, s.handleStats)
 	mux.HandleFunc(RouteReset, s.handleReset)
 	return mux
@@ -161,6 +166,7 @@ func (s *Server) clear() {
 	s.accounts = make(map[string]*account)
 	s.submits = make(map[string]int)
 	s.total, s.duplicates = 0, 0
+	s.apiKeys.clear()
 }
 
 func newRand(seed int64) *rand.Rand {

@@ -15,6 +15,9 @@ type Stats struct {
 	// idempotency cache or refused; a count above 1 is a resubmission.
 	// A key without a slash is counted under attempt "".
 	Jobs map[string]map[string]int `json:"jobs"`
+	// APIKeys describes the LTX-2 API keys seen, keyed by
+	// provider.KeyFingerprint (never the key itself).
+	APIKeys map[string]APIKeyStats `json:"apiKeys"`
 }
 
 // AccountStats describes one account.
@@ -27,6 +30,7 @@ type AccountStats struct {
 
 // Stats returns a snapshot of what the simulator saw.
 func (s *Server) Stats() Stats {
+	keys := s.apiKeyStats()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
@@ -35,6 +39,7 @@ func (s *Server) Stats() Stats {
 		DuplicateSubmits: s.duplicates,
 		Accounts:         make(map[string]AccountStats, len(s.accounts)),
 		Jobs:             make(map[string]map[string]int),
+		APIKeys:          keys,
 	}
 	for email, a := range s.accounts {
 		st.Accounts[email] = AccountStats{
