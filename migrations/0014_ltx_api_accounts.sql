@@ -13,3 +13,8 @@ ALTER TABLE accounts ADD COLUMN provider text NOT NULL DEFAULT 'ltxstudio';
 -- replica) may be submitted again, at the risk of running twice.
 ALTER TABLE jobs ADD COLUMN provider text;
 ALTER TABLE jobs ADD COLUMN resubmit_unknown boolean NOT NULL DEFAULT false;
+
+-- Placement asks whether jobs wait for a provider its random window of
+-- accounts missed; this keeps that question an index probe.
+CREATE INDEX jobs_provider_queued_idx ON jobs (tenant_id, mode, provider)
+    WHERE state = 'queued' AND pinned_email IS NULL AND provider IS NOT NULL;

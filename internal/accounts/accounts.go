@@ -18,6 +18,7 @@ import (
 	"github.com/poolgate/poolgate/internal/cookies"
 	"github.com/poolgate/poolgate/internal/dbx"
 	"github.com/poolgate/poolgate/internal/errs"
+	"github.com/poolgate/poolgate/internal/provider"
 	"github.com/poolgate/poolgate/internal/secret"
 	"github.com/poolgate/poolgate/internal/tenant"
 )
@@ -42,9 +43,15 @@ const (
 
 // Account is one upstream account, with its cookie masked.
 type Account struct {
-	ID                    int64
-	Email                 string
-	Cookie                map[string]string // every cookie, secrets replaced by cookies.Secured
+	ID int64
+	// Email is the account's identity: its email for LTX Studio, its name
+	// (or key fingerprint) for an LTX-2 API key.
+	Email string
+	// Provider is the upstream it belongs to (provider.NameLTXStudio or
+	// provider.NameLTXAPI).
+	Provider              string
+	Cookie                map[string]string // every cookie, secrets replaced by cookies.Secured; empty for API keys
+	APIKey                string            // cookies.Secured for an API-key account, "" otherwise
 	MaxJobs               int
 	Enabled               bool
 	Status                Status
@@ -121,7 +128,7 @@ const heldSlots = `running - coalesce((SELECT sum(r.n) FROM account_slot_release
 
 // accountColumns reads an account of the unaliased accounts table.
 const accountColumns = `id, email, cookie, max_jobs, enabled, status, status_reason, ` + heldSlots + `,
-	updated_at, token_expires_at, refresh_token_expires_at, last_refresh_at, quarantined_until`
+	updated_at, token_expires_at, refresh_token_expires_at, last_refresh_at, quarantined_until, provider`
 
 const accountUpsert = `
 INSERT INTO accounts (tenant_id, mode, email, cookie, max_jobs, token_expires_at,
@@ -160,20 +167,25 @@ func (s *Store) Register(ctx context.Context, scope tenant.Scope, r Registration
 		if a, err = s.scanAccount(row, scope); err != nil {
 			return err
 		}
-		for _, hook := range s.hooks.OnRegister {
-			if err := hook(ctx, tx, scope, a.ID, email, now); err != nil {
-				return err
-			}
-		}
-		if len(s.hooks.OnRegister) > 0 { // a hook may have adopted running jobs
-			return tx.QueryRow(ctx, accountRunning, scope.TenantID, a.ID).Scan(&a.Running)
-		}
-		return nil
+		return s.afterRegister(ctx, tx, scope, &a, now)
 	})
 	if err != nil {
 		return Account{}, dbx.Classify(err)
 	}
 	return a, nil
+}
+
+// afterRegister runs the register hooks for a, just written in tx.
+func (s *Store) afterRegister(ctx context.Context, tx pgx.Tx, scope tenant.Scope, a *Account, now time.Time) error {
+	for _, hook := range s.hooks.OnRegister {
+		if err := hook(ctx, tx, scope, a.ID, a.Email, now); err != nil {
+			return err
+		}
+	}
+	if len(s.hooks.OnRegister) > 0 { // a hook may have adopted running jobs
+		return tx.QueryRow(ctx, accountRunning, scope.TenantID, a.ID).Scan(&a.Running)
+	}
+	return nil
 }
 
 const accountRunning = `SELECT held FROM account_slots WHERE tenant_id = $1 AND id = $2`
@@ -355,12 +367,15 @@ func (s *Store) scanAccount(row pgx.Row, scope tenant.Scope) (Account, error) {
 		reason *string
 	)
 	err := row.Scan(&a.ID, &a.Email, &sealed, &a.MaxJobs, &a.Enabled, &status, &reason, &a.Running,
-		&a.UpdatedAt, &a.TokenExpiresAt, &a.RefreshTokenExpiresAt, &a.LastRefreshAt, &a.QuarantinedUntil)
+		&a.UpdatedAt, &a.TokenExpiresAt, &a.RefreshTokenExpiresAt, &a.LastRefreshAt, &a.QuarantinedUntil, &a.Provider)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Account{}, err
 	}
 	if err != nil {
 		return Account{}, dbx.Classify(fmt.Errorf("read account: %w", err))
+	}
+	if a.Provider == provider.NameLTXAPI {
+		return s.scanAPIKeyAccount(a, sealed, scope, status, reason), nil
 	}
 	plain, err := s.box.Open(sealed, cookieAAD(scope, a.Email))
 	if err != nil {

@@ -2,11 +2,13 @@ package scheduler
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/poolgate/poolgate/internal/provider"
 	"github.com/poolgate/poolgate/internal/tenant"
 )
 
@@ -66,8 +68,7 @@ WITH lapsed AS (
 )
 UPDATE jobs j SET lease_owner = $2, lease_expires_at = $3
 FROM lapsed WHERE j.tenant_id = lapsed.tenant_id AND j.id = lapsed.id
-RETURNING j.tenant_id, j.mode, j.id, j.type, j.params, j.attempt, j.max_attempts, j.account_id,
-	j.account_email, j.upstream_id, j.started_at, j.cancel_requested, j.created_at`
+RETURNING ` + executionColumnsJ
 
 // rescue takes over jobs whose replica stopped renewing their lease.
 func (s *Scheduler) rescue(ctx context.Context) error {
@@ -98,7 +99,7 @@ func (s *Scheduler) resume(ctx context.Context, e *execution) {
 			s.cancelRunning(ctx, e)
 			return
 		}
-		st, err := s.cfg.Provider.Status(ctx, e.acct, *e.upstreamID)
+		st, err := s.upstream(e.acct).Status(ctx, e.acct, *e.upstreamID)
 		if err != nil {
 			return // try again after the lease lapses
 		}
@@ -107,8 +108,13 @@ func (s *Scheduler) resume(ctx context.Context, e *execution) {
 	}
 	// Dispatched, but did the submission reach the upstream? Ask by the
 	// attempt's idempotency key rather than guess: submitting again could
-	// run the attempt twice.
+	// run the attempt twice. An upstream that cannot be asked leaves the
+	// outcome unknown, and that is what the job says.
 	found, err := s.lookup(ctx, e)
+	if errors.Is(err, provider.ErrNoLookup) {
+		s.unknownOutcome(ctx, e, "the replica running this attempt stopped during its upstream call, which cannot be looked up")
+		return
+	}
 	if err != nil {
 		return
 	}
