@@ -34,9 +34,9 @@ func (s *Scheduler) providerNames() []string {
 func (s *Scheduler) unknownOutcome(ctx context.Context, e *execution, why string) {
 	s.log.Warn("attempt outcome unknown", "job", e.id, "attempt", e.attempt, "resubmit", e.resubmitUnknown)
 	if e.resubmitUnknown {
-		s.retry(ctx, e, retry{reason: "outcome_unknown",
-			message: why + "; resubmitted because the job allows it (resubmitUnknown), so it may run twice",
-			delay:   s.backoff(s.cfg.RetryBase, e.attempt-1)})
+		msg := why + "; resubmitted because the job allows it (resubmitUnknown), so it may run twice"
+		s.retry(ctx, e, retry{reason: "outcome_unknown", message: msg, warning: "attempt " + itoa(e.attempt) + ": " + msg,
+			delay: s.backoff(s.cfg.RetryBase, e.attempt-1)})
 		return
 	}
 	s.finish(e, outcome{state: StateFailed, code: CodeOutcomeUnknown,

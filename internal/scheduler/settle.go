@@ -39,6 +39,7 @@ type retry struct {
 	quarantine   time.Duration // rest the account this long
 	accountError string        // take the account out of rotation with this reason
 	unconsumed   bool          // the attempt never reached the upstream: do not count it
+	warning      string        // kept on the job for good, whatever its end ("": unchanged)
 }
 
 const (
@@ -49,7 +50,7 @@ FOR UPDATE`
 
 	jobRequeue = `
 UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL, upstream_id = NULL,
-	run_after = $3, error_code = $4, error_message = $5, attempt = attempt - $6
+	run_after = $3, error_code = $4, error_message = $5, attempt = attempt - $6, warning = coalesce($7, warning)
 WHERE tenant_id = $1 AND id = $2
 RETURNING account_id`
 )
@@ -90,7 +91,7 @@ func (s *Scheduler) retry(ctx context.Context, e *execution, r retry) {
 		}
 		var accountID int64
 		if err := tx.QueryRow(ctx, jobRequeue, e.scope.TenantID, e.id, now.Add(r.delay), "retrying_"+r.reason,
-			r.message, unconsumed).Scan(&accountID); err != nil {
+			r.message, unconsumed, nullIfEmpty(r.warning)).Scan(&accountID); err != nil {
 			return err
 		}
 		if err := s.releaseSlots(ctx, tx, []Job{{tenantID: e.scope.TenantID, accountID: &accountID}}); err != nil {
