@@ -23,6 +23,8 @@ import (
 	"github.com/poolgate/poolgate/internal/api"
 	"github.com/poolgate/poolgate/internal/auth"
 	"github.com/poolgate/poolgate/internal/pgtest"
+	"github.com/poolgate/poolgate/internal/provider"
+	"github.com/poolgate/poolgate/internal/provider/ltxapi"
 	"github.com/poolgate/poolgate/internal/provider/ltxstudio"
 	"github.com/poolgate/poolgate/internal/provider/sim"
 	"github.com/poolgate/poolgate/internal/scheduler"
@@ -42,6 +44,8 @@ type env struct {
 	// sim is the upstream every replica's scheduler talks to.
 	sim    *sim.Server
 	simURL string
+	// results is where the LTX-2 API provider stores videos.
+	results string
 	// secrets are the webhook signing secrets every replica and the
 	// deliverer share, as in serve.
 	secrets *webhooks.Secrets
@@ -60,7 +64,7 @@ func setup(t *testing.T) *env {
 	upstream := sim.New(simCfg, nil)
 	simSrv := httptest.NewServer(upstream)
 	t.Cleanup(simSrv.Close)
-	e := &env{t: t, pool: pgtest.New(t), box: box, logs: &syncBuffer{}, sim: upstream, simURL: simSrv.URL}
+	e := &env{t: t, pool: pgtest.New(t), box: box, logs: &syncBuffer{}, sim: upstream, simURL: simSrv.URL, results: t.TempDir()}
 	e.secrets = webhooks.NewSecrets(e.pool, box)
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -78,7 +82,11 @@ func (e *env) addServer() string {
 		OnRegister: []accounts.RegisterHook{scheduler.AdoptJobs, alerts.ResolveAccount},
 	})
 	sched := scheduler.New(scheduler.Config{
-		Pool: e.pool, Accounts: accountStore, Provider: ltxstudio.New(e.simURL, nil), Logger: logger,
+		Pool: e.pool, Accounts: accountStore, Logger: logger,
+		Providers: map[string]provider.Provider{
+			provider.NameLTXStudio: ltxstudio.New(e.simURL, nil),
+			provider.NameLTXAPI:    ltxapi.New(e.simURL, ltxapi.DirSink(e.results), nil),
+		},
 		LeaseTTL: 3 * time.Second, PollInterval: 20 * time.Millisecond, WakeInterval: 200 * time.Millisecond,
 		OnFinish: api.JobWebhook(nil),
 	})
