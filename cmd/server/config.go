@@ -57,6 +57,8 @@ type config struct {
 	KeyUsageFlushEvery time.Duration
 
 	Retention retentionConfig
+
+	LTXAPI ltxAPIConfig
 }
 
 // env reads one variable with its default.
@@ -155,6 +157,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	loadKeyConfig(e, &c, &problems)
 	loadRetentionConfig(e, &c, &problems)
+	loadLTXAPIConfig(e, &c, &problems)
 	loadMetricsConfig(e, &c, &problems)
 	if c.DatabaseURL, err = databaseURL(getenv); err != nil {
 		problems = append(problems, err)

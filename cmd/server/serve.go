@@ -19,7 +19,8 @@ import (
 	"github.com/poolgate/poolgate/internal/api"
 	"github.com/poolgate/poolgate/internal/auth"
 	"github.com/poolgate/poolgate/internal/console"
-	"github.com/poolgate/poolgate/internal/provider/ltxstudio"
+	"github.com/poolgate/poolgate/internal/provider"
+	"github.com/poolgate/poolgate/internal/provider/ltxapi"
 	"github.com/poolgate/poolgate/internal/pubsub"
 	"github.com/poolgate/poolgate/internal/retention"
 	"github.com/poolgate/poolgate/internal/scheduler"
@@ -57,7 +58,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	upstream := ltxstudio.New(cfg.UpstreamURL, nil)
+	providers := upstreams(cfg, ltxapi.DirSink(cfg.LTXAPI.ResultsDir))
+	upstream := providers[provider.NameLTXStudio]
 	deliveries := newDeliveryMetrics(registry)
 	webhookSecrets := webhooks.NewSecrets(pool, box)
 	deliverer := webhooks.NewDeliverer(webhooks.DelivererConfig{
@@ -68,7 +70,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	listener := pubsub.New(pubsub.Dial(cfg.DatabaseListenURL, "poolgate-listener"), logger)
 	sched := scheduler.New(scheduler.Config{
 		Listener: listener,
-		Pool:     pool, Accounts: accountStore, Provider: upstream, Logger: logger,
+		Pool:     pool, Accounts: accountStore, Providers: providers, Logger: logger,
 		Metrics: scheduler.NewMetrics(registry, pool), Owner: cfg.ReplicaID,
 		LeaseTTL: cfg.LeaseTTL, PollInterval: cfg.PollInterval, Quarantine: cfg.Quarantine,
 		QueueTimeout: cfg.QueueTimeout, JobTimeout: cfg.JobTimeout, MaxQueued: cfg.MaxQueued,
@@ -131,7 +133,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
-	logger.Info("listening", "addr", ln.Addr().String(), "upstream", cfg.UpstreamURL)
+	logger.Info("listening", "addr", ln.Addr().String(), "upstream", cfg.UpstreamURL, "ltxapi", cfg.LTXAPI.URL)
 	stopMetrics, err := startMetrics(cfg.MetricsAddr, cfg.MetricsAccountLabel, registry, logger)
 	if err != nil {
 		return err

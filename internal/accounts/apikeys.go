@@ -2,7 +2,6 @@ package accounts
 
 import (
 	"context"
-	"errors"
 	"regexp"
 	"strconv"
 	"strings"
@@ -53,7 +52,6 @@ ON CONFLICT (tenant_id, mode, email) DO UPDATE SET
 	status = 'active',
 	status_reason = NULL,
 	updated_at = EXCLUDED.updated_at
-WHERE accounts.provider = EXCLUDED.provider
 RETURNING ` + accountColumns
 
 // RegisterAPIKey adds an LTX-2 API key as an account, or replaces the key
@@ -84,9 +82,6 @@ func (s *Store) RegisterAPIKey(ctx context.Context, scope tenant.Scope, r KeyReg
 		}
 		return s.afterRegister(ctx, tx, scope, &a, now)
 	})
-	if errors.Is(err, pgx.ErrNoRows) { // the name belongs to an account of another provider
-		return Account{}, errs.Conflict("account_exists", "account %q is not an API-key account", name)
-	}
 	if err != nil {
 		return Account{}, dbx.Classify(err)
 	}
