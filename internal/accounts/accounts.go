@@ -160,32 +160,33 @@ func (s *Store) Register(ctx context.Context, scope tenant.Scope, r Registration
 	}
 	sealed := s.box.Seal([]byte(creds.Jar.String()), cookieAAD(scope, email))
 	now := s.now().UTC()
+	return s.upsert(ctx, scope, now, accountUpsert, scope.TenantID, scope.Mode, email, sealed,
+		r.MaxJobs, timeOrNil(creds.TokenExpiry), timeOrNil(creds.RefreshTokenExpiry), now, DefaultMaxJobs)
+}
+
+// upsert runs an upsert statement returning accountColumns and the
+// register hooks, in one transaction.
+func (s *Store) upsert(ctx context.Context, scope tenant.Scope, now time.Time, sql string, args ...any) (Account, error) {
 	var a Account
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		row := tx.QueryRow(ctx, accountUpsert, scope.TenantID, scope.Mode, email, sealed,
-			r.MaxJobs, timeOrNil(creds.TokenExpiry), timeOrNil(creds.RefreshTokenExpiry), now, DefaultMaxJobs)
-		if a, err = s.scanAccount(row, scope); err != nil {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var err error
+		if a, err = s.scanAccount(tx.QueryRow(ctx, sql, args...), scope); err != nil {
 			return err
 		}
-		return s.afterRegister(ctx, tx, scope, &a, now)
+		for _, hook := range s.hooks.OnRegister {
+			if err := hook(ctx, tx, scope, a.ID, a.Email, now); err != nil {
+				return err
+			}
+		}
+		if len(s.hooks.OnRegister) > 0 { // a hook may have adopted running jobs
+			return tx.QueryRow(ctx, accountRunning, scope.TenantID, a.ID).Scan(&a.Running)
+		}
+		return nil
 	})
 	if err != nil {
 		return Account{}, dbx.Classify(err)
 	}
 	return a, nil
-}
-
-// afterRegister runs the register hooks for a, just written in tx.
-func (s *Store) afterRegister(ctx context.Context, tx pgx.Tx, scope tenant.Scope, a *Account, now time.Time) error {
-	for _, hook := range s.hooks.OnRegister {
-		if err := hook(ctx, tx, scope, a.ID, a.Email, now); err != nil {
-			return err
-		}
-	}
-	if len(s.hooks.OnRegister) > 0 { // a hook may have adopted running jobs
-		return tx.QueryRow(ctx, accountRunning, scope.TenantID, a.ID).Scan(&a.Running)
-	}
-	return nil
 }
 
 const accountRunning = `SELECT held FROM account_slots WHERE tenant_id = $1 AND id = $2`

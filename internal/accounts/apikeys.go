@@ -6,10 +6,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/poolgate/poolgate/internal/cookies"
-	"github.com/poolgate/poolgate/internal/dbx"
 	"github.com/poolgate/poolgate/internal/errs"
 	"github.com/poolgate/poolgate/internal/provider"
 	"github.com/poolgate/poolgate/internal/tenant"
@@ -73,19 +70,7 @@ func (s *Store) RegisterAPIKey(ctx context.Context, scope tenant.Scope, r KeyReg
 	}
 	sealed := s.box.Seal([]byte(key), apiKeyAAD(scope, name))
 	now := s.now().UTC()
-	var a Account
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		row := tx.QueryRow(ctx, accountUpsertAPIKey, scope.TenantID, scope.Mode, name, sealed, r.MaxJobs, now, DefaultAPIKeyMaxJobs)
-		var err error
-		if a, err = s.scanAccount(row, scope); err != nil {
-			return err
-		}
-		return s.afterRegister(ctx, tx, scope, &a, now)
-	})
-	if err != nil {
-		return Account{}, dbx.Classify(err)
-	}
-	return a, nil
+	return s.upsert(ctx, scope, now, accountUpsertAPIKey, scope.TenantID, scope.Mode, name, sealed, r.MaxJobs, now, DefaultAPIKeyMaxJobs)
 }
 
 // scanAPIKeyAccount finishes reading an API-key account: its key is

@@ -14,6 +14,7 @@ package ltxapi
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
@@ -172,16 +173,15 @@ func ParseParams(typ string, params json.RawMessage) (GenerateRequest, []Problem
 	if n := len([]rune(req.Prompt)); n == 0 || n > MaxPromptLen {
 		bad = append(bad, Problem{"prompt", "is required, at most " + strconv.Itoa(MaxPromptLen) + " characters"})
 	}
-	req.Model = alias(deref(p.Model), modelAliases)
-	req.Model = oneOf("model", req.Model, Models, &bad)
-	req.Resolution = oneOf("resolution", alias(deref(p.Resolution), resolutionAliases), Resolutions, &bad)
-	req.Duration = oneOfInt("duration", p.Duration, Durations, &bad)
+	req.Model = oneOf("model", alias(p.Model, modelAliases), Models, &bad)
+	req.Resolution = oneOf("resolution", alias(p.Resolution, resolutionAliases), Resolutions, &bad)
+	req.Duration = oneOf("duration", p.Duration, Durations, &bad)
 	if p.FPS != nil {
-		req.FPS = oneOfInt("fps", p.FPS, FPSValues, &bad)
+		req.FPS = oneOf("fps", p.FPS, FPSValues, &bad)
 	}
 	req.GenerateAudio = p.GenerateAudio
 	if p.CameraMotion != nil {
-		req.CameraMotion = oneOf("camera_motion", *p.CameraMotion, CameraMotions, &bad)
+		req.CameraMotion = oneOf("camera_motion", p.CameraMotion, CameraMotions, &bad)
 	}
 	if p.AspectRatio != nil && *p.AspectRatio != "16:9" {
 		bad = append(bad, Problem{"aspectRatio", "the LTX-2 API makes 16:9 videos only"})
@@ -218,31 +218,27 @@ func deref[T any](p *T) T {
 	return *p
 }
 
-func alias(v string, m map[string]string) string {
-	if a, ok := m[v]; ok {
-		return a
+// alias maps a name the typed endpoint uses to the API's.
+func alias(v *string, m map[string]string) *string {
+	if v == nil {
+		return nil
+	}
+	if a, ok := m[*v]; ok {
+		return &a
 	}
 	return v
 }
 
-func oneOf(field, v string, allowed []string, bad *[]Problem) string {
-	if v == "" {
-		return allowed[0]
-	}
-	if !slices.Contains(allowed, v) {
-		*bad = append(*bad, Problem{field, "must be one of: " + strings.Join(allowed, ", ")})
-	}
-	return v
-}
-
-func oneOfInt(field string, v *int, allowed []int, bad *[]Problem) int {
+// oneOf checks an optional field against what the API accepts: absent, it
+// is the first value.
+func oneOf[T comparable](field string, v *T, allowed []T, bad *[]Problem) T {
 	if v == nil {
 		return allowed[0]
 	}
 	if !slices.Contains(allowed, *v) {
 		names := make([]string, len(allowed))
 		for i, a := range allowed {
-			names[i] = strconv.Itoa(a)
+			names[i] = fmt.Sprint(a)
 		}
 		*bad = append(*bad, Problem{field, "must be one of: " + strings.Join(names, ", ")})
 	}
