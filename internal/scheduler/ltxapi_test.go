@@ -3,6 +3,7 @@ package scheduler_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -257,6 +258,33 @@ func TestDeadReplicaLeavesOutcomeUnknown(t *testing.T) {
 	}
 	if n := w.keyStats("k").Requests; n != 3 {
 		t.Errorf("the upstream got %d calls, want 3: one per job, and the one resubmission allowed", n)
+	}
+	w.settled()
+}
+
+// TestLostAnswerIsNotRetried: a call whose answer was lost after it went
+// out (the connection broke mid-video) is not retried like a 5xx: the job
+// ends outcome_unknown at once, after one call.
+func TestLostAnswerIsNotRetried(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, simWith(func(c *sim.Config) { c.LTXAPIDelay = 20 * time.Millisecond }))
+	w.addKey("k", 2)
+	p := newProxy(ltxapi.New(w.simURL, ltxapi.DirSink(t.TempDir()), nil))
+	p.submit = func(_ context.Context, _ provider.Account, _ int64, forward func() (provider.Status, error)) (provider.Status, error) {
+		forward()
+		return provider.Status{}, &provider.Error{Class: provider.ClassTransient, Message: "connection reset mid-video",
+			Err: errors.Join(provider.ErrOutcomeUnknown, errors.New("read: connection reset by peer"))}
+	}
+	s := w.replica(func(c *scheduler.Config) {
+		c.Provider, c.Providers = nil, map[string]provider.Provider{provider.NameLTXAPI: p}
+	})
+	j := w.await(s, w.create(s, forProvider(video("x"), provider.NameLTXAPI)).ID, 20*time.Second)
+	wantEnded(t, j, scheduler.StateFailed, scheduler.CodeOutcomeUnknown)
+	if !strings.Contains(j.Error.Message, "connection reset mid-video") || j.Attempt != 1 {
+		t.Errorf("job: attempt %d, error %q; want one attempt and the cause", j.Attempt, j.Error.Message)
+	}
+	if n := w.keyStats("k").Requests; n != 1 {
+		t.Errorf("the upstream got %d calls, want 1", n)
 	}
 	w.settled()
 }

@@ -94,11 +94,10 @@ func (c *Client) Submit(ctx context.Context, a provider.Account, s provider.Subm
 		err = fmt.Errorf("stored %d of %d bytes", n, resp.ContentLength)
 	}
 	if err != nil {
-		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
-			return provider.Status{}, err
-		}
-		// The generation ran; its video is lost. Running it again costs
-		// another generation, which only the job may allow.
+		// The generation ran; its video is lost (a broken stream, a
+		// timeout, a shutdown, a full disk). Running it again costs another
+		// generation, which only the job may allow. A context error stays
+		// visible through the wrapping, so a shutdown is still seen as one.
 		return provider.Status{}, &provider.Error{Class: provider.ClassTransient,
 			Message: "the generation ran (request " + reqID + ") but its video could not be stored",
 			Err:     errors.Join(provider.ErrOutcomeUnknown, err)}

@@ -217,6 +217,26 @@ func TestLostAnswerIsAnUnknownOutcome(t *testing.T) {
 		t.Fatalf("Lookup err = %v, want ErrNoLookup", err)
 	}
 
+	// An answer that stalls mid-video past the call's timeout is lost too.
+	release := make(chan struct{})
+	stall := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "video/mp4")
+		w.WriteHeader(http.StatusOK)
+		w.Write(make([]byte, 100))
+		w.(http.Flusher).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer stall.Close()
+	defer close(release)
+	_, err = ltxapi.New(stall.URL, ltxapi.DirSink(t.TempDir()), nil).WithTimeout(200*time.Millisecond).
+		Submit(context.Background(), key("u"), video("job_s", `{"prompt":"p"}`))
+	if !errors.Is(err, provider.ErrOutcomeUnknown) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("stalled answer: err = %v, want ErrOutcomeUnknown from the deadline", err)
+	}
+
 	ln := httptest.NewServer(http.NotFoundHandler())
 	url := ln.URL
 	ln.Close() // nothing listens there now
