@@ -98,6 +98,25 @@ func TestJobsChooseAProvider(t *testing.T) {
 		}
 	})
 
+	t.Run("batch items ask for a provider each", func(t *testing.T) {
+		r := expect(t, e.do(req{method: "POST", path: "/v1/jobs/batch", key: key, body: `{"jobs":[
+			{"type":"video","provider":"ltx-api","params":{"prompt":"ok"}},
+			{"type":"video","provider":"ltx-api","params":{"prompt":"x","resolution":"640x480"}},
+			{"type":"video","provider":"ltx-api","email":"ann@example.com","params":{"prompt":"x"}}]}`}), 200).json(t)
+		data, _ := r["data"].([]any)
+		if len(data) != 3 {
+			t.Fatalf("batch answer: %v", r)
+		}
+		want := []string{"", "validation_failed", "provider_mismatch"}
+		for i, d := range data {
+			item, _ := d.(map[string]any)
+			ie, _ := item["error"].(map[string]any)
+			if code, _ := ie["code"].(string); code != want[i] {
+				t.Errorf("item %d: %v, want error code %q", i, item, want[i])
+			}
+		}
+	})
+
 	t.Run("an ltx-api job's result points at poolgate", func(t *testing.T) {
 		j := expect(t, e.do(req{method: "POST", path: "/v1/jobs", key: key,
 			body: `{"type":"video","provider":"ltx-api","params":{"prompt":"an eagle","model":"ltx-2-pro","duration":8}}`}), 202).json(t)
