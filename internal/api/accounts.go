@@ -81,25 +81,31 @@ type registerAccountRequest struct {
 }
 
 // registerAccount is POST /v1/accounts: add or update an account from its
-// cookie string, as JSON or as a form (useapi accepts both).
+// cookie string, as JSON or as a form (useapi accepts both), or from an
+// LTX-2 API key.
 func (s *Server) registerAccount(c echo.Context) error {
-	var req registerAccountRequest
-	if err := s.bindRegistration(c, &req); err != nil {
-		return err
-	}
-	if req.Provider == provider.NameLTXAPI {
-		return s.registerAPIKey(c, req)
-	}
-	if req.Cookie == "" || req.APIKey != "" || req.Name != "" {
-		return cookieFieldsError(req)
-	}
-	a, err := s.Accounts.Register(c.Request().Context(), principal(c).Scope, accounts.Registration{
-		Cookie: req.Cookie, MaxJobs: req.MaxJobs, Email: req.Email,
-	})
+	a, err := s.register(c)
 	if err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, accountOut(a))
+}
+
+// register binds a registration (JSON or form) and stores it.
+func (s *Server) register(c echo.Context) (accounts.Account, error) {
+	var req registerAccountRequest
+	if err := s.bindRegistration(c, &req); err != nil {
+		return accounts.Account{}, err
+	}
+	switch {
+	case req.Provider == provider.NameLTXAPI:
+		return s.registerAPIKey(c, req)
+	case req.Cookie == "" || req.APIKey != "" || req.Name != "":
+		return accounts.Account{}, cookieFieldsError(req)
+	}
+	return s.Accounts.Register(c.Request().Context(), principal(c).Scope, accounts.Registration{
+		Cookie: req.Cookie, MaxJobs: req.MaxJobs, Email: req.Email,
+	})
 }
 
 func (s *Server) bindRegistration(c echo.Context, req *registerAccountRequest) error {

@@ -1,17 +1,15 @@
 package api
 
 import (
-	"net/http"
-
 	"github.com/labstack/echo/v4"
 
 	"github.com/poolgate/poolgate/internal/accounts"
 	"github.com/poolgate/poolgate/internal/errs"
 )
 
-// registerAPIKey is POST /v1/accounts with provider "ltx-api": add or
-// update an account by LTX-2 API key. The key is never echoed.
-func (s *Server) registerAPIKey(c echo.Context, req registerAccountRequest) error {
+// registerAPIKey is a registration with provider "ltx-api": add or update
+// an account by LTX-2 API key. The key is never echoed.
+func (s *Server) registerAPIKey(c echo.Context, req registerAccountRequest) (accounts.Account, error) {
 	var bad []errs.FieldError
 	if req.APIKey == "" {
 		bad = append(bad, errs.FieldError{Field: "apiKey", Message: "is required with provider ltx-api"})
@@ -23,15 +21,11 @@ func (s *Server) registerAPIKey(c echo.Context, req registerAccountRequest) erro
 		bad = append(bad, errs.FieldError{Field: "email", Message: "is for provider ltxstudio; an ltx-api account is named by name"})
 	}
 	if len(bad) > 0 {
-		return errs.Fields(bad...)
+		return accounts.Account{}, errs.Fields(bad...)
 	}
-	a, err := s.Accounts.RegisterAPIKey(c.Request().Context(), principal(c).Scope, accounts.KeyRegistration{
+	return s.Accounts.RegisterAPIKey(c.Request().Context(), principal(c).Scope, accounts.KeyRegistration{
 		APIKey: req.APIKey, Name: req.Name, MaxJobs: req.MaxJobs,
 	})
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, accountOut(a))
 }
 
 // cookieFieldsError says what a cookie registration lacks or has too
