@@ -18,3 +18,7 @@ ALTER TABLE jobs ADD COLUMN resubmit_unknown boolean NOT NULL DEFAULT false;
 -- accounts missed; this keeps that question an index probe.
 CREATE INDEX jobs_provider_queued_idx ON jobs (tenant_id, mode, provider)
     WHERE state = 'queued' AND pinned_email IS NULL AND provider IS NOT NULL;
+
+-- A tenant's default for jobs that do not say resubmitUnknown (the
+-- scheduler owns this column: it is a job default).
+ALTER TABLE tenants ADD COLUMN resubmit_unknown boolean NOT NULL DEFAULT false;

@@ -147,3 +147,30 @@ func TestJobsChooseAProvider(t *testing.T) {
 		}
 	})
 }
+
+func TestJobDefaultsResubmitUnknown(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	admin, reader := e.key("acme"), e.key("acme", "jobs:read", "jobs:write")
+	if d := expect(t, e.do(req{method: "GET", path: "/v1/job-defaults", key: reader}), 200).json(t); d["resubmitUnknown"] != false {
+		t.Fatalf("defaults: %v, want resubmitUnknown false", d)
+	}
+	expect(t, e.do(req{method: "PUT", path: "/v1/job-defaults", key: reader, body: `{"resubmitUnknown":true}`}), 403)
+	r := expect(t, e.do(req{method: "PUT", path: "/v1/job-defaults", key: admin, body: `{}`}), 400)
+	if r.errorCode(t) != "validation_failed" {
+		t.Errorf("PUT {}: %s", r.body)
+	}
+	if d := expect(t, e.do(req{method: "PUT", path: "/v1/job-defaults", key: admin, body: `{"resubmitUnknown":true}`}), 200).json(t); d["resubmitUnknown"] != true {
+		t.Fatalf("after PUT: %v", d)
+	}
+	silent := expect(t, e.do(req{method: "POST", path: "/v1/jobs", key: reader, body: `{"type":"video","params":{"prompt":"x"}}`}), 202).json(t)
+	refused := expect(t, e.do(req{method: "POST", path: "/v1/jobs", key: reader, body: `{"type":"video","resubmitUnknown":false,"params":{"prompt":"x"}}`}), 202).json(t)
+	if silent["resubmitUnknown"] != true || refused["resubmitUnknown"] != nil {
+		t.Errorf("a job that does not say follows the tenant (%v); one that says false keeps it (%v)", silent["resubmitUnknown"], refused["resubmitUnknown"])
+	}
+	// Another tenant keeps its own default.
+	other := expect(t, e.do(req{method: "POST", path: "/v1/jobs", key: e.key("other"), body: `{"type":"video","params":{"prompt":"x"}}`}), 202).json(t)
+	if other["resubmitUnknown"] != nil {
+		t.Errorf("another tenant's job took acme's default: %v", other)
+	}
+}

@@ -31,8 +31,9 @@ type jobOptions struct {
 	// whose contract fits the params run the job.
 	Provider string `json:"provider" validate:"omitempty,oneof=ltxstudio ltx-api"`
 	// ResubmitUnknown allows running an attempt again when its outcome
-	// could not be known (see the README's "Unknown outcomes").
-	ResubmitUnknown bool `json:"resubmitUnknown"`
+	// could not be known (see the README's "Unknown outcomes"); left out,
+	// the tenant's default (GET /v1/job-defaults) applies.
+	ResubmitUnknown *bool `json:"resubmitUnknown"`
 }
 
 type createJobRequest struct {

@@ -47,6 +47,8 @@ func (s *Server) routes() []route {
 		{http.MethodDelete, "/v1/jobs/:id", auth.ScopeJobsWrite, s.cancelJob},
 		{http.MethodGet, "/v1/scheduler", auth.ScopeJobsRead, s.schedulerRunning},
 		{http.MethodGet, "/v1/scheduler/available", auth.ScopeJobsRead, s.schedulerAvailable},
+		{http.MethodGet, "/v1/job-defaults", auth.ScopeJobsRead, s.getJobDefaults},
+		{http.MethodPut, "/v1/job-defaults", auth.ScopeKeysAdmin, s.putJobDefaults},
 
 		{http.MethodGet, "/v1/alerts", auth.ScopeAlertsRead, s.listAlerts},
 		{http.MethodPost, "/v1/alerts/:id/ack", auth.ScopeAlertsWrite, s.ackAlert},

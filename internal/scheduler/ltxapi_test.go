@@ -236,7 +236,8 @@ func TestDeadReplicaLeavesOutcomeUnknown(t *testing.T) {
 
 	strict := w.create(doomed, forProvider(video("once"), provider.NameLTXAPI))
 	lenient := forProvider(video("twice is fine"), provider.NameLTXAPI)
-	lenient.ResubmitUnknown = true
+	yes := true
+	lenient.ResubmitUnknown = &yes
 	lenientID := w.create(doomed, lenient).ID
 	w.waitUntil("both calls made", func() bool { return w.keyStats("k").Successes == 2 }, 10*time.Second)
 	p.freeze()

@@ -31,8 +31,9 @@ type NewJob struct {
 	// run on any account.
 	Provider string
 	// ResubmitUnknown lets an attempt whose outcome is unknown (see
-	// CodeOutcomeUnknown) be submitted again, at the risk of running twice.
-	ResubmitUnknown bool
+	// CodeOutcomeUnknown) be submitted again, at the risk of running twice;
+	// nil follows the tenant's default (Defaults).
+	ResubmitUnknown *bool
 }
 
 // DefaultMaxAttempts bounds retries when a job does not say.
@@ -107,7 +108,8 @@ RETURNING job_id`
 INSERT INTO jobs (tenant_id, mode, id, type, params, state, priority, pinned_email, max_attempts,
                   run_after, queue_deadline, reply_url, reply_ref, warning, created_at, provider, resubmit_unknown)
 SELECT $1, $2, x.id, x.type, x.params, 'queued', x.priority, x.pinned_email, x.max_attempts,
-	$3, x.queue_deadline, x.reply_url, x.reply_ref, $4, $3, x.provider, x.resubmit_unknown
+	$3, x.queue_deadline, x.reply_url, x.reply_ref, $4, $3, x.provider,
+	coalesce(x.resubmit_unknown, (SELECT t.resubmit_unknown FROM tenants t WHERE t.id = $1))
 FROM unnest($5::text[], $6::text[], $7::jsonb[], $8::integer[], $9::text[], $10::integer[],
 	$11::timestamptz[], $12::text[], $13::text[], $14::text[], $15::boolean[])
 	AS x (id, type, params, priority, pinned_email, max_attempts, queue_deadline, reply_url, reply_ref,
@@ -261,7 +263,7 @@ func (s *Scheduler) insertJobs(ctx context.Context, tx pgx.Tx, scope tenant.Scop
 		prios, maxAttempts = make([]int32, n), make([]int32, n)
 		pinned, urls, refs = make([]*string, n), make([]*string, n), make([]*string, n)
 		provs              = make([]*string, n)
-		resubmit           = make([]bool, n)
+		resubmit           = make([]*bool, n)
 		deadlines          = make([]time.Time, n)
 		byID               = make(map[string]int, n)
 	)
