@@ -33,8 +33,8 @@ func loadLTXAPIConfig(e env, c *config, problems *[]error) {
 
 // upstreams are the providers by name, as the scheduler takes them; the
 // LTX-2 API one streams videos into sink.
-func upstreams(c config, sink ltxapi.Sink) map[string]provider.Provider {
-	return map[string]provider.Provider{
+func upstreams(c config, sink ltxapi.Sink) provider.Set {
+	return provider.Set{
 		provider.NameLTXStudio: ltxstudio.New(c.UpstreamURL, nil),
 		provider.NameLTXAPI:    ltxapi.New(c.LTXAPI.URL, sink, nil).WithTimeout(c.LTXAPI.Timeout),
 	}

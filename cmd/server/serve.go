@@ -19,7 +19,6 @@ import (
 	"github.com/poolgate/poolgate/internal/api"
 	"github.com/poolgate/poolgate/internal/auth"
 	"github.com/poolgate/poolgate/internal/console"
-	"github.com/poolgate/poolgate/internal/provider"
 	"github.com/poolgate/poolgate/internal/provider/ltxapi"
 	"github.com/poolgate/poolgate/internal/pubsub"
 	"github.com/poolgate/poolgate/internal/retention"
@@ -58,8 +57,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	providers := upstreams(cfg, ltxapi.DirSink(cfg.LTXAPI.ResultsDir))
-	upstream := providers[provider.NameLTXStudio]
+	// One Provider for every component: each call goes to the provider of
+	// the account it runs as.
+	upstream := upstreams(cfg, ltxapi.DirSink(cfg.LTXAPI.ResultsDir))
 	deliveries := newDeliveryMetrics(registry)
 	webhookSecrets := webhooks.NewSecrets(pool, box)
 	deliverer := webhooks.NewDeliverer(webhooks.DelivererConfig{
@@ -70,7 +70,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	listener := pubsub.New(pubsub.Dial(cfg.DatabaseListenURL, "poolgate-listener"), logger)
 	sched := scheduler.New(scheduler.Config{
 		Listener: listener,
-		Pool:     pool, Accounts: accountStore, Providers: providers, Logger: logger,
+		Pool:     pool, Accounts: accountStore, Providers: upstream, Logger: logger,
 		Metrics: scheduler.NewMetrics(registry, pool), Owner: cfg.ReplicaID,
 		LeaseTTL: cfg.LeaseTTL, PollInterval: cfg.PollInterval, Quarantine: cfg.Quarantine,
 		QueueTimeout: cfg.QueueTimeout, JobTimeout: cfg.JobTimeout, MaxQueued: cfg.MaxQueued,

@@ -7,42 +7,13 @@ import (
 	"github.com/poolgate/poolgate/internal/provider"
 )
 
-// upstream is the provider that runs calls as acct.
+// upstream is the provider that runs calls as acct: Provider, when set,
+// runs the accounts whose provider Providers lacks.
 func (s *Scheduler) upstream(acct provider.Account) provider.Provider {
-	if p, ok := s.cfg.Providers[acct.ProviderName()]; ok {
-		return p
-	}
-	if s.cfg.Provider != nil {
+	if _, ok := s.cfg.Providers[acct.ProviderName()]; !ok && s.cfg.Provider != nil {
 		return s.cfg.Provider
 	}
-	return unconfigured(acct.ProviderName())
-}
-
-// unconfigured stands for a provider this replica was not given: every
-// call fails as an auth failure, which takes the account out of rotation
-// with a reason that says what to fix, and retries the job elsewhere.
-type unconfigured string
-
-func (u unconfigured) err() error {
-	return &provider.Error{Class: provider.ClassAuth, Message: "provider " + string(u) + " is not configured on this replica"}
-}
-
-func (u unconfigured) Submit(context.Context, provider.Account, provider.Submission) (provider.Status, error) {
-	return provider.Status{}, u.err()
-}
-
-func (u unconfigured) Status(context.Context, provider.Account, string) (provider.Status, error) {
-	return provider.Status{}, u.err()
-}
-
-func (u unconfigured) Lookup(context.Context, provider.Account, string) (provider.Status, bool, error) {
-	return provider.Status{}, false, u.err()
-}
-
-func (u unconfigured) Cancel(context.Context, provider.Account, string) error { return u.err() }
-
-func (u unconfigured) Refresh(context.Context, provider.Account) (provider.Tokens, error) {
-	return provider.Tokens{}, u.err()
+	return s.cfg.Providers.For(acct)
 }
 
 // providerNames lists the providers this scheduler can place jobs for.

@@ -38,7 +38,7 @@ type Config struct {
 	Accounts *accounts.Store
 	// Providers are the upstreams by name (provider.NameLTXStudio, …); a
 	// job runs on the provider of the account it is placed on.
-	Providers map[string]provider.Provider
+	Providers provider.Set
 	// Provider, if set, is the provider of accounts whose provider is not
 	// in Providers (a one-upstream setup, as tests use).
 	Provider provider.Provider
