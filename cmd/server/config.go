@@ -60,6 +60,8 @@ type config struct {
 	Polite    politeConfig
 	Health    healthConfig
 	Results   resultsConfig
+
+	LTXAPI ltxAPIConfig
 }
 
 // env reads one variable with its default.
@@ -160,6 +162,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	loadRetentionConfig(e, &c, &problems)
 	loadPoliteConfig(e, &c, &problems)
 	loadResultsConfig(e, &c, &problems)
+	loadLTXAPIConfig(e, &c, &problems)
 	loadMetricsConfig(e, &c, &problems)
 	loadHealthConfig(e, &c, &problems)
 	if c.DatabaseURL, err = databaseURL(getenv); err != nil {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -17,12 +16,6 @@ import (
 	"github.com/poolgate/poolgate/internal/results"
 	"github.com/poolgate/poolgate/internal/results/resultstest"
 )
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	resultstest.Stop()
-	os.Exit(code)
-}
 
 // brokenDeletes is a store whose deletes fail, as an unreachable bucket's do.
 type brokenDeletes struct{ results.Store }

@@ -19,8 +19,8 @@ import (
 	"github.com/poolgate/poolgate/internal/api"
 	"github.com/poolgate/poolgate/internal/auth"
 	"github.com/poolgate/poolgate/internal/console"
+	"github.com/poolgate/poolgate/internal/provider"
 	"github.com/poolgate/poolgate/internal/provider/budget"
-	"github.com/poolgate/poolgate/internal/provider/ltxstudio"
 	"github.com/poolgate/poolgate/internal/pubsub"
 	"github.com/poolgate/poolgate/internal/results"
 	"github.com/poolgate/poolgate/internal/retention"
@@ -58,10 +58,19 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	// Every caller (scheduler, refresher, probes) shares one budget per account.
+	// One Provider for every component: each call goes to the provider of
+	// the account it runs as, and every caller (scheduler, refresher,
+	// probes) shares one request budget per account.
+	resultStore, err := newResultStore(ctx, cfg.Results, logger)
+	if err != nil {
+		return err
+	}
 	upstreamBudget := cfg.Polite.Budget
 	upstreamBudget.Observe = newUpstreamMetrics(registry).observe
-	upstream := budget.New(ltxstudio.New(cfg.UpstreamURL, nil), upstreamBudget)
+	upstream := provider.Set{}
+	for name, p := range upstreams(cfg, resultStore) {
+		upstream[name] = budget.New(p, upstreamBudget)
+	}
 	deliveries := newDeliveryMetrics(registry)
 	webhookSecrets := webhooks.NewSecrets(pool, box)
 	deliverer := webhooks.NewDeliverer(webhooks.DelivererConfig{
@@ -73,7 +82,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	usageHooks := usagestats.NewHooks(cfg.ReplicaID)
 	sched := scheduler.New(scheduler.Config{
 		Listener: listener,
-		Pool:     pool, Accounts: accountStore, Provider: upstream, Logger: logger,
+		Pool:     pool, Accounts: accountStore, Providers: upstream, Logger: logger,
 		Metrics: scheduler.NewMetrics(registry, pool), Owner: cfg.ReplicaID,
 		LeaseTTL: cfg.LeaseTTL, PollInterval: cfg.PollInterval, Quarantine: cfg.Quarantine,
 		PollMaxInterval: cfg.Polite.PollMaxInterval, PollExpect: cfg.Polite.PollExpect,
@@ -106,10 +115,6 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		OnHealth:   healthHooks(healthM, alerter),
 	})
 	prober := newProber(accountStore, upstream, cfg, healthM, logger)
-	resultStore, err := newResultStore(ctx, cfg.Results, logger)
-	if err != nil {
-		return err
-	}
 	cleaner, err := newRetention(pool, logger, cfg.Retention, resultStore)
 	if err != nil {
 		return err
@@ -151,7 +156,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
-	logger.Info("listening", "addr", ln.Addr().String(), "upstream", cfg.UpstreamURL)
+	logger.Info("listening", "addr", ln.Addr().String(), "upstream", cfg.UpstreamURL, "ltxapi", cfg.LTXAPI.URL)
 	stopMetrics, err := startMetrics(cfg.MetricsAddr, cfg.MetricsAccountLabel, registry, logger)
 	if err != nil {
 		return err

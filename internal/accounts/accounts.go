@@ -18,6 +18,7 @@ import (
 	"github.com/poolgate/poolgate/internal/cookies"
 	"github.com/poolgate/poolgate/internal/dbx"
 	"github.com/poolgate/poolgate/internal/errs"
+	"github.com/poolgate/poolgate/internal/provider"
 	"github.com/poolgate/poolgate/internal/secret"
 	"github.com/poolgate/poolgate/internal/tenant"
 )
@@ -45,9 +46,15 @@ const (
 
 // Account is one upstream account, with its cookie masked.
 type Account struct {
-	ID                    int64
-	Email                 string
-	Cookie                map[string]string // every cookie, secrets replaced by cookies.Secured
+	ID int64
+	// Email is the account's identity: its email for LTX Studio, its name
+	// (or key fingerprint) for an LTX-2 API key.
+	Email string
+	// Provider is the upstream it belongs to (provider.NameLTXStudio or
+	// provider.NameLTXAPI).
+	Provider              string
+	Cookie                map[string]string // every cookie, secrets replaced by cookies.Secured; empty for API keys
+	APIKey                string            // cookies.Secured for an API-key account, "" otherwise
 	MaxJobs               int
 	Enabled               bool
 	Status                Status
@@ -139,7 +146,7 @@ const heldSlots = `running - coalesce((SELECT sum(r.n) FROM account_slot_release
 
 // accountColumns reads an account of the unaliased accounts table.
 const accountColumns = `id, email, cookie, max_jobs, enabled, status, status_reason, ` + heldSlots + `,
-	updated_at, token_expires_at, refresh_token_expires_at, last_refresh_at, ` + healthColumns
+	updated_at, token_expires_at, refresh_token_expires_at, last_refresh_at, provider, ` + healthColumns
 
 // healthColumns reads an account's health facts (see scanHealth).
 const healthColumns = `quarantined_until, coalesce(quarantine_reason, ''), health_since, probe_enabled, probe_at`
@@ -177,15 +184,21 @@ func (s *Store) Register(ctx context.Context, scope tenant.Scope, r Registration
 	}
 	sealed := s.box.Seal([]byte(creds.Jar.String()), cookieAAD(scope, email))
 	now := s.now().UTC()
+	return s.upsert(ctx, scope, now, accountUpsert, scope.TenantID, scope.Mode, email, sealed,
+		r.MaxJobs, timeOrNil(creds.TokenExpiry), timeOrNil(creds.RefreshTokenExpiry), now, DefaultMaxJobs)
+}
+
+// upsert runs an upsert statement returning accountColumns and the
+// register hooks, in one transaction.
+func (s *Store) upsert(ctx context.Context, scope tenant.Scope, now time.Time, sql string, args ...any) (Account, error) {
 	var a Account
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		row := tx.QueryRow(ctx, accountUpsert, scope.TenantID, scope.Mode, email, sealed,
-			r.MaxJobs, timeOrNil(creds.TokenExpiry), timeOrNil(creds.RefreshTokenExpiry), now, DefaultMaxJobs)
-		if a, err = s.scanAccount(row, scope); err != nil {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var err error
+		if a, err = s.scanAccount(tx.QueryRow(ctx, sql, args...), scope); err != nil {
 			return err
 		}
 		for _, hook := range s.hooks.OnRegister {
-			if err := hook(ctx, tx, scope, a.ID, email, now); err != nil {
+			if err := hook(ctx, tx, scope, a.ID, a.Email, now); err != nil {
 				return err
 			}
 		}
@@ -377,6 +390,11 @@ func notFound(err error, email string) error {
 	return err
 }
 
+// NotFound is the error for an account that does not exist in the caller's
+// pool, for surfaces that hide some accounts (useapi's shows only LTX
+// Studio ones) and must answer exactly as for a missing one.
+func NotFound(email string) error { return errNotFound(email) }
+
 func errNotFound(email string) error {
 	return errs.NotFound("account_not_found", "no account %q", normalizeEmail(email))
 }
@@ -392,13 +410,16 @@ func (s *Store) scanAccount(row pgx.Row, scope tenant.Scope) (Account, error) {
 		reason *string
 	)
 	err := row.Scan(&a.ID, &a.Email, &sealed, &a.MaxJobs, &a.Enabled, &status, &reason, &a.Running,
-		&a.UpdatedAt, &a.TokenExpiresAt, &a.RefreshTokenExpiresAt, &a.LastRefreshAt,
+		&a.UpdatedAt, &a.TokenExpiresAt, &a.RefreshTokenExpiresAt, &a.LastRefreshAt, &a.Provider,
 		&a.QuarantinedUntil, &a.QuarantineReason, &a.Since, &a.Probe, &a.NextProbeAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Account{}, err
 	}
 	if err != nil {
 		return Account{}, dbx.Classify(fmt.Errorf("read account: %w", err))
+	}
+	if a.Provider == provider.NameLTXAPI {
+		return s.scanAPIKeyAccount(a, sealed, scope, status, reason), nil
 	}
 	plain, err := s.box.Open(sealed, cookieAAD(scope, a.Email))
 	if err != nil {

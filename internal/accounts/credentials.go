@@ -28,28 +28,27 @@ const unreadableReason = "the stored cookie cannot be decrypted (another POOLGAT
 // accountCookieByID probes the primary key and checks the mode in the
 // select list: with mode in the WHERE the planner may prefer the
 // (tenant_id, mode, email) index and read the tenant's whole pool.
-const accountCookieByID = `SELECT email, cookie, mode = $2 FROM accounts WHERE tenant_id = $1 AND id = $3`
+const accountCookieByID = `SELECT email, cookie, mode = $2, provider FROM accounts WHERE tenant_id = $1 AND id = $3`
 
 // Credentials opens the cookie of account id so a call can run as it. The
 // result is a credential: never log it.
 func (s *Store) Credentials(ctx context.Context, scope tenant.Scope, id int64) (provider.Account, error) {
 	var (
-		email    string
-		sealed   []byte
-		sameMode bool
+		email, prov string
+		sealed      []byte
+		sameMode    bool
 	)
-	err := s.pool.QueryRow(ctx, accountCookieByID, scope.TenantID, scope.Mode, id).Scan(&email, &sealed, &sameMode)
+	err := s.pool.QueryRow(ctx, accountCookieByID, scope.TenantID, scope.Mode, id).Scan(&email, &sealed, &sameMode, &prov)
 	if errors.Is(err, pgx.ErrNoRows) || (err == nil && !sameMode) {
 		return provider.Account{}, ErrGone
 	}
 	if err != nil {
 		return provider.Account{}, fmt.Errorf("read account %d: %w", id, err)
 	}
-	plain, err := s.box.Open(sealed, cookieAAD(scope, email))
+	acct, err := s.openCredential(scope, email, prov, sealed)
 	if err != nil {
-		return provider.Account{}, ErrUnreadable
+		return provider.Account{}, err
 	}
-	acct := provider.Account{Email: email, Cookie: string(plain)}
 	s.creds.put(scope, id, sealedVersion(sealed), acct)
 	return acct, nil
 }

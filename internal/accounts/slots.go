@@ -85,24 +85,34 @@ type Free struct {
 	// Pending is how many of Slots are releases not yet folded into the
 	// account's running count; TakeSlots folds them.
 	Pending int
+	// Provider is the upstream the account belongs to: a job that asked
+	// for a provider goes only to its accounts (see Fits).
+	Provider string
 }
+
+// Fits reports whether a job that asked for provider want (nil: any) may
+// run on an account of provider have. It is the provider half of
+// eligibility; the SQL rules above are the other.
+func Fits(want *string, have string) bool { return want == nil || *want == have }
 
 const (
 	// accountFreeFrom lists up to $5 eligible accounts at or after rkey
-	// $4, without locking them.
+	// $4, of provider $6 if it is not '', without locking them.
 	accountFreeFrom = `
 SELECT id FROM accounts
-WHERE tenant_id = $1 AND mode = $2 AND ` + eligible + ` AND rkey >= $4
+WHERE tenant_id = $1 AND mode = $2 AND ` + eligible + ` AND rkey >= $4 AND ($6 = '' OR provider = $6)
 ORDER BY rkey
 LIMIT $5`
 
-	// accountFreedFull lists up to $4 usable accounts that are full by
-	// their stored running count but have pending releases: eligible
-	// misses them, and under saturation they are the only free ones.
+	// accountFreedFull lists up to $4 usable accounts (of provider $5,
+	// unless "") that are full by their stored running count but have
+	// pending releases: eligible misses them, and under saturation they
+	// are the only free ones.
 	accountFreedFull = `
 SELECT DISTINCT a.id FROM account_slot_releases r
 JOIN accounts a ON a.tenant_id = r.tenant_id AND a.id = r.account_id
 WHERE r.tenant_id = $1 AND a.mode = $2 AND ` + usable + ` AND a.running >= a.max_jobs
+	AND ($5 = '' OR a.provider = $5)
 LIMIT $4`
 
 	// accountLockFree locks the given accounts in id order, skipping those
@@ -112,7 +122,7 @@ LIMIT $4`
 	// the select list rather than the WHERE so that the planner probes the
 	// primary key instead of scanning the partial index.
 	accountLockFree = `
-SELECT id, email, max_jobs - running, encode(substring(cookie FROM 2 FOR 12), 'hex'),
+SELECT id, email, max_jobs - running, encode(substring(cookie FROM 2 FOR 12), 'hex'), provider,
 	mode = $2 AND ` + usable + ` FROM accounts a
 WHERE tenant_id = $1 AND id = ANY($4)
 ORDER BY id
@@ -120,7 +130,7 @@ FOR UPDATE SKIP LOCKED`
 
 	// accountLockFreeByEmail is accountLockFree for pinned jobs' accounts.
 	accountLockFreeByEmail = `
-SELECT id, email, max_jobs - running, encode(substring(cookie FROM 2 FOR 12), 'hex'),
+SELECT id, email, max_jobs - running, encode(substring(cookie FROM 2 FOR 12), 'hex'), provider,
 	` + usable + ` FROM accounts a
 WHERE tenant_id = $1 AND mode = $2 AND email = ANY($4)
 ORDER BY id
@@ -147,19 +157,22 @@ GROUP BY account_id`
 // position depends on the gaps between keys, which is fair in the long run
 // since every account that takes a slot draws a fresh key (TakeSlots). The
 // cost is one or two index range reads whatever the pool size.
-func FreeWindow(ctx context.Context, db dbx.DBTX, scope tenant.Scope, now time.Time, n int) ([]int64, error) {
-	ids, err := collectIDs(db.Query(ctx, accountFreeFrom, scope.TenantID, scope.Mode, now, rand.Float64(), n))
+//
+// prov, if not "", keeps the window to that provider's accounts: a job
+// that asked for a provider the uniform window missed can still be placed.
+func FreeWindow(ctx context.Context, db dbx.DBTX, scope tenant.Scope, now time.Time, n int, prov string) ([]int64, error) {
+	ids, err := collectIDs(db.Query(ctx, accountFreeFrom, scope.TenantID, scope.Mode, now, rand.Float64(), n, prov))
 	if err != nil {
 		return nil, err
 	}
 	if len(ids) < n {
-		more, err := collectIDs(db.Query(ctx, accountFreeFrom, scope.TenantID, scope.Mode, now, 0.0, n-len(ids)))
+		more, err := collectIDs(db.Query(ctx, accountFreeFrom, scope.TenantID, scope.Mode, now, 0.0, n-len(ids), prov))
 		if err != nil {
 			return nil, err
 		}
 		ids = appendNew(ids, more) // the wrap may reach accounts already read
 	}
-	freed, err := collectIDs(db.Query(ctx, accountFreedFull, scope.TenantID, scope.Mode, now, n))
+	freed, err := collectIDs(db.Query(ctx, accountFreedFull, scope.TenantID, scope.Mode, now, n, prov))
 	if err != nil {
 		return nil, err
 	}
@@ -216,7 +229,7 @@ func collectFree(ctx context.Context, db dbx.DBTX, scope tenant.Scope, rows pgx.
 		ok     bool
 		f      Free
 	)
-	_, err = pgx.ForEachRow(rows, []any{&f.ID, &f.Email, &f.Slots, &f.Version, &ok}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&f.ID, &f.Email, &f.Slots, &f.Version, &f.Provider, &ok}, func() error {
 		locked = append(locked, f)
 		usable[f.ID] = ok
 		return nil
@@ -374,11 +387,12 @@ func Exists(ctx context.Context, db dbx.DBTX, scope tenant.Scope, email string) 
 	return ok, err
 }
 
-const accountEmailsExisting = `SELECT email FROM accounts WHERE tenant_id = $1 AND mode = $2 AND email = ANY($3)`
+const accountEmailsExisting = `SELECT email, provider FROM accounts WHERE tenant_id = $1 AND mode = $2 AND email = ANY($3)`
 
-// ExistingEmails returns which of emails are registered.
-func ExistingEmails(ctx context.Context, db dbx.DBTX, scope tenant.Scope, emails []string) (map[string]bool, error) {
-	out := map[string]bool{}
+// ExistingEmails returns which of emails are registered, with the
+// provider each belongs to.
+func ExistingEmails(ctx context.Context, db dbx.DBTX, scope tenant.Scope, emails []string) (map[string]string, error) {
+	out := map[string]string{}
 	if len(emails) == 0 {
 		return out, nil
 	}
@@ -386,10 +400,8 @@ func ExistingEmails(ctx context.Context, db dbx.DBTX, scope tenant.Scope, emails
 	if err != nil {
 		return nil, err
 	}
-	found, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	for _, e := range found {
-		out[e] = true
-	}
+	var email, prov string
+	_, err = pgx.ForEachRow(rows, []any{&email, &prov}, func() error { out[email] = prov; return nil })
 	return out, err
 }
 

@@ -153,7 +153,7 @@ func TestFullAccountWithReleasesIsFree(t *testing.T) {
 	}
 	window := func() []int64 {
 		t.Helper()
-		ids, err := accounts.FreeWindow(ctx, w.pool, w.scope, time.Now(), 64)
+		ids, err := accounts.FreeWindow(ctx, w.pool, w.scope, time.Now(), 64, "")
 		if err != nil {
 			t.Fatal(err)
 		}

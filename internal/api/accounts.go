@@ -12,14 +12,17 @@ import (
 
 	"github.com/poolgate/poolgate/internal/accounts"
 	"github.com/poolgate/poolgate/internal/errs"
+	"github.com/poolgate/poolgate/internal/provider"
 	"github.com/poolgate/poolgate/internal/timefmt"
 )
 
 // accountJSON is useapi.net's LTX Studio account model plus poolgate's
 // health fields. Times come twice: ms since the epoch and ISO-8601 UTC.
 type accountJSON struct {
-	Email                 string            `json:"email"`
+	Email                 string            `json:"email"` // an API-key account's name
+	Provider              string            `json:"provider"`
 	Cookie                map[string]string `json:"cookie"`
+	APIKey                string            `json:"apiKey,omitempty"` // "…secured…" for API-key accounts
 	MaxJobs               int               `json:"maxJobs"`
 	Enabled               bool              `json:"enabled"`
 	Status                accounts.Status   `json:"status"`
@@ -39,7 +42,7 @@ type accountJSON struct {
 
 func accountOut(a accounts.Account) accountJSON {
 	out := accountJSON{
-		Email: a.Email, Cookie: a.Cookie, MaxJobs: a.MaxJobs, Enabled: a.Enabled,
+		Email: a.Email, Provider: a.Provider, Cookie: a.Cookie, APIKey: a.APIKey, MaxJobs: a.MaxJobs, Enabled: a.Enabled,
 		Status: a.Status, Running: a.Running,
 	}
 	// useapi clients read a non-null error as a broken account, so an
@@ -69,15 +72,21 @@ func optionalTime(t *time.Time) (*int64, *string) {
 }
 
 type registerAccountRequest struct {
-	Cookie  string `json:"cookie" validate:"required,max=16384"`
-	MaxJobs *int   `json:"maxJobs" validate:"omitempty,min=1,max=100"`
-	Email   string `json:"email" validate:"max=254"` // format checked by accounts, after trimming
+	// Provider is "ltxstudio" (the default: a cookie account) or "ltx-api"
+	// (an LTX-2 API key, named by Name).
+	Provider string `json:"provider" validate:"omitempty,oneof=ltxstudio ltx-api"`
+	Cookie   string `json:"cookie" validate:"max=16384"`
+	APIKey   string `json:"apiKey" validate:"max=512"`
+	Name     string `json:"name" validate:"max=64"`
+	MaxJobs  *int   `json:"maxJobs" validate:"omitempty,min=1,max=100"`
+	Email    string `json:"email" validate:"max=254"` // format checked by accounts, after trimming
 }
 
 // registerAccount is POST /v1/accounts: add or update an account from its
-// cookie string, as JSON or as a form (useapi accepts both).
+// cookie string, as JSON or as a form (useapi accepts both), or from an
+// LTX-2 API key.
 func (s *Server) registerAccount(c echo.Context) error {
-	a, err := s.register(c)
+	a, err := s.register(c, false)
 	if err != nil {
 		return err
 	}
@@ -86,10 +95,21 @@ func (s *Server) registerAccount(c echo.Context) error {
 
 // register binds a registration (JSON or form) and stores it: the one path
 // POST /v1/accounts and useapi's POST /v1/ltxstudio/accounts share.
-func (s *Server) register(c echo.Context) (accounts.Account, error) {
+//
+// cookiesOnly keeps it to LTX Studio cookie accounts (useapi's route).
+func (s *Server) register(c echo.Context, cookiesOnly bool) (accounts.Account, error) {
 	var req registerAccountRequest
 	if err := s.bindRegistration(c, &req); err != nil {
 		return accounts.Account{}, err
+	}
+	switch {
+	case cookiesOnly && req.Provider != "" && req.Provider != provider.NameLTXStudio:
+		return accounts.Account{}, errs.Fields(errs.FieldError{Field: "provider",
+			Message: "this route registers LTX Studio cookie accounts only; register LTX-2 API keys with POST /v1/accounts"})
+	case req.Provider == provider.NameLTXAPI:
+		return s.registerAPIKey(c, req)
+	case req.Cookie == "" || req.APIKey != "" || req.Name != "":
+		return accounts.Account{}, cookieFieldsError(req)
 	}
 	return s.Accounts.Register(c.Request().Context(), principal(c).Scope, accounts.Registration{
 		Cookie: req.Cookie, MaxJobs: req.MaxJobs, Email: req.Email,
@@ -107,11 +127,12 @@ func (s *Server) bindRegistration(c echo.Context, req *registerAccountRequest) e
 		return err
 	}
 	for name := range form {
-		if name != "cookie" && name != "maxJobs" && name != "email" {
+		if name != "cookie" && name != "maxJobs" && name != "email" && name != "provider" && name != "apiKey" && name != "name" {
 			return errs.Fields(errs.FieldError{Field: name, Message: "is not a known field"})
 		}
 	}
 	req.Cookie, req.Email = form.Get("cookie"), form.Get("email")
+	req.Provider, req.APIKey, req.Name = form.Get("provider"), form.Get("apiKey"), form.Get("name")
 	if v := strings.TrimSpace(form.Get("maxJobs")); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil {

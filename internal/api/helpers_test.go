@@ -23,6 +23,8 @@ import (
 	"github.com/poolgate/poolgate/internal/api"
 	"github.com/poolgate/poolgate/internal/auth"
 	"github.com/poolgate/poolgate/internal/pgtest"
+	"github.com/poolgate/poolgate/internal/provider"
+	"github.com/poolgate/poolgate/internal/provider/ltxapi"
 	"github.com/poolgate/poolgate/internal/provider/ltxstudio"
 	"github.com/poolgate/poolgate/internal/provider/sim"
 	"github.com/poolgate/poolgate/internal/results"
@@ -97,7 +99,11 @@ func (e *env) addServer() string {
 	})
 	usageHooks := usage.NewHooks("")
 	sched := scheduler.New(scheduler.Config{
-		Pool: e.pool, Accounts: accountStore, Provider: ltxstudio.New(e.simURL, nil), Logger: logger,
+		Pool: e.pool, Accounts: accountStore, Logger: logger,
+		Providers: map[string]provider.Provider{
+			provider.NameLTXStudio: ltxstudio.New(e.simURL, nil),
+			provider.NameLTXAPI:    ltxapi.New(e.simURL, e.results, nil),
+		},
 		LeaseTTL: 3 * time.Second, PollInterval: 20 * time.Millisecond, WakeInterval: 200 * time.Millisecond,
 		OnFinish:  scheduler.FinishHooks(api.JobWebhook(nil), usageHooks.Finished),
 		OnStarted: usageHooks.Started, OnRetried: usageHooks.Retried,

@@ -27,6 +27,13 @@ type jobOptions struct {
 	Priority     int    `json:"priority" validate:"min=-100,max=100"`
 	MaxAttempts  *int   `json:"maxAttempts" validate:"omitempty,min=1,max=10"` // nil: the default; 0 is refused, not defaulted
 	QueueTimeout string `json:"queueTimeout"`
+	// Provider asks for accounts of one upstream; "" lets any upstream
+	// whose contract fits the params run the job.
+	Provider string `json:"provider" validate:"omitempty,oneof=ltxstudio ltx-api"`
+	// ResubmitUnknown allows running an attempt again when its outcome
+	// could not be known (see the README's "Unknown outcomes"); left out,
+	// the tenant's default (GET /v1/job-defaults) applies.
+	ResubmitUnknown *bool `json:"resubmitUnknown"`
 }
 
 type createJobRequest struct {
@@ -76,6 +83,8 @@ func (s *Server) newJob(typ string, params json.RawMessage, o jobOptions) (sched
 			bad = append(bad, errs.FieldError{Field: "replyUrl", Message: errs.As(err).Message})
 		}
 	}
+	nj.ResubmitUnknown = o.ResubmitUnknown
+	nj.Provider = fitProvider(typ, params, o.Provider, &bad)
 	if len(bad) > 0 {
 		return nj, errs.Fields(bad...)
 	}

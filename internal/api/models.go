@@ -35,6 +35,8 @@ type JobModel struct {
 	ReplyURL        *string         `json:"replyUrl"`
 	ReplyRef        *string         `json:"replyRef"`
 	Warning         *string         `json:"warning,omitempty"`
+	Provider        *string         `json:"provider,omitempty"` // the provider the job asked for (or was limited to by its params)
+	ResubmitUnknown bool            `json:"resubmitUnknown,omitempty"`
 }
 
 // JobErrorModel says why a job failed or was canceled.
@@ -52,6 +54,7 @@ func Job(j scheduler.Job) JobModel {
 		StartedUTC: timefmt.UTCPtr(j.StartedAt), FinishedUTC: timefmt.UTCPtr(j.FinishedAt),
 		QueueDeadline: timefmt.UTC(j.QueueDeadline), Result: j.Result, CancelRequested: j.CancelRequested,
 		ReplyURL: j.ReplyURL, ReplyRef: j.ReplyRef, Warning: j.Warning,
+		Provider: j.Provider, ResubmitUnknown: j.ResubmitUnknown,
 	}
 	if j.Error != nil {
 		m.Error = &JobErrorModel{Code: j.Error.Code, Message: j.Error.Message}

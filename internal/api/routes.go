@@ -37,7 +37,7 @@ func (s *Server) routes() []route {
 		{http.MethodPost, "/v1/ltxstudio/accounts", auth.ScopeAccountsWrite, s.registerUseapiAccount},
 		{http.MethodGet, "/v1/ltxstudio/accounts", auth.ScopeAccountsRead, s.listUseapiAccounts},
 		{http.MethodGet, "/v1/ltxstudio/accounts/:email", auth.ScopeAccountsRead, s.getUseapiAccount},
-		{http.MethodDelete, "/v1/ltxstudio/accounts/:email", auth.ScopeAccountsWrite, s.deleteAccount},
+		{http.MethodDelete, "/v1/ltxstudio/accounts/:email", auth.ScopeAccountsWrite, s.deleteUseapiAccount},
 
 		// keys
 		{http.MethodPost, "/v1/keys", auth.ScopeKeysAdmin, s.createKey},
@@ -56,6 +56,8 @@ func (s *Server) routes() []route {
 		{http.MethodDelete, "/v1/jobs/:id", auth.ScopeJobsWrite, s.cancelJob},
 		{http.MethodGet, "/v1/scheduler", auth.ScopeJobsRead, s.schedulerRunning},
 		{http.MethodGet, "/v1/scheduler/available", auth.ScopeJobsRead, s.schedulerAvailable},
+		{http.MethodGet, "/v1/job-defaults", auth.ScopeJobsRead, s.getJobDefaults},
+		{http.MethodPut, "/v1/job-defaults", auth.ScopeKeysAdmin, s.putJobDefaults},
 
 		{http.MethodGet, "/v1/alerts", auth.ScopeAlertsRead, s.listAlerts},
 		{http.MethodPost, "/v1/alerts/:id/ack", auth.ScopeAlertsWrite, s.ackAlert},

@@ -6,7 +6,9 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/poolgate/poolgate/internal/accounts"
 	"github.com/poolgate/poolgate/internal/errs"
+	"github.com/poolgate/poolgate/internal/provider"
 )
 
 // useapi.net's LTX Studio account endpoint, served as a compatibility
@@ -92,35 +94,57 @@ func useapiError(e *errs.Error, status int) useapiErrorBody {
 // registerUseapiAccount is POST /v1/ltxstudio/accounts: /v1/accounts'
 // registration (JSON, multipart or urlencoded) answered in useapi's model.
 func (s *Server) registerUseapiAccount(c echo.Context) error {
-	a, err := s.register(c)
+	a, err := s.register(c, true)
 	if err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, useapiAccount(accountOut(a)))
 }
 
-// listUseapiAccounts is GET /v1/ltxstudio/accounts: every account keyed by
-// email. Like useapi, a tenant with none gets 404, not an empty object.
+// listUseapiAccounts is GET /v1/ltxstudio/accounts: every LTX Studio
+// account keyed by email (API-key accounts of other providers are not
+// useapi's to show). Like useapi, a tenant with none gets 404, not an
+// empty object.
 func (s *Server) listUseapiAccounts(c echo.Context) error {
 	list, err := s.Accounts.List(c.Request().Context(), principal(c).Scope)
 	if err != nil {
 		return err
 	}
-	if len(list) == 0 {
-		return errs.NotFound("no_accounts", useapiNoAccounts)
-	}
 	out := make(map[string]useapiAccountJSON, len(list))
 	for _, a := range list {
-		out[a.Email] = useapiAccount(accountOut(a))
+		if a.Provider == provider.NameLTXStudio {
+			out[a.Email] = useapiAccount(accountOut(a))
+		}
+	}
+	if len(out) == 0 {
+		return errs.NotFound("no_accounts", useapiNoAccounts)
 	}
 	return c.JSON(http.StatusOK, out)
 }
 
 // getUseapiAccount is GET /v1/ltxstudio/accounts/{email}.
 func (s *Server) getUseapiAccount(c echo.Context) error {
-	a, err := s.Accounts.Get(c.Request().Context(), principal(c).Scope, c.Param("email"))
+	a, err := s.useapiAccount(c)
 	if err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, useapiAccount(accountOut(a)))
+}
+
+// deleteUseapiAccount is DELETE /v1/ltxstudio/accounts/{email}.
+func (s *Server) deleteUseapiAccount(c echo.Context) error {
+	if _, err := s.useapiAccount(c); err != nil {
+		return err
+	}
+	return s.deleteAccount(c)
+}
+
+// useapiAccount reads the path's account, answering for one of another
+// provider exactly as for a missing one.
+func (s *Server) useapiAccount(c echo.Context) (accounts.Account, error) {
+	a, err := s.Accounts.Get(c.Request().Context(), principal(c).Scope, c.Param("email"))
+	if err == nil && a.Provider != provider.NameLTXStudio {
+		return accounts.Account{}, accounts.NotFound(c.Param("email"))
+	}
+	return a, err
 }

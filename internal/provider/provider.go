@@ -11,17 +11,41 @@ package provider
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"time"
 )
 
+// Names of the upstreams poolgate speaks; an account belongs to one.
+const (
+	NameLTXStudio = "ltxstudio" // LTX Studio's web app, by browser cookies
+	NameLTXAPI    = "ltx-api"   // Lightricks' LTX-2 API, by API key
+)
+
 // Account is the identity a call runs as.
 type Account struct {
+	// Email is the account's identity: the email of a cookie account, the
+	// name of an API-key account.
 	Email string
+	// Provider names the upstream the account belongs to (NameLTXStudio
+	// when empty).
+	Provider string
 	// Cookie is the full "k=v; k2=v2" Cookie header value. It is a
 	// credential: never log it and never put it in an error.
 	Cookie string
+	// APIKey is the bearer key of an API-key account; a credential too.
+	APIKey string
+}
+
+// ProviderName is a's provider, NameLTXStudio for accounts that predate
+// providers.
+func (a Account) ProviderName() string {
+	if a.Provider == "" {
+		return NameLTXStudio
+	}
+	return a.Provider
 }
 
 // Submission is one attempt of one poolgate job.
@@ -81,6 +105,7 @@ type Provider interface {
 	// Lookup finds the generation started with idempotencyKey. found is
 	// false only if the upstream positively says it never saw that key; it
 	// is what poolgate asks after a crash left a submit's outcome unknown.
+	// An upstream that cannot be asked returns ErrNoLookup.
 	Lookup(ctx context.Context, a Account, idempotencyKey string) (st Status, found bool, err error)
 	// Cancel asks the upstream to stop a generation. Cancelling one that
 	// has already ended is not an error.
@@ -92,6 +117,16 @@ type Provider interface {
 	// means it may. Its errors classify like any other call's.
 	Probe(ctx context.Context, a Account) error
 }
+
+// ErrNoLookup is Lookup's answer from an upstream that takes no
+// idempotency key and keeps no record poolgate could query: after a crash
+// the outcome of a submission is unknown and stays so.
+var ErrNoLookup = errors.New("the upstream cannot look up a submission")
+
+// ErrOutcomeUnknown marks a Submit error after which the upstream may or
+// may not have run (and billed) the generation: the request was sent and
+// the answer was lost. A provider without Lookup wraps such errors in it.
+var ErrOutcomeUnknown = errors.New("the request reached the upstream but its answer was lost")
 
 // Class says what a failure means for the job and the account.
 type Class int
@@ -187,4 +222,12 @@ func RetryAfterOf(err error) time.Duration {
 func DailyQuotaOf(err error) bool {
 	pe, ok := errors.AsType[*Error](err)
 	return ok && pe.DailyQuota
+}
+
+// KeyFingerprint names an API key without revealing it: "key-" and the
+// first 12 hex digits of its SHA-256. It is stable, so it can serve as the
+// identity of an account registered without a name.
+func KeyFingerprint(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return "key-" + hex.EncodeToString(sum[:6])
 }

@@ -74,9 +74,7 @@ func (s *Scheduler) CreateMany(ctx context.Context, scope tenant.Scope, items []
 		return nil, asDomain(err)
 	}
 	for i, it := range items {
-		if e := it.Job.Email; e != "" && !known[e] {
-			results[i].Err = errs.Invalid("unknown_account", "no account %q to pin the job to", e)
-		}
+		results[i].Err = pinError(it.Job, known)
 	}
 	markDuplicateKeys(items, results)
 	now := s.now()

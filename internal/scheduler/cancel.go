@@ -83,7 +83,7 @@ func (s *Scheduler) cancelUpstream(ctx context.Context, scope tenant.Scope, id s
 		return asDomain(err)
 	}
 	if err == nil {
-		if err := s.cfg.Provider.Cancel(ctx, acct, upstreamID); err != nil {
+		if err := s.upstream(acct).Cancel(ctx, acct, upstreamID); err != nil {
 			e := errs.Unavailable(fmt.Errorf("cancel job %s upstream: %w", id, err))
 			e.Code, e.Message = "upstream_unavailable", "the upstream did not confirm the cancellation; the job is marked and will be canceled when it answers, or retry"
 			return e

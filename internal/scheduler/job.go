@@ -62,6 +62,8 @@ type Job struct {
 	ReplyRef        *string
 	Warning         *string
 	KeyID           *string // the API key that created the job, if known
+	Provider        *string // the provider the job asked for; nil: any
+	ResubmitUnknown bool
 
 	tenantID  int64
 	mode      tenant.Mode
@@ -91,4 +93,9 @@ const (
 	CodeRetriesExceeded = "retries_exhausted" // every attempt hit a retryable failure
 	CodeAccountDeleted  = "account_deleted"   // its account was deleted and its replica died
 	CodeCanceled        = "canceled"          // canceled by the producer
+	// CodeOutcomeUnknown: an attempt went to an upstream that cannot be
+	// asked about it (no idempotency key, no lookup) and its answer was
+	// lost; it may have run, and been billed. The job was not resubmitted
+	// because it did not allow it (resubmitUnknown).
+	CodeOutcomeUnknown = "outcome_unknown"
 )

@@ -3,6 +3,7 @@ package scheduler
 import (
 	"context"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -147,14 +148,34 @@ func (sl *slots) take(id int64) bool {
 }
 
 // pick hands out a slot of an account chosen uniformly among those that
-// still have one.
-func (sl *slots) pick() (int64, bool) {
-	if len(sl.order) == 0 {
+// still have one and fit a job asking for provider want (nil: any).
+func (sl *slots) pick(want *string) (int64, bool) {
+	fit := sl.order
+	if want != nil {
+		fit = nil
+		for _, id := range sl.order {
+			if accounts.Fits(want, sl.free[id].Provider) {
+				fit = append(fit, id)
+			}
+		}
+	}
+	if len(fit) == 0 {
 		return 0, false
 	}
-	id := sl.order[rand.IntN(len(sl.order))]
+	id := fit[rand.IntN(len(fit))]
 	sl.take(id)
 	return id, true
+}
+
+// providers lists the providers of the accounts that still have a slot.
+func (sl *slots) providers() []string {
+	var out []string
+	for _, id := range sl.order {
+		if p := sl.free[id].Provider; !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // placement is one job and the account it goes to.
@@ -237,14 +258,23 @@ LATERAL (
 ORDER BY j.priority DESC, j.created_at, j.id`
 
 	// jobLockQueued locks the head of the pool's unpinned queue: FIFO
-	// within priority, at most $4 jobs.
+	// within priority, at most $4 jobs, of those that any provider or one
+	// of the providers $5 may run.
 	jobLockQueued = `
-SELECT id FROM jobs
+SELECT id, provider FROM jobs
 WHERE tenant_id = $1 AND mode = $2 AND state = 'queued' AND pinned_email IS NULL
 	AND run_after <= $3 AND queue_deadline > $3
+	AND (provider IS NULL OR provider = ANY($5))
 ORDER BY priority DESC, created_at, id
 LIMIT $4
 FOR UPDATE SKIP LOCKED`
+
+	// jobQueuedFor tells whether unpinned jobs wait for provider $4
+	// (jobs_provider_queued_idx).
+	jobQueuedFor = `
+SELECT EXISTS (SELECT 1 FROM jobs
+WHERE tenant_id = $1 AND mode = $2 AND state = 'queued' AND pinned_email IS NULL AND provider = $4
+	AND run_after <= $3 AND queue_deadline > $3)`
 )
 
 // placePinned places pinned jobs whose accounts have a free slot.
@@ -290,9 +320,55 @@ func (s *Scheduler) placePinned(ctx context.Context, tx pgx.Tx, pool tenant.Scop
 // placeUnpinned places up to limit jobs from the head of the unpinned
 // queue on random accounts with a free slot.
 func (s *Scheduler) placeUnpinned(ctx context.Context, tx pgx.Tx, pool tenant.Scope, now time.Time, sl *slots, limit int) ([]placement, error) {
-	window, err := accounts.FreeWindow(ctx, tx, pool, now, s.pickWindow())
+	if err := s.lockWindow(ctx, tx, pool, now, sl, ""); err != nil {
+		return nil, err
+	}
+	// A provider the uniform window missed (a few API keys among many
+	// cookie accounts) gets a window of its own when jobs wait for it.
+	for _, p := range s.providerNames() {
+		if slices.Contains(sl.providers(), p) {
+			continue
+		}
+		var waiting bool
+		if err := tx.QueryRow(ctx, jobQueuedFor, pool.TenantID, pool.Mode, now, p).Scan(&waiting); err != nil {
+			return nil, err
+		}
+		if waiting {
+			if err := s.lockWindow(ctx, tx, pool, now, sl, p); err != nil {
+				return nil, err
+			}
+		}
+	}
+	n := min(limit, sl.total())
+	if n == 0 {
+		return nil, nil
+	}
+	rows, err := tx.Query(ctx, jobLockQueued, pool.TenantID, pool.Mode, now, n, sl.providers())
 	if err != nil {
 		return nil, err
+	}
+	var (
+		out  []placement
+		id   string
+		want *string
+	)
+	_, err = pgx.ForEachRow(rows, []any{&id, &want}, func() error {
+		// A job none of the locked accounts fits stays queued for a
+		// later round; the next ones may still fit.
+		if acct, ok := sl.pick(want); ok {
+			out = append(out, placement{jobID: id, accountID: acct})
+		}
+		return nil
+	})
+	return out, err
+}
+
+// lockWindow locks a window of eligible accounts (of provider prov, if not
+// "") that this transaction does not hold yet, and adds them to sl.
+func (s *Scheduler) lockWindow(ctx context.Context, tx pgx.Tx, pool tenant.Scope, now time.Time, sl *slots, prov string) error {
+	window, err := accounts.FreeWindow(ctx, tx, pool, now, s.pickWindow(), prov)
+	if err != nil {
+		return err
 	}
 	fresh := window[:0]
 	for _, id := range window {
@@ -302,30 +378,10 @@ func (s *Scheduler) placeUnpinned(ctx context.Context, tx pgx.Tx, pool tenant.Sc
 	}
 	free, err := accounts.LockFree(ctx, tx, pool, now, fresh)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	sl.add(free)
-	n := min(limit, sl.total())
-	if n == 0 {
-		return nil, nil
-	}
-	rows, err := tx.Query(ctx, jobLockQueued, pool.TenantID, pool.Mode, now, n)
-	if err != nil {
-		return nil, err
-	}
-	jobIDs, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, err
-	}
-	out := make([]placement, 0, len(jobIDs))
-	for _, id := range jobIDs {
-		acct, ok := sl.pick()
-		if !ok {
-			break
-		}
-		out = append(out, placement{jobID: id, accountID: acct})
-	}
-	return out, nil
+	return nil
 }
 
 // Statements that join a batch through unnest also say "id = ANY(…)":

@@ -2,11 +2,13 @@ package scheduler
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/poolgate/poolgate/internal/provider"
 	"github.com/poolgate/poolgate/internal/tenant"
 )
 
@@ -97,7 +99,7 @@ func (s *Scheduler) resume(ctx context.Context, e *execution) {
 			s.cancelRunning(ctx, e)
 			return
 		}
-		st, err := s.cfg.Provider.Status(ctx, e.acct, *e.upstreamID)
+		st, err := s.upstream(e.acct).Status(ctx, e.acct, *e.upstreamID)
 		if err != nil {
 			return // try again after the lease lapses
 		}
@@ -106,8 +108,13 @@ func (s *Scheduler) resume(ctx context.Context, e *execution) {
 	}
 	// Dispatched, but did the submission reach the upstream? Ask by the
 	// attempt's idempotency key rather than guess: submitting again could
-	// run the attempt twice.
+	// run the attempt twice. An upstream that cannot be asked leaves the
+	// outcome unknown, and that is what the job says.
 	found, err := s.lookup(ctx, e)
+	if errors.Is(err, provider.ErrNoLookup) {
+		s.unknownOutcome(ctx, e, "the replica running this attempt stopped during its upstream call, which cannot be looked up")
+		return
+	}
 	if err != nil {
 		return
 	}

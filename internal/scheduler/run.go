@@ -20,12 +20,12 @@ import (
 type FinishHook func(ctx context.Context, tx pgx.Tx, jobs []Job) error
 
 const executionColumns = `tenant_id, mode, id, type, params, attempt, max_attempts, account_id,
-	account_email, upstream_id, started_at, cancel_requested, created_at, key_id`
+	account_email, upstream_id, started_at, cancel_requested, created_at, key_id, resubmit_unknown`
 
 // executionColumnsJ is executionColumns qualified for statements that alias
 // jobs as j.
 const executionColumnsJ = `j.tenant_id, j.mode, j.id, j.type, j.params, j.attempt, j.max_attempts, j.account_id,
-	j.account_email, j.upstream_id, j.started_at, j.cancel_requested, j.created_at, j.key_id`
+	j.account_email, j.upstream_id, j.started_at, j.cancel_requested, j.created_at, j.key_id, j.resubmit_unknown`
 
 // execution is a job this replica follows while it holds a slot.
 type execution struct {
@@ -41,6 +41,7 @@ type execution struct {
 	cancelRequested bool
 	createdAt       time.Time
 	keyID           *string // the API key that created the job, for usage
+	resubmitUnknown bool    // an attempt of unknown outcome may be submitted again
 	acct            provider.Account
 	credVersion     string // the account's cookie version at placement ("" unknown)
 	// poke cuts a wait for the next status read short (a cancel came).
@@ -50,7 +51,7 @@ type execution struct {
 func scanExecution(row pgx.Row) (*execution, error) {
 	var e execution
 	err := row.Scan(&e.scope.TenantID, &e.scope.Mode, &e.id, &e.typ, &e.params, &e.attempt, &e.maxAttempts,
-		&e.accountID, &e.email, &e.upstreamID, &e.startedAt, &e.cancelRequested, &e.createdAt, &e.keyID)
+		&e.accountID, &e.email, &e.upstreamID, &e.startedAt, &e.cancelRequested, &e.createdAt, &e.keyID, &e.resubmitUnknown)
 	if err != nil {
 		return nil, err
 	}
@@ -121,7 +122,7 @@ func (s *Scheduler) submit(ctx context.Context, e *execution) {
 	if !s.credentials(ctx, e) {
 		return
 	}
-	st, err := s.cfg.Provider.Submit(ctx, e.acct, provider.Submission{
+	st, err := s.upstream(e.acct).Submit(ctx, e.acct, provider.Submission{
 		IdempotencyKey: e.idempotencyKey(), JobID: e.id, Attempt: e.attempt, Type: e.typ, Params: e.params,
 	})
 	if err != nil {
@@ -135,6 +136,14 @@ func (s *Scheduler) submit(ctx context.Context, e *execution) {
 		// A timeout or 5xx may hide a generation that did start: ask
 		// before retrying, or the retry could run twice at once.
 		found, ferr := s.lookup(ctx, e)
+		if lostAnswer(err, ferr) {
+			s.unknownOutcome(ctx, e, "the upstream's answer was lost after the request went out ("+errorMessage(err)+")")
+			return
+		}
+		if errors.Is(ferr, provider.ErrNoLookup) { // it answered: nothing ran
+			s.settleError(ctx, e, err)
+			return
+		}
 		if ferr != nil {
 			return // still unknown: leave it to the rescuer
 		}
@@ -158,9 +167,9 @@ func (s *Scheduler) submit(ctx context.Context, e *execution) {
 // lookup asks the upstream whether the attempt exists: (status, nil) if it
 // does, (nil, nil) if the upstream says it never saw it.
 func (s *Scheduler) lookup(ctx context.Context, e *execution) (*provider.Status, error) {
-	st, found, err := s.cfg.Provider.Lookup(ctx, e.acct, e.idempotencyKey())
+	st, found, err := s.upstream(e.acct).Lookup(ctx, e.acct, e.idempotencyKey())
 	if err != nil {
-		if !isShutdown(ctx, err) {
+		if !isShutdown(ctx, err) && !errors.Is(err, provider.ErrNoLookup) {
 			s.log.Warn("upstream lookup failed; will retry", "job", e.id, "err", err)
 		}
 		return nil, err
@@ -193,7 +202,7 @@ func (s *Scheduler) markRunning(ctx context.Context, e *execution, upstreamID st
 
 // cancelRunning stops e upstream, then ends it as canceled.
 func (s *Scheduler) cancelRunning(ctx context.Context, e *execution) {
-	if err := s.cfg.Provider.Cancel(ctx, e.acct, *e.upstreamID); err != nil {
+	if err := s.upstream(e.acct).Cancel(ctx, e.acct, *e.upstreamID); err != nil {
 		s.log.Warn("upstream cancel failed; will retry", "job", e.id, "err", err)
 		return
 	}
@@ -210,7 +219,7 @@ func (s *Scheduler) track(ctx context.Context, e *execution, st provider.Status)
 	failures := 0
 	for !st.State.Terminal() {
 		if s.now().Sub(e.startedAt) > s.cfg.JobTimeout {
-			s.cfg.Provider.Cancel(ctx, e.acct, *e.upstreamID)
+			s.upstream(e.acct).Cancel(ctx, e.acct, *e.upstreamID)
 			s.finish(e, outcome{state: StateFailed, code: "timeout",
 				message: "the upstream did not finish within " + s.cfg.JobTimeout.String()})
 			return
@@ -225,7 +234,7 @@ func (s *Scheduler) track(ctx context.Context, e *execution, st provider.Status)
 			return
 		}
 		asked := s.now()
-		next, err := s.cfg.Provider.Status(ctx, e.acct, *e.upstreamID)
+		next, err := s.upstream(e.acct).Status(ctx, e.acct, *e.upstreamID)
 		if err != nil {
 			if isShutdown(ctx, err) {
 				return

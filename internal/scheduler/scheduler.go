@@ -36,6 +36,11 @@ import (
 type Config struct {
 	Pool     *pgxpool.Pool
 	Accounts *accounts.Store
+	// Providers are the upstreams by name (provider.NameLTXStudio, …); a
+	// job runs on the provider of the account it is placed on.
+	Providers provider.Set
+	// Provider, if set, is the provider of accounts whose provider is not
+	// in Providers (a one-upstream setup, as tests use).
 	Provider provider.Provider
 	Logger   *slog.Logger
 	Metrics  *Metrics         // nil: no metrics

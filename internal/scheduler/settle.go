@@ -40,6 +40,7 @@ type retry struct {
 	probe        bool          // the refusal may be temporary: probe the account in error
 	breaker      bool          // count the failure against the account's circuit breaker
 	unconsumed   bool          // the attempt never reached the upstream: do not count it
+	warning      string        // kept on the job for good, whatever its end ("": unchanged)
 }
 
 const (
@@ -50,7 +51,7 @@ FOR UPDATE`
 
 	jobRequeue = `
 UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL, upstream_id = NULL,
-	run_after = $3, error_code = $4, error_message = $5, attempt = attempt - $6
+	run_after = $3, error_code = $4, error_message = $5, attempt = attempt - $6, warning = coalesce($7, warning)
 WHERE tenant_id = $1 AND id = $2
 RETURNING account_id`
 )
@@ -91,7 +92,7 @@ func (s *Scheduler) retry(ctx context.Context, e *execution, r retry) {
 		}
 		var accountID int64
 		if err := tx.QueryRow(ctx, jobRequeue, e.scope.TenantID, e.id, now.Add(r.delay), "retrying_"+r.reason,
-			r.message, unconsumed).Scan(&accountID); err != nil {
+			r.message, unconsumed, nullIfEmpty(r.warning)).Scan(&accountID); err != nil {
 			return err
 		}
 		if err := s.releaseSlots(ctx, tx, []Job{{tenantID: e.scope.TenantID, accountID: &accountID}}); err != nil {

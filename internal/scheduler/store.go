@@ -28,6 +28,13 @@ type NewJob struct {
 	MaxAttempts  int           // 0 means DefaultMaxAttempts
 	QueueTimeout time.Duration // 0 means the scheduler's default
 	KeyID        string        // the API key that creates the job ("" none), for usage
+	// Provider restricts the job to accounts of one provider; "" lets it
+	// run on any account.
+	Provider string
+	// ResubmitUnknown lets an attempt whose outcome is unknown (see
+	// CodeOutcomeUnknown) be submitted again, at the risk of running twice;
+	// nil follows the tenant's default (Defaults).
+	ResubmitUnknown *bool
 }
 
 // DefaultMaxAttempts bounds retries when a job does not say.
@@ -45,12 +52,14 @@ const idempotencyWindow = 24 * time.Hour
 
 const jobColumns = `tenant_id, id, state, type, params, account_email, pinned_email, attempt,
 	max_attempts, priority, created_at, started_at, finished_at, queue_deadline, result,
-	error_code, error_message, cancel_requested, reply_url, reply_ref, warning, account_id, mode, key_id`
+	error_code, error_message, cancel_requested, reply_url, reply_ref, warning, account_id, mode, key_id,
+	provider, resubmit_unknown`
 
 // jobColumnsJ is jobColumns qualified for statements that alias jobs as j.
 const jobColumnsJ = `j.tenant_id, j.id, j.state, j.type, j.params, j.account_email, j.pinned_email, j.attempt,
 	j.max_attempts, j.priority, j.created_at, j.started_at, j.finished_at, j.queue_deadline, j.result,
-	j.error_code, j.error_message, j.cancel_requested, j.reply_url, j.reply_ref, j.warning, j.account_id, j.mode, j.key_id`
+	j.error_code, j.error_message, j.cancel_requested, j.reply_url, j.reply_ref, j.warning, j.account_id, j.mode, j.key_id,
+	j.provider, j.resubmit_unknown`
 
 func scanJob(row pgx.Row) (Job, error) {
 	var (
@@ -59,7 +68,8 @@ func scanJob(row pgx.Row) (Job, error) {
 	)
 	err := row.Scan(&j.tenantID, &j.ID, &j.State, &j.Type, &j.Params, &j.Email, &j.PinnedEmail, &j.Attempt,
 		&j.MaxAttempts, &j.Priority, &j.CreatedAt, &j.StartedAt, &j.FinishedAt, &j.QueueDeadline, &j.Result,
-		&errCode, &errMsg, &j.CancelRequested, &j.ReplyURL, &j.ReplyRef, &j.Warning, &j.accountID, &j.mode, &j.KeyID)
+		&errCode, &errMsg, &j.CancelRequested, &j.ReplyURL, &j.ReplyRef, &j.Warning, &j.accountID, &j.mode, &j.KeyID,
+		&j.Provider, &j.ResubmitUnknown)
 	if err != nil {
 		return Job{}, err
 	}
@@ -97,12 +107,14 @@ RETURNING job_id`
 	// jobsInsert inserts a batch of one pool's jobs in one statement.
 	jobsInsert = `
 INSERT INTO jobs (tenant_id, mode, id, type, params, state, priority, pinned_email, max_attempts,
-                  run_after, queue_deadline, reply_url, reply_ref, warning, created_at, key_id)
+                  run_after, queue_deadline, reply_url, reply_ref, warning, created_at, key_id, provider, resubmit_unknown)
 SELECT $1, $2, x.id, x.type, x.params, 'queued', x.priority, x.pinned_email, x.max_attempts,
-	$3, x.queue_deadline, x.reply_url, x.reply_ref, $4, $3, x.key_id
+	$3, x.queue_deadline, x.reply_url, x.reply_ref, $4, $3, x.key_id, x.provider,
+	coalesce(x.resubmit_unknown, (SELECT t.resubmit_unknown FROM tenants t WHERE t.id = $1))
 FROM unnest($5::text[], $6::text[], $7::jsonb[], $8::integer[], $9::text[], $10::integer[],
-	$11::timestamptz[], $12::text[], $13::text[], $14::text[])
-	AS x (id, type, params, priority, pinned_email, max_attempts, queue_deadline, reply_url, reply_ref, key_id)
+	$11::timestamptz[], $12::text[], $13::text[], $14::text[], $15::text[], $16::boolean[])
+	AS x (id, type, params, priority, pinned_email, max_attempts, queue_deadline, reply_url, reply_ref, key_id,
+		provider, resubmit_unknown)
 RETURNING ` + jobColumns
 )
 
@@ -164,12 +176,25 @@ func (s *Scheduler) checkPin(ctx context.Context, scope tenant.Scope, nj NewJob)
 	if nj.Email == "" {
 		return nil
 	}
-	exists, err := accounts.Exists(ctx, s.cfg.Pool, scope, nj.Email)
+	known, err := accounts.ExistingEmails(ctx, s.cfg.Pool, scope, []string{nj.Email})
 	if err != nil {
 		return asDomain(err)
 	}
-	if !exists {
+	return pinError(nj, known)
+}
+
+// pinError says why nj cannot be pinned where it asks, given the
+// registered accounts among its pin and their providers; nil if it can.
+func pinError(nj NewJob, known map[string]string) error {
+	if nj.Email == "" {
+		return nil
+	}
+	prov, ok := known[nj.Email]
+	switch {
+	case !ok:
 		return errs.Invalid("unknown_account", "no account %q to pin the job to", nj.Email)
+	case !accounts.Fits(nullIfEmpty(nj.Provider), prov):
+		return errs.Invalid("provider_mismatch", "account %q belongs to provider %q, not %q", nj.Email, prov, nj.Provider)
 	}
 	return nil
 }
@@ -239,6 +264,8 @@ func (s *Scheduler) insertJobs(ctx context.Context, tx pgx.Tx, scope tenant.Scop
 		prios, maxAttempts = make([]int32, n), make([]int32, n)
 		pinned, urls, refs = make([]*string, n), make([]*string, n), make([]*string, n)
 		keyIDs             = make([]*string, n)
+		provs              = make([]*string, n)
+		resubmit           = make([]*bool, n)
 		deadlines          = make([]time.Time, n)
 		byID               = make(map[string]int, n)
 	)
@@ -249,10 +276,11 @@ func (s *Scheduler) insertJobs(ctx context.Context, tx pgx.Tx, scope tenant.Scop
 		pinned[k], urls[k], refs[k] = nullIfEmpty(nj.Email), nullIfEmpty(nj.ReplyURL), nullIfEmpty(nj.ReplyRef)
 		keyIDs[k] = nullIfEmpty(nj.KeyID)
 		deadlines[k] = now.Add(nj.QueueTimeout)
+		provs[k], resubmit[k] = nullIfEmpty(nj.Provider), nj.ResubmitUnknown
 		byID[jobIDs[i]] = i
 	}
 	rows, err := tx.Query(ctx, jobsInsert, scope.TenantID, scope.Mode, now, warning,
-		idv, types, params, prios, pinned, maxAttempts, deadlines, urls, refs, keyIDs)
+		idv, types, params, prios, pinned, maxAttempts, deadlines, urls, refs, keyIDs, provs, resubmit)
 	if err != nil {
 		return nil, nil, fmt.Errorf("insert jobs: %w", err)
 	}

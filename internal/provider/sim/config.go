@@ -30,6 +30,16 @@ type Config struct {
 	// by the refresh route.
 	TokenLifetime, RefreshTokenLifetime time.Duration
 
+	// LTXAPIDelay is how long an LTX-2 API call takes before the video
+	// comes back (real time: the call is synchronous).
+	LTXAPIDelay time.Duration
+	// LTXAPIKeyLimit is how many calls one API key may have in flight; the
+	// next is refused with 429 (0: no limit).
+	LTXAPIKeyLimit int
+	// LTXAPIVideoBytes is the size of the videos sent (at least
+	// MinVideoBytes; larger ones are padded and stay valid MP4).
+	LTXAPIVideoBytes int
+
 	// Seed seeds the random draws, so a run with the same requests in the
 	// same order makes the same decisions.
 	Seed int64
@@ -44,6 +54,9 @@ func DefaultConfig() Config {
 		RateLimitRetryAfter:  30 * time.Second,
 		TokenLifetime:        time.Hour,
 		RefreshTokenLifetime: 720 * time.Hour,
+		LTXAPIDelay:          2 * time.Second,
+		LTXAPIKeyLimit:       2,
+		LTXAPIVideoBytes:     64 << 10,
 		Seed:                 1,
 	}
 }
@@ -60,6 +73,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.RateLimitRetryAfter, "rate-limit-retry-after", c.RateLimitRetryAfter, "Retry-After sent with injected 429s")
 	fs.DurationVar(&c.TokenLifetime, "token-lifetime", c.TokenLifetime, "lifetime of lt_token issued on refresh")
 	fs.DurationVar(&c.RefreshTokenLifetime, "refresh-token-lifetime", c.RefreshTokenLifetime, "lifetime of lt_refresh_token issued on refresh")
+	fs.DurationVar(&c.LTXAPIDelay, "ltxapi-delay", c.LTXAPIDelay, "how long an LTX-2 API generation call takes")
+	fs.IntVar(&c.LTXAPIKeyLimit, "ltxapi-key-limit", c.LTXAPIKeyLimit, "LTX-2 API calls one key may have in flight before 429 (0: no limit)")
+	fs.IntVar(&c.LTXAPIVideoBytes, "ltxapi-video-bytes", c.LTXAPIVideoBytes, "size of the MP4 each LTX-2 API call returns")
 	fs.Int64Var(&c.Seed, "seed", c.Seed, "seed for failure injection and jitter")
 }
 
@@ -90,6 +106,7 @@ func (c Config) Validate() error {
 		{"rate-limit-retry-after", c.RateLimitRetryAfter},
 		{"token-lifetime", c.TokenLifetime},
 		{"refresh-token-lifetime", c.RefreshTokenLifetime},
+		{"ltxapi-delay", c.LTXAPIDelay},
 	} {
 		if d.v < 0 {
 			errs = append(errs, fmt.Errorf("%s must not be negative, got %v", d.name, d.v))
@@ -116,5 +133,7 @@ func (c Config) clamped() Config {
 	c.RateLimitRetryAfter = max(c.RateLimitRetryAfter, 0)
 	c.TokenLifetime = max(c.TokenLifetime, 0)
 	c.RefreshTokenLifetime = max(c.RefreshTokenLifetime, 0)
+	c.LTXAPIDelay = max(c.LTXAPIDelay, 0)
+	c.LTXAPIKeyLimit = max(c.LTXAPIKeyLimit, 0)
 	return c
 }

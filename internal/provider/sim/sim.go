@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/poolgate/poolgate/internal/cookies"
+	"github.com/poolgate/poolgate/internal/provider/ltxapi"
 	"github.com/poolgate/poolgate/internal/provider/ltxstudio"
 )
 
@@ -59,6 +60,8 @@ type Server struct {
 	// tokens caches decoded lt_tokens: a token's claims never change, and
 	// decoding one per request was a tenth of a benchmark's CPU.
 	tokens tokenCache
+
+	apiKeys apiKeys // the LTX-2 API side (ltxapi.go), under its own lock
 }
 
 // tokenCache maps an lt_token to its claims; bounded, it starts over when
@@ -142,6 +145,8 @@ func (s *Server) routes() *http.ServeMux {
 	mux.HandleFunc(ltxstudio.RouteRefresh, s.handleRefresh)
 	mux.HandleFunc(ltxstudio.RouteMe, s.authed(s.handleMe))
 	mux.HandleFunc(RouteFaults, s.handleFaults)
+	mux.HandleFunc(ltxapi.RouteTextToVideo, s.handleGenerate)
+	mux.HandleFunc(ltxapi.RouteImageToVideo, s.handleGenerate)
 	mux.HandleFunc(RouteStats, s.handleStats)
 	mux.HandleFunc(RouteReset, s.handleReset)
 	return mux
@@ -187,6 +192,7 @@ func (s *Server) clear() {
 	s.submits = make(map[string]int)
 	s.jobCalls = make(map[string]int)
 	s.total, s.duplicates = 0, 0
+	s.apiKeys.clear()
 }
 
 func newRand(seed int64) *rand.Rand {

@@ -579,7 +579,7 @@ func TestStatsAndResetOverHTTP(t *testing.T) {
 	code, body := e.raw(http.MethodGet, "/_sim/stats", "", nil, "")
 	var got map[string]any
 	mustUnmarshal(t, body, &got)
-	want := `map[accounts:map[http@example.com:map[failed:0 peak:1 probes:1 refreshes:1 refused:0 requests:3 running:1 submitted:1 succeeded:0]] duplicateSubmits:0 jobs:map[job1:map[1:1]] requests:map[job1:1] totalSubmits:1]`
+	want := `map[accounts:map[http@example.com:map[failed:0 peak:1 probes:1 refreshes:1 refused:0 requests:3 running:1 submitted:1 succeeded:0]] apiKeys:map[] duplicateSubmits:0 jobs:map[job1:map[1:1]] requests:map[job1:1] totalSubmits:1]`
 	if code != http.StatusOK || fmt.Sprint(got) != want {
 		t.Fatalf("GET /_sim/stats = %d %v, want 200 %s", code, got, want)
 	}
@@ -722,13 +722,13 @@ func TestConfig(t *testing.T) {
 		cfg.RegisterFlags(fs)
 		err := fs.Parse([]string{"-job-duration=5s", "-jitter=1s", "-failure-rate=0.1", "-auth-failure-rate=0.2",
 			"-rate-limit-rate=0.3", "-transient-rate=0.4", "-rate-limit-retry-after=1m", "-token-lifetime=2h",
-			"-refresh-token-lifetime=24h", "-seed=7"})
+			"-refresh-token-lifetime=24h", "-ltxapi-delay=3s", "-ltxapi-key-limit=4", "-ltxapi-video-bytes=9000", "-seed=7"})
 		if err != nil {
 			t.Fatal(err)
 		}
 		want := sim.Config{JobDuration: 5 * time.Second, Jitter: time.Second, FailureRate: 0.1, AuthFailureRate: 0.2,
 			RateLimitRate: 0.3, TransientRate: 0.4, RateLimitRetryAfter: time.Minute, TokenLifetime: 2 * time.Hour,
-			RefreshTokenLifetime: 24 * time.Hour, Seed: 7}
+			RefreshTokenLifetime: 24 * time.Hour, LTXAPIDelay: 3 * time.Second, LTXAPIKeyLimit: 4, LTXAPIVideoBytes: 9000, Seed: 7}
 		if cfg != want {
 			t.Fatalf("parsed %+v, want %+v", cfg, want)
 		}

@@ -21,6 +21,9 @@ type Stats struct {
 	// lookups and cancels of any of its attempts), by job id: what one
 	// job cost the upstream.
 	Requests map[string]int `json:"requests"`
+	// APIKeys describes the LTX-2 API keys seen, keyed by
+	// provider.KeyFingerprint (never the key itself).
+	APIKeys map[string]APIKeyStats `json:"apiKeys"`
 }
 
 // AccountStats describes one account.
@@ -43,6 +46,7 @@ type AccountStats struct {
 
 // Stats returns a snapshot of what the simulator saw.
 func (s *Server) Stats() Stats {
+	keys := s.apiKeyStats()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
@@ -52,6 +56,7 @@ func (s *Server) Stats() Stats {
 		Accounts:         make(map[string]AccountStats, len(s.accounts)),
 		Jobs:             make(map[string]map[string]int),
 		Requests:         maps.Clone(s.jobCalls),
+		APIKeys:          keys,
 	}
 	for email, a := range s.accounts {
 		as := AccountStats{
