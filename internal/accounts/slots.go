@@ -107,12 +107,15 @@ LIMIT $5`
 	// accountFreedFull lists up to $4 usable accounts (of provider $5,
 	// unless "") that are full by their stored running count but have
 	// pending releases: eligible misses them, and under saturation they
-	// are the only free ones.
+	// are the only free ones. Random order, so that when more than $4
+	// have releases the same ones are not always offered; the rows are
+	// only those released since the last fold, so sorting them is cheap.
 	accountFreedFull = `
-SELECT DISTINCT a.id FROM account_slot_releases r
-JOIN accounts a ON a.tenant_id = r.tenant_id AND a.id = r.account_id
-WHERE r.tenant_id = $1 AND a.mode = $2 AND ` + usable + ` AND a.running >= a.max_jobs
+SELECT a.id FROM (SELECT DISTINCT account_id FROM account_slot_releases WHERE tenant_id = $1) r
+JOIN accounts a ON a.tenant_id = $1 AND a.id = r.account_id
+WHERE a.mode = $2 AND ` + usable + ` AND a.running >= a.max_jobs
 	AND ($5 = '' OR a.provider = $5)
+ORDER BY random()
 LIMIT $4`
 
 	// accountLockFree locks the given accounts in id order, skipping those
