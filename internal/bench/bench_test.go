@@ -190,3 +190,28 @@ func TestSoakNeedsCleanups(t *testing.T) {
 		t.Errorf("a soak without cleanups must fail and say why; got %+v", s)
 	}
 }
+
+// TestResultsSmall runs scenario 7 briefly: LTX-2 API jobs stream their
+// videos through the real provider into the store and back out through
+// the API, every byte checked, and it reports the RSS figures.
+func TestResultsSmall(t *testing.T) {
+	t.Parallel()
+	var progress bytes.Buffer
+	rep, err := Run(context.Background(), Config{
+		ServerURL: pgtest.ServerURL(), Scenarios: []string{"results"}, ResultJobs: 4, ResultMB: 1, ResultStore: "dir",
+		PollInterval: 20 * time.Millisecond, Timeout: time.Minute, Progress: &progress,
+	})
+	if err != nil {
+		t.Fatalf("Run: %v\n%s", err, progress.String())
+	}
+	s := rep.Scenarios[0]
+	if !s.OK {
+		t.Fatalf("results: broken %v, errors %v\n%s", s.Broken, s.Errors, progress.String())
+	}
+	if got := s.Metrics["streamed_mb"].Median; got != 4 {
+		t.Errorf("streamed %v MB, want 4", got)
+	}
+	if s.Metrics["peak_rss_mb"].Median <= 0 {
+		t.Errorf("no RSS figure: %+v", s.Metrics)
+	}
+}

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -19,60 +18,56 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/poolgate/poolgate/internal/accounts"
 	"github.com/poolgate/poolgate/internal/api"
 	"github.com/poolgate/poolgate/internal/auth"
+	"github.com/poolgate/poolgate/internal/provider"
+	"github.com/poolgate/poolgate/internal/provider/ltxapi"
 	"github.com/poolgate/poolgate/internal/provider/sim"
 	"github.com/poolgate/poolgate/internal/results"
 	"github.com/poolgate/poolgate/internal/s3server"
+	"github.com/poolgate/poolgate/internal/scheduler"
 )
 
-// results is scenario 7 (6 is the soak on main): ResultJobs results of ResultMB each stream
-// through one replica at once, first in (each replica-side upload reads
-// an upstream response on loopback into the result directory, as the
-// LTX-2 API provider stores a video), then out (GET /v1/jobs/{id}/result
-// through the replica's API). The process's RSS is sampled throughout:
-// streaming must keep it flat, whatever the bodies weigh together. Every
-// download is checked byte for byte against what was uploaded.
+// results is scenario 7: ResultJobs LTX-2 API jobs whose videos weigh
+// ResultMB each stream through one replica at once, first in (the
+// scheduler runs them on an API-key account and the real ltxapi provider
+// streams each video from the simulator into the result store), then out
+// (GET /v1/jobs/{id}/result through the replica's API). The process's RSS
+// is sampled throughout: streaming must keep it flat, whatever the videos
+// weigh together. Every download is checked byte for byte against what
+// the simulator sent.
 func (b *runner) results(ctx context.Context, tag string) (*sample, Invariants, error) {
 	if _, err := rss(); err != nil {
 		return nil, Invariants{}, fmt.Errorf("results scenario reads RSS from /proc: %w", err)
 	}
 	n, size := b.cfg.ResultJobs, int64(b.cfg.ResultMB)<<20
-	w, err := newWorld(ctx, b.cfg, b.dbs, tag, sim.Config{Seed: 1})
-	if err != nil {
-		return nil, Invariants{}, err
-	}
-	defer w.close(b.dbs)
-	if err := w.addAccounts(ctx, 1, min(n, 100)); err != nil {
-		return nil, Invariants{}, err
-	}
-	if err := w.newReplicas(ctx, 1, nil); err != nil {
-		return nil, Invariants{}, err
-	}
-	w.startReplicas(ctx)
-	b.progress("results: %d jobs succeed first", n)
-	ids, _, _, err := w.createJobs(ctx, n, 1)
-	if err != nil {
-		return nil, Invariants{}, err
-	}
-	if _, err := w.waitDrained(ctx, int64(n), b.cfg.Timeout); err != nil {
-		return nil, Invariants{}, err
-	}
-	inv, err := w.check(ctx, ids)
-	if err != nil {
-		return nil, Invariants{}, err
-	}
-
+	slots := min(n, 100) // one account; maxJobs is at most 100
 	store, closeStore, err := b.resultStore()
 	if err != nil {
 		return nil, Invariants{}, err
 	}
 	defer closeStore()
-	upstream, stopUpstream, err := serveBodies(size)
+	w, err := newWorld(ctx, b.cfg, b.dbs, tag, sim.Config{Seed: 1,
+		LTXAPIDelay: 50 * time.Millisecond, LTXAPIKeyLimit: slots, LTXAPIVideoBytes: int(size)})
 	if err != nil {
 		return nil, Invariants{}, err
 	}
-	defer stopUpstream()
+	defer w.close(b.dbs)
+	r0 := accounts.NewStore(w.admin, w.box, time.Now)
+	if _, err := r0.RegisterAPIKey(ctx, w.scope, accounts.KeyRegistration{APIKey: "bench-ltx2-key", Name: "bench-ltx2", MaxJobs: &slots}); err != nil {
+		return nil, Invariants{}, fmt.Errorf("register the API key: %w", err)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = n
+	client := &http.Client{Transport: tr}
+	defer tr.CloseIdleConnections()
+	err = w.newReplicas(ctx, 1, func(c *scheduler.Config) {
+		c.Providers = provider.Set{provider.NameLTXAPI: ltxapi.New(w.simURL, store, client)}
+	})
+	if err != nil {
+		return nil, Invariants{}, err
+	}
 	r := w.replicas[0]
 	srv, err := serveLoopback(api.New(api.Deps{
 		Logger: w.cfg.Logger, DB: r.pool, Keys: auth.NewStore(r.pool, time.Now), Accounts: r.store, Jobs: r.sched, Results: store,
@@ -81,10 +76,7 @@ func (b *runner) results(ctx context.Context, tag string) (*sample, Invariants, 
 		return nil, Invariants{}, err
 	}
 	defer srv.Close()
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.MaxIdleConnsPerHost = n
-	client := &http.Client{Transport: tr}
-	defer tr.CloseIdleConnections()
+	want := sha256.Sum256(sim.VideoBytes(int(size))) // before the meter starts
 
 	runtime.GC()
 	debug.FreeOSMemory()
@@ -92,34 +84,49 @@ func (b *runner) results(ctx context.Context, tag string) (*sample, Invariants, 
 	if err != nil {
 		return nil, Invariants{}, err
 	}
+	defer meter.stop()
 	s := newSample()
-	b.progress("results: %d × %d MB streamed into the %s store at once", n, b.cfg.ResultMB, b.cfg.ResultStore)
-	sums := make([][32]byte, n)
+	b.progress("results: %d LTX-2 API jobs of %d MB each streamed into the %s store at once", n, b.cfg.ResultMB, b.cfg.ResultStore)
+	w.startReplicas(ctx)
+	ids := make([]string, n)
+	nj := scheduler.NewJob{Type: "video", Provider: provider.NameLTXAPI,
+		Params: []byte(`{"prompt":"bench","model":"ltx-2-fast","duration":6}`)}
 	t0 := time.Now()
 	err = parallel(ctx, n, n, func(ctx context.Context, i int) error {
-		return storeOne(ctx, client, upstream+"/"+strconv.Itoa(i), store, ids[i], size, &sums[i])
+		j, _, err := r.sched.Create(ctx, w.scope, nj, nil)
+		ids[i] = j.ID
+		return err
 	})
-	put := time.Since(t0)
-	putPeak := meter.peak.Load()
 	if err != nil {
-		meter.stop()
-		return nil, Invariants{}, fmt.Errorf("store results: %w", err)
+		return nil, Invariants{}, fmt.Errorf("queue jobs: %w", err)
 	}
-	// What the LTX-2 provider's terminal status carries.
-	if _, err := w.admin.Exec(ctx, `UPDATE jobs SET result = jsonb_build_object('url', '/v1/jobs/' || id || '/result',
-		'contentType', 'video/mp4', 'size', $2::bigint) WHERE id = ANY($1)`, ids, size); err != nil {
-		meter.stop()
+	if _, err := w.waitDrained(ctx, int64(n), b.cfg.Timeout); err != nil {
 		return nil, Invariants{}, err
 	}
+	put := time.Since(t0)
+	putPeak := meter.peak.Load()
+
 	b.progress("results: %d × GET /v1/jobs/{id}/result at once", n)
 	t1 := time.Now()
 	err = parallel(ctx, n, n, func(ctx context.Context, i int) error {
-		return fetchOne(ctx, client, srv.URL+"/v1/jobs/"+ids[i]+"/result", w.key, size, sums[i])
+		return fetchOne(ctx, client, srv.URL+"/v1/jobs/"+ids[i]+"/result", w.key, size, want)
 	})
 	get := time.Since(t1)
 	base, peak := meter.stop()
 	if err != nil {
 		return nil, Invariants{}, fmt.Errorf("fetch results: %w", err)
+	}
+	inv, err := w.check(ctx, ids)
+	if err != nil {
+		return nil, Invariants{}, err
+	}
+	// check judges the LTX Studio accounts the simulator saw; this run's
+	// account is an API key, which the simulator counts apart.
+	for _, k := range w.sim.Stats().APIKeys {
+		inv.MaxPeak = max(inv.MaxPeak, k.Peak)
+		if k.Peak > slots || k.Limited > 0 {
+			inv.PeakOver++
+		}
 	}
 	total := float64(int64(n)*size) / (1 << 20)
 	s.set("streamed_mb", "MB", total)
@@ -164,30 +171,6 @@ func (b *runner) resultStore() (results.Store, func(), error) {
 	return nil, nil, fmt.Errorf("result store %q: want dir or s3", b.cfg.ResultStore)
 }
 
-// storeOne reads one upstream body into the store, as a provider does,
-// hashing what it sent.
-func storeOne(ctx context.Context, c *http.Client, url string, store results.Store, key string, size int64, sum *[32]byte) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	h := sha256.New()
-	got, err := store.Put(ctx, key, io.TeeReader(resp.Body, h), resp.Header.Get("Content-Type"))
-	if err != nil {
-		return err
-	}
-	if got != size {
-		return fmt.Errorf("%s: stored %d bytes of %d", key, got, size)
-	}
-	copy(sum[:], h.Sum(nil))
-	return nil
-}
-
 // fetchOne downloads one result and checks it is what was stored.
 func fetchOne(ctx context.Context, c *http.Client, url, key string, size int64, want [32]byte) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
@@ -213,21 +196,6 @@ func fetchOne(ctx context.Context, c *http.Client, url, key string, size int64, 
 		return fmt.Errorf("GET %s: %d bytes that differ from the %d stored", url, got, size)
 	}
 	return nil
-}
-
-// serveBodies serves GET /{i}: size pseudo-random bytes (seeded by i) as
-// video/mp4, generated while written, like an upstream streaming a video.
-func serveBodies(size int64) (string, func(), error) {
-	srv, err := serveLoopback(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		seed, _ := strconv.Atoi(strings.TrimPrefix(r.URL.Path, "/"))
-		w.Header().Set("Content-Type", "video/mp4")
-		w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
-		io.Copy(w, io.LimitReader(rand.NewChaCha8([32]byte{byte(seed), byte(seed >> 8)}), size))
-	}))
-	if err != nil {
-		return "", nil, err
-	}
-	return srv.URL, srv.Close, nil
 }
 
 // loopback is an HTTP server on a free loopback port.
