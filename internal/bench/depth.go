@@ -72,7 +72,7 @@ FROM generate_series(1, $4) g`
 
 const qFillDepth = `
 INSERT INTO queue_depth (tenant_id, mode, side, n) VALUES ($1, $2, 'in', $3)
-ON CONFLICT (tenant_id, mode, side) DO UPDATE SET n = queue_depth.n + EXCLUDED.n`
+ON CONFLICT (tenant_id, mode, side, shard) DO UPDATE SET n = queue_depth.n + EXCLUDED.n`
 
 // fillQueue queues n jobs at once and refreshes the planner's statistics,
 // as autovacuum would have on a queue that grew over time.

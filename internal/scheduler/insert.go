@@ -3,6 +3,7 @@ package scheduler
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -209,7 +210,7 @@ func isDataError(err error) bool {
 	return errors.As(err, &pe) && len(pe.Code) == 5 && pe.Code[:2] == "22"
 }
 
-// Queue depth counters (see migrations/0005_queue_depth.sql).
+// Queue depth counters (see migrations/0005_queue_depth.sql and 0015).
 const (
 	sideIn  = "in"
 	sideOut = "out"
@@ -219,8 +220,12 @@ SELECT coalesce(sum(CASE side WHEN 'in' THEN n ELSE -n END), 0) FROM queue_depth
 WHERE tenant_id = $1 AND mode = $2`
 
 	queueDepthBump = `
-INSERT INTO queue_depth (tenant_id, mode, side, n) VALUES ($1, $2, $3, $4)
-ON CONFLICT (tenant_id, mode, side) DO UPDATE SET n = queue_depth.n + EXCLUDED.n`
+INSERT INTO queue_depth (tenant_id, mode, side, shard, n) VALUES ($1, $2, $3, $5, $4)
+ON CONFLICT (tenant_id, mode, side, shard) DO UPDATE SET n = queue_depth.n + EXCLUDED.n`
+
+	// queueDepthShards is how many rows each side is spread over (see
+	// migrations/0015_queue_depth_shards.sql).
+	queueDepthShards = 16
 )
 
 // queueDepth is how many jobs the pool has queued, read in O(1).
@@ -236,6 +241,8 @@ func queueDepthAdd(ctx context.Context, db dbx.DBTX, scope tenant.Scope, side st
 	if n == 0 {
 		return nil
 	}
-	_, err := db.Exec(ctx, queueDepthBump, scope.TenantID, scope.Mode, side, n)
+	// A random row of the side, so that concurrent transactions of other
+	// replicas rarely wait for each other's commit on it.
+	_, err := db.Exec(ctx, queueDepthBump, scope.TenantID, scope.Mode, side, n, rand.IntN(queueDepthShards))
 	return err
 }
