@@ -116,7 +116,7 @@ func checkNewMetrics(t *testing.T, s Scenario) {
 	case "saturation":
 		want = append(want, "upstream_requests_per_job", "completion_lag_p50_ms", "completion_lag_max_ms")
 	case "http":
-		want = append(want, "get_vs_bare", "bare_rps", "bare_p99_ms")
+		want = append(want, "get_vs_bare", "bare_rps", "bare_p99_ms", "post_queue_only_rps", "batch_jobs_per_sec")
 	case "insert_depth":
 		want = []string{"empty_jobs_per_sec", "deep_jobs_per_sec", "deep_vs_empty", "deep_queued",
 			"empty_wal_fsyncs_per_job", "deep_stmts_per_job"}
@@ -130,7 +130,7 @@ func checkNewMetrics(t *testing.T, s Scenario) {
 		t.Errorf("%s: stmts_per_job does not say where it came from", s.Name)
 	}
 	positive := map[string][]string{
-		"http":         {"get_vs_bare", "bare_rps"},
+		"http":         {"get_vs_bare", "bare_rps", "post_queue_only_rps", "batch_jobs_per_sec"},
 		"insert_depth": {"empty_jobs_per_sec", "deep_jobs_per_sec", "deep_vs_empty"},
 		"throughput":   {"xacts_per_job"},
 	}

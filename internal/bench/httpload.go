@@ -21,7 +21,8 @@ import (
 // poolgate serve does, and a load generator with HTTPConcurrency clients
 // sends authenticated POST /v1/jobs round robin over them: first with
 // nothing dispatching (post_queue_only_*: the API and insert path alone),
-// then, once those jobs are done, while the replicas work the new ones
+// then as many jobs again through POST /v1/jobs/batch (batch_*), then,
+// once those jobs are done, while the replicas work the new ones
 // off (post_*), then GET /v1/jobs/{id} for the jobs it created. The run
 // ends when all have succeeded.
 func (b *runner) http(ctx context.Context, tag string) (*sample, Invariants, error) {
@@ -67,8 +68,37 @@ func (b *runner) http(ctx context.Context, tag string) (*sample, Invariants, err
 		return nil, Invariants{}, err
 	}
 	qpost.record(s, "post_queue_only_")
+
+	// POST /v1/jobs/batch the same way: as many jobs again, 1,000 a
+	// request, from 4 clients.
+	batches := (n + batchSize - 1) / batchSize
+	b.progress("http: %d jobs in %d × POST /v1/jobs/batch from 4 clients, nothing dispatching", n, batches)
+	batched := make([]string, n)
+	bt, err := load(ctx, 4, batches, func(ctx context.Context, i int) error {
+		lo, hi := i*batchSize, min((i+1)*batchSize, n)
+		var out struct {
+			Data []struct{ Job struct{ ID string } }
+		}
+		if err := w.call(ctx, client, http.MethodPost, urls[i%len(urls)]+"/v1/jobs/batch", batchBody(hi-lo), http.StatusOK, &out); err != nil {
+			return err
+		}
+		if len(out.Data) != hi-lo {
+			return fmt.Errorf("batch of %d answered %d items", hi-lo, len(out.Data))
+		}
+		for k, d := range out.Data {
+			batched[lo+k] = d.Job.ID
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, Invariants{}, err
+	}
+	s.set("batch_jobs_per_sec", "jobs/s", perSec(n, bt.elapsed))
+	s.set("batch_p99_ms", "ms", percentile(bt.ms, 99))
+	queued = append(queued, batched...)
+
 	w.startReplicas(ctx)
-	if _, err := w.waitDrained(ctx, int64(n), b.cfg.Timeout); err != nil {
+	if _, err := w.waitDrained(ctx, int64(len(queued)), b.cfg.Timeout); err != nil {
 		return nil, Invariants{}, err
 	}
 
@@ -103,7 +133,7 @@ func (b *runner) http(ctx context.Context, tag string) (*sample, Invariants, err
 		return nil, Invariants{}, fmt.Errorf("bare handler: %w", err)
 	}
 
-	if _, err := w.waitDrained(ctx, int64(2*n), b.cfg.Timeout); err != nil {
+	if _, err := w.waitDrained(ctx, int64(len(queued)+n), b.cfg.Timeout); err != nil {
 		return nil, Invariants{}, err
 	}
 	stop()
@@ -112,6 +142,24 @@ func (b *runner) http(ctx context.Context, tag string) (*sample, Invariants, err
 	activity.stop(ctx, s, "", n) // POST + GET + the jobs' work
 	inv, err := w.check(ctx, append(ids, queued...))
 	return s, inv, err
+}
+
+// batchSize is how many jobs one POST /v1/jobs/batch of the http scenario
+// carries: the most the API takes.
+const batchSize = 1000
+
+// batchBody is a POST /v1/jobs/batch body of n jobs.
+func batchBody(n int) []byte {
+	var buf bytes.Buffer
+	buf.WriteString(`{"jobs":[`)
+	for i := range n {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		buf.WriteString(`{"type":"video","params":{"prompt":"bench"}}`)
+	}
+	buf.WriteString(`]}`)
+	return buf.Bytes()
 }
 
 // serveAPI puts each replica's API on a loopback listener, wired as
