@@ -82,8 +82,10 @@ const probeLease = 2 * time.Minute
 // quarantine ends, never with an lt_token that lapsed (it could only be
 // refused: the refresher renews it first), never on an account the
 // operator disabled or turned probes off for, never under another
-// replica's lease.
+// replica's lease. (The second line is accounts_probe_due_idx's
+// predicate, spelled out so the planner reads that index.)
 const probeDue = `coalesce(a.probe_at, a.quarantined_until) <= $1
+	AND (a.probe_at IS NOT NULL OR a.quarantined_until IS NOT NULL)
 	AND (a.probe_at IS NOT NULL OR a.status = 'active')
 	AND (a.quarantined_until IS NULL OR a.quarantined_until <= $1)
 	AND (a.token_expires_at IS NULL OR a.token_expires_at > $1)
