@@ -13,6 +13,7 @@ import (
 	"github.com/poolgate/poolgate/internal/accounts"
 	"github.com/poolgate/poolgate/internal/fakeclock"
 	"github.com/poolgate/poolgate/internal/provider"
+	"github.com/poolgate/poolgate/internal/provider/ltxapi"
 	"github.com/poolgate/poolgate/internal/provider/ltxstudio"
 )
 
@@ -191,5 +192,37 @@ func TestHealthEventCountedOnlyOnCommit(t *testing.T) {
 		return w.store.MarkError(ctx, tx, w.scope, a.ID, "refused", false, time.Now())
 	}); err == nil {
 		t.Fatal("a health transition outside InTx was accepted")
+	}
+}
+
+// TestProberProbesAPIKeyAccounts: a quarantined LTX-2 API key is probed
+// with its key (not read as a cookie, which would call it unreadable) and
+// comes back.
+func TestProberProbesAPIKeyAccounts(t *testing.T) {
+	t.Parallel()
+	w := newRefreshWorld(t)
+	ctx := context.Background()
+	a, err := w.store.RegisterAPIKey(ctx, w.scope, accounts.KeyRegistration{APIKey: "ltxv_sk_probe_test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	if err := w.store.InTx(ctx, w.pool, func(tx pgx.Tx) error {
+		return w.store.Quarantine(ctx, tx, w.scope, a.ID, accounts.QuarantineRateLimited, now.Add(time.Minute), now)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	upstream := provider.Set{
+		provider.NameLTXStudio: ltxstudio.New(w.simURL, nil),
+		provider.NameLTXAPI:    ltxapi.New(w.simURL, ltxapi.DirSink(t.TempDir()), nil),
+	}
+	clock := fakeclock.New(now.Add(2 * time.Minute))
+	p := accounts.NewProber(accounts.ProberConfig{Store: w.store, Provider: upstream, Logger: discard(), Now: clock.Now})
+	if n, err := p.RunOnce(ctx); err != nil || n != 1 {
+		t.Fatalf("probe round recovered %d (err %v), want 1", n, err)
+	}
+	got, err := w.store.Get(ctx, w.scope, a.Email)
+	if err != nil || got.Status != accounts.StatusActive {
+		t.Fatalf("API key after its probe: status %s (%s), err %v; want active", got.Status, got.Reason, err)
 	}
 }
