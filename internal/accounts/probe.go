@@ -32,11 +32,14 @@ type ProberConfig struct {
 // Prober brings accounts back into rotation: it probes a quarantined
 // account once its quarantine has passed, and an account in error (when
 // the refusal may be temporary) on a growing backoff, and returns it to
-// rotation when the probe succeeds. It also records the "expired" event of
-// accounts whose refresh token lapsed. Any number of replicas may run one:
-// a short lease on the account row makes one replica probe a given
-// account. Operator-disabled accounts and those with probes turned off are
-// never probed.
+// rotation when the probe succeeds. It also ends the quarantines that
+// passed of accounts whose probes are off (they end on the clock), and
+// records the "expired" event of accounts whose refresh token lapsed. Any
+// number of replicas may run one: a short lease on the account row, taken
+// just before its probe, makes one replica probe a given account.
+// Operator-disabled accounts and those with probes turned off are never
+// probed, nor is an account whose lt_token lapsed: the refresher renews
+// it first (also for an account in error waiting for its probe).
 type Prober struct {
 	cfg  ProberConfig
 	log  *slog.Logger
