@@ -1,6 +1,7 @@
 -- Account health (issue 13). An account out of rotation says why and since
 -- when; a quarantine ends only with a probe, which one replica at a time
--- runs (probe_lock_until is its lease, like refresh_lock_until).
+-- runs (probe_lock_until is its lease, like refresh_lock_until), or, for an
+-- account whose probes are off, on the clock.
 --
 -- status stays 'active' | 'error' (the credentials were refused); a
 -- quarantine is quarantined_until with its reason; disabled is enabled =
@@ -12,6 +13,8 @@ ALTER TABLE accounts
     ADD COLUMN health_since         timestamptz,
     -- consecutive transient failures since the last success (the breaker)
     ADD COLUMN consecutive_failures integer NOT NULL DEFAULT 0,
+    -- breaker quarantines since the last success: each one lasts longer
+    ADD COLUMN breaker_trips        integer NOT NULL DEFAULT 0,
     -- false: the operator does not want this account probed
     ADD COLUMN probe_enabled        boolean NOT NULL DEFAULT true,
     -- when the next probe is due; NULL: none is planned
@@ -21,7 +24,37 @@ ALTER TABLE accounts
     -- the refresh token expiry an 'expired' event was recorded for
     ADD COLUMN expired_noted        timestamptz;
 
-CREATE INDEX accounts_probe_due_idx ON accounts (probe_at) WHERE probe_at IS NOT NULL;
+-- Until now a 429 set quarantined_until and nothing ever cleared it; the
+-- old rule let the account back once it had passed. Under the new rule a
+-- quarantine ends with a probe, so a past one is over already, and a
+-- running one gets its probe planned for its end.
+UPDATE accounts SET quarantined_until = NULL WHERE quarantined_until <= now();
+UPDATE accounts SET quarantine_reason = 'rate_limited', probe_at = quarantined_until
+WHERE quarantined_until IS NOT NULL;
+
+-- The prober's due test is coalesce(probe_at, quarantined_until) <= now,
+-- so a quarantined row without a planned probe is never missed.
+CREATE INDEX accounts_probe_due_idx ON accounts ((coalesce(probe_at, quarantined_until)))
+    WHERE probe_at IS NOT NULL OR quarantined_until IS NOT NULL;
+-- Quarantines that end on the clock (probes off), for the prober's sweep.
+CREATE INDEX accounts_quarantine_lapse_idx ON accounts (quarantined_until)
+    WHERE quarantined_until IS NOT NULL AND NOT probe_enabled;
+-- Accounts in error with a probe planned are refreshed too (a probe with
+-- a lapsed lt_token could only fail).
+CREATE INDEX accounts_refresh_probe_idx ON accounts (token_expires_at)
+    WHERE enabled AND status = 'error' AND probe_at IS NOT NULL;
+
+-- Breaker resets that successes left for later. A completer must never
+-- hold or wait for an account's row lock (placements lock accounts with
+-- SKIP LOCKED and would skip it), so when a job succeeds on an account
+-- with failures counted it inserts a row here instead, like a slot
+-- release; whoever next holds the account's lock to count a failure
+-- folds it (no foreign key: its check would lock the account row).
+CREATE TABLE account_breaker_resets (
+    tenant_id  bigint NOT NULL,
+    account_id bigint NOT NULL,
+    PRIMARY KEY (tenant_id, account_id)
+);
 CREATE INDEX accounts_expiry_idx ON accounts (refresh_token_expires_at) WHERE enabled;
 
 -- Health transitions, newest last; the account view shows the last 20.

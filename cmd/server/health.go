@@ -1,12 +1,10 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"log/slog"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/poolgate/poolgate/internal/accounts"
@@ -26,11 +24,15 @@ func loadHealthConfig(e env, c *config, problems *[]error) {
 	h := &c.Health
 	h.BreakerFailures = e.integer("POOLGATE_BREAKER_FAILURES", 5, problems)
 	h.BreakerQuarantine = e.duration("POOLGATE_BREAKER_QUARANTINE", "1m", problems)
+	h.BreakerQuarantineMax = e.duration("POOLGATE_BREAKER_QUARANTINE_MAX", "1h", problems)
 	h.ProbeInterval = e.duration("POOLGATE_PROBE_INTERVAL", "5s", problems)
 	h.ProbeBase = e.duration("POOLGATE_PROBE_BACKOFF", "1m", problems)
 	h.ProbeMax = e.duration("POOLGATE_PROBE_BACKOFF_MAX", "1h", problems)
 	if h.BreakerQuarantine <= 0 || h.ProbeInterval <= 0 || h.ProbeBase <= 0 {
 		*problems = append(*problems, errors.New("POOLGATE_BREAKER_QUARANTINE, POOLGATE_PROBE_INTERVAL and POOLGATE_PROBE_BACKOFF must be above 0"))
+	}
+	if h.BreakerQuarantineMax < h.BreakerQuarantine {
+		*problems = append(*problems, errors.New("POOLGATE_BREAKER_QUARANTINE_MAX must be at least POOLGATE_BREAKER_QUARANTINE"))
 	}
 	if h.ProbeMax < h.ProbeBase {
 		*problems = append(*problems, errors.New("POOLGATE_PROBE_BACKOFF_MAX must be at least POOLGATE_PROBE_BACKOFF"))
@@ -58,15 +60,14 @@ func newHealthMetrics(reg prometheus.Registerer) healthMetrics {
 func (m healthMetrics) probed(outcome string) { m.probes.WithLabelValues(outcome).Inc() }
 
 // healthHooks are the effects of a health event outside accounts: it is
-// counted and raised as an alert, in the transaction that records it.
-func healthHooks(m healthMetrics, alerter *alerts.Service) []accounts.HealthHook {
-	return []accounts.HealthHook{
-		func(_ context.Context, _ pgx.Tx, ev accounts.Event) error {
-			m.events.WithLabelValues(string(ev.Kind), ev.Reason).Inc()
-			return nil
-		},
-		alerter.OnHealth,
-	}
+// raised as an alert in the transaction that records it, and counted once
+// that transaction has committed (a rolled-back one is not counted).
+func healthHooks(m healthMetrics, alerter *alerts.Service) (inTx []accounts.HealthHook, committed []func(accounts.Event)) {
+	return []accounts.HealthHook{alerter.OnHealth}, []func(accounts.Event){m.counted}
+}
+
+func (m healthMetrics) counted(ev accounts.Event) {
+	m.events.WithLabelValues(string(ev.Kind), ev.Reason).Inc()
 }
 
 // newProber returns the service that probes accounts back into rotation.

@@ -110,9 +110,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		return err
 	}
 	healthM := newHealthMetrics(registry)
+	onHealth, afterHealth := healthHooks(healthM, alerter)
 	accountStore.WithHooks(accounts.Hooks{
 		OnRegister: []accounts.RegisterHook{scheduler.AdoptJobs, alerts.ResolveAccount},
-		OnHealth:   healthHooks(healthM, alerter),
+		OnHealth:   onHealth, AfterHealth: afterHealth,
 	})
 	prober := newProber(accountStore, upstream, cfg, healthM, logger)
 	cleaner, err := newRetention(pool, logger, cfg.Retention, resultStore)

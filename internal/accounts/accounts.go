@@ -164,7 +164,9 @@ ON CONFLICT (tenant_id, mode, email) DO UPDATE SET
 	status_reason = NULL,
 	refresh_failures = 0,
 	refresh_retry_at = NULL,
-	probe_at = CASE WHEN accounts.quarantined_until IS NULL THEN NULL ELSE accounts.probe_at END,
+	-- a quarantine's probe is due at its end, whatever came in between
+	-- (an error that planned none, failed probes' backoff)
+	probe_at = accounts.quarantined_until,
 	probe_failures = 0,
 	health_since = CASE WHEN accounts.status = 'error' THEN EXCLUDED.updated_at ELSE accounts.health_since END,
 	updated_at = EXCLUDED.updated_at
@@ -225,6 +227,9 @@ type RegisterHook func(ctx context.Context, tx pgx.Tx, scope tenant.Scope, id in
 type Hooks struct {
 	OnRegister []RegisterHook
 	OnHealth   []HealthHook
+	// AfterHealth is told each health event once the transaction that
+	// recorded it has committed (metrics count it there).
+	AfterHealth []func(Event)
 }
 
 // WithHooks returns s running h.

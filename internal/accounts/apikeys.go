@@ -48,6 +48,8 @@ ON CONFLICT (tenant_id, mode, email) DO UPDATE SET
 	max_jobs = coalesce($5::integer, accounts.max_jobs),
 	status = 'active',
 	status_reason = NULL,
+	probe_at = accounts.quarantined_until, -- as for cookies (see accountUpsert)
+	probe_failures = 0,
 	updated_at = EXCLUDED.updated_at
 RETURNING ` + accountColumns
 

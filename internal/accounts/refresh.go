@@ -74,10 +74,15 @@ func (r *Refresher) Stop(ctx context.Context) { r.loop.halt(ctx) }
 // refreshLease bounds how long a replica holds an account it is refreshing.
 const refreshLease = 2 * time.Minute
 
+// accountsClaimRefresh takes the accounts in rotation whose lt_token is
+// due for refresh, and those in error with a probe planned: a probe with
+// a lapsed lt_token could only be refused, while the refresh token may
+// hold for months.
 const accountsClaimRefresh = `
 WITH due AS (
 	SELECT tenant_id, id FROM accounts
-	WHERE enabled AND status = 'active' AND token_expires_at <= $1
+	WHERE (enabled AND status = 'active' AND token_expires_at <= $1
+		OR enabled AND status = 'error' AND probe_at IS NOT NULL AND token_expires_at <= $1)
 		AND (refresh_retry_at IS NULL OR refresh_retry_at <= $2)
 		AND (refresh_lock_until IS NULL OR refresh_lock_until <= $2)
 		AND (refresh_token_expires_at IS NULL OR refresh_token_expires_at > $2)
@@ -218,14 +223,20 @@ func (r *Refresher) outcome(o string) {
 
 // markError takes an account the refresher cannot mend out of rotation
 // and releases its refresh lease. Neither cause is temporary (the refresh
-// token was refused, or the cookie cannot be opened), so it plans no probe:
-// fresh cookies are the fix.
+// token was refused, or the cookie cannot be opened), so it plans no probe,
+// and cancels the one an account already in error had planned (which is
+// why the refresher took it): fresh cookies are the fix.
 func (r *Refresher) markError(ctx context.Context, d dueAccount, reason string) error {
-	return pgx.BeginFunc(ctx, r.cfg.Store.pool, func(tx pgx.Tx) error {
-		if err := r.cfg.Store.MarkError(ctx, tx, d.scope, d.id, reason, false, r.cfg.Now().UTC()); err != nil {
+	st := r.cfg.Store
+	return st.InTx(ctx, st.pool, func(tx pgx.Tx) error {
+		if err := st.MarkError(ctx, tx, d.scope, d.id, reason, false, r.cfg.Now().UTC()); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, `UPDATE accounts SET refresh_lock_until = NULL WHERE tenant_id = $1 AND id = $2`, d.scope.TenantID, d.id)
+		_, err := tx.Exec(ctx, accountRefreshGaveUp, d.scope.TenantID, d.id, reason)
 		return err
 	})
 }
+
+const accountRefreshGaveUp = `
+UPDATE accounts SET refresh_lock_until = NULL, probe_at = NULL, status_reason = $3
+WHERE tenant_id = $1 AND id = $2`

@@ -66,7 +66,7 @@ func TestHealthEventAlerts(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 2 {
-		err := pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
+		err := w.accounts.InTx(ctx, w.pool, func(tx pgx.Tx) error {
 			return w.accounts.MarkError(ctx, tx, w.scope, bad.ID, "upstream refused the credentials", true, w.now())
 		})
 		if err != nil {

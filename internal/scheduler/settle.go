@@ -64,7 +64,9 @@ RETURNING account_id`
 func (s *Scheduler) retry(ctx context.Context, e *execution, r retry) {
 	now := s.now()
 	var ended []Job
-	err := pgx.BeginFunc(ctx, s.cfg.Pool, func(tx pgx.Tx) error {
+	// The accounts store's transaction announces the health events the
+	// failure recorded once it commits.
+	err := s.cfg.Accounts.InTx(ctx, s.cfg.Pool, func(tx pgx.Tx) error {
 		ended = nil
 		var cancelRequested bool
 		if err := tx.QueryRow(ctx, jobLockOwned, e.scope.TenantID, e.id, s.cfg.Owner).Scan(&cancelRequested); err != nil {
