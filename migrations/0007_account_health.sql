@@ -49,12 +49,15 @@ CREATE INDEX accounts_refresh_probe_idx ON accounts (token_expires_at)
 -- SKIP LOCKED and would skip it), so when a job succeeds on an account
 -- with failures counted it inserts a row here instead, like a slot
 -- release; whoever next holds the account's lock to count a failure
--- folds it (no foreign key: its check would lock the account row).
+-- folds it (no foreign key: its check would lock the account row; and no
+-- unique key: two completers inserting the same account's reset would
+-- wait on each other's commit, and the second would fail. A duplicate is
+-- harmless: the fold deletes them all).
 CREATE TABLE account_breaker_resets (
     tenant_id  bigint NOT NULL,
-    account_id bigint NOT NULL,
-    PRIMARY KEY (tenant_id, account_id)
+    account_id bigint NOT NULL
 );
+CREATE INDEX account_breaker_resets_account_idx ON account_breaker_resets (tenant_id, account_id);
 CREATE INDEX accounts_expiry_idx ON accounts (refresh_token_expires_at) WHERE enabled;
 
 -- Health transitions, newest last; the account view shows the last 20.
