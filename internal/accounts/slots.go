@@ -39,9 +39,9 @@ const (
 // AccountFreePools lists the (tenant, mode) pools with at least one account
 // that could take a job; only their queues can make progress. It skips
 // through accounts_free_idx one pool at a time (a loose index scan), so it
-// reads a few index entries per pool instead of every free account, and
-// adds the pools of accounts with pending releases, which may be full by
-// their stored running count alone.
+// reads a few index entries per pool instead of every free account. It
+// reads stored running counts: the dispatcher folds pending releases
+// (FoldReleases) before it asks.
 const AccountFreePools = `
 WITH RECURSIVE pools (tenant_id, mode) AS (
 	(SELECT tenant_id, mode FROM accounts
@@ -54,11 +54,7 @@ WITH RECURSIVE pools (tenant_id, mode) AS (
 			AND (a.tenant_id, a.mode) > (pools.tenant_id, pools.mode)
 		ORDER BY a.tenant_id, a.mode LIMIT 1) next
 )
-SELECT tenant_id, mode FROM pools
-UNION
-SELECT DISTINCT a.tenant_id, a.mode FROM account_slot_releases r
-JOIN accounts a ON a.tenant_id = r.tenant_id AND a.id = r.account_id
-WHERE a.enabled AND a.status = 'active'`
+SELECT tenant_id, mode FROM pools`
 
 // FreePools returns the pools that have an account with a free slot.
 func FreePools(ctx context.Context, db dbx.DBTX) ([]tenant.Scope, error) {
@@ -104,20 +100,6 @@ WHERE tenant_id = $1 AND mode = $2 AND ` + eligible + ` AND rkey >= $4 AND ($6 =
 ORDER BY rkey
 LIMIT $5`
 
-	// accountFreedFull lists up to $4 usable accounts (of provider $5,
-	// unless "") that are full by their stored running count but have
-	// pending releases: eligible misses them, and under saturation they
-	// are the only free ones. Random order, so that when more than $4
-	// have releases the same ones are not always offered; the rows are
-	// only those released since the last fold, so sorting them is cheap.
-	accountFreedFull = `
-SELECT a.id FROM (SELECT DISTINCT account_id FROM account_slot_releases WHERE tenant_id = $1) r
-JOIN accounts a ON a.tenant_id = $1 AND a.id = r.account_id
-WHERE a.mode = $2 AND ` + usable + ` AND a.running >= a.max_jobs
-	AND ($5 = '' OR a.provider = $5)
-ORDER BY random()
-LIMIT $4`
-
 	// accountLockFree locks the given accounts in id order, skipping those
 	// another transaction holds, and returns the ones still eligible. A row
 	// returned by FOR UPDATE is its latest version, so two transactions can
@@ -154,8 +136,7 @@ GROUP BY account_id`
 
 // FreeWindow returns up to n eligible accounts of the pool that follow a
 // random point on the rkey circle, continuing from its start when the end
-// is reached, and the (up to n) accounts that only their pending releases
-// make free. A pool with fewer eligible accounts is read whole, so a
+// is reached. A pool with fewer eligible accounts is read whole, so a
 // uniform pick among them is exactly uniform; in a larger one the window's
 // position depends on the gaps between keys, which is fair in the long run
 // since every account that takes a slot draws a fresh key (TakeSlots). The
@@ -175,11 +156,7 @@ func FreeWindow(ctx context.Context, db dbx.DBTX, scope tenant.Scope, now time.T
 		}
 		ids = appendNew(ids, more) // the wrap may reach accounts already read
 	}
-	freed, err := collectIDs(db.Query(ctx, accountFreedFull, scope.TenantID, scope.Mode, now, n, prov))
-	if err != nil {
-		return nil, err
-	}
-	return appendNew(ids, freed), nil
+	return ids, nil
 }
 
 // appendNew appends the ids of more that ids lacks.
@@ -342,41 +319,87 @@ const (
 	// removed, so a release folded meanwhile by a holder of the lock is
 	// never subtracted twice.
 	accountsFoldReleases = `
-WITH pending AS (
+WITH quick AS (` + foldQuick + `
+), pending AS (
 	SELECT DISTINCT tenant_id, account_id FROM account_slot_releases LIMIT 1000
-), locked AS (
-	SELECT a.tenant_id, a.id FROM accounts a JOIN pending p ON p.tenant_id = a.tenant_id AND p.account_id = a.id
-	ORDER BY a.tenant_id, a.id
-	FOR UPDATE OF a SKIP LOCKED
+)` + foldPending
+
+	// accountsFoldReleasesOf is accountsFoldReleases for the accounts
+	// ($1[i], $2[i]) only: those whose jobs a replica has just ended.
+	accountsFoldReleasesOf = `
+WITH quick AS (` + foldQuick + `
+), pending AS (
+	SELECT t.tenant_id, t.id AS account_id FROM unnest($1::bigint[], $2::bigint[]) AS t (tenant_id, id),
+	LATERAL (SELECT 1 FROM account_slot_releases r WHERE r.tenant_id = t.tenant_id AND r.account_id = t.id LIMIT 1) x
+)` + foldPending
+
+	// foldQuick commits the fold without waiting for the WAL flush, so the
+	// account rows are locked for microseconds rather than an fsync
+	// (placements skip locked accounts). Losing a fold in a crash loses
+	// nothing: the releases are then still pending, and the counts still
+	// add up.
+	foldQuick = `
+	SELECT set_config('synchronous_commit', 'off', true)`
+
+	// foldPending locks the pending accounts it can lock at once, deletes
+	// their releases and subtracts exactly what it deleted.
+	foldPending = `, locked AS (
+	SELECT a.tenant_id, a.id FROM pending p, LATERAL (
+		SELECT tenant_id, id FROM accounts a WHERE a.tenant_id = p.tenant_id AND a.id = p.account_id
+		FOR UPDATE SKIP LOCKED) a
 ), freed AS (
 	DELETE FROM account_slot_releases r USING locked l
 	WHERE r.tenant_id = l.tenant_id AND r.account_id = l.id
 	RETURNING r.tenant_id, r.account_id, r.n
 )
 UPDATE accounts a SET running = a.running - f.n
-FROM (SELECT tenant_id, account_id, sum(n)::integer AS n FROM freed GROUP BY 1, 2) f
+FROM (SELECT tenant_id, account_id, sum(n)::integer AS n FROM freed GROUP BY 1, 2) f, quick
 WHERE a.tenant_id = f.tenant_id AND a.id = f.account_id`
 
-	// accountReleasesOrphaned drops releases of deleted accounts.
+	// accountReleasesOrphaned drops releases of deleted accounts. The
+	// LATERAL probes each pending account by primary key, so the cost is
+	// the (few) pending rows, never the accounts table. (Here and below,
+	// LIMIT 1 keeps the planner from flattening a LATERAL probe into a
+	// hash join that reads every account of the pool.)
 	accountReleasesOrphaned = `
-DELETE FROM account_slot_releases r
-WHERE NOT EXISTS (SELECT 1 FROM accounts a WHERE a.tenant_id = r.tenant_id AND a.id = r.account_id)`
+DELETE FROM account_slot_releases r USING (
+	SELECT p.tenant_id, p.account_id FROM (SELECT DISTINCT tenant_id, account_id FROM account_slot_releases) p
+	LEFT JOIN LATERAL (SELECT 1 AS found FROM accounts a WHERE a.tenant_id = p.tenant_id AND a.id = p.account_id LIMIT 1) e ON true
+	WHERE e.found IS NULL
+) o
+WHERE r.tenant_id = o.tenant_id AND r.account_id = o.account_id`
 
 	accountReleasesAny = `SELECT EXISTS (SELECT 1 FROM account_slot_releases)`
 )
 
 // FoldReleases folds pending slot releases into the accounts' running
-// counts where it can lock the account at once, for the accounts no
-// placement has folded since their jobs ended, so the table stays small.
-// It costs one index probe when nothing is pending.
+// counts where it can lock the account at once: the ones FoldReleasesOf
+// found locked. The dispatcher runs it once a WakeInterval. It costs one
+// index probe when nothing is pending.
 func FoldReleases(ctx context.Context, db dbx.DBTX) error {
 	var any bool
 	if err := db.QueryRow(ctx, accountReleasesAny).Scan(&any); err != nil || !any {
 		return err
 	}
-	if _, err := db.Exec(ctx, accountsFoldReleases); err != nil {
-		return err
+	_, err := db.Exec(ctx, accountsFoldReleases)
+	return err
+}
+
+// FoldReleasesOf is FoldReleases for the accounts (tenantIDs[i], ids[i]):
+// a replica runs it right after committing the end of jobs on them, so
+// their slots count as free within a millisecond and the next placement
+// reads them from the accounts' running counts.
+func FoldReleasesOf(ctx context.Context, db dbx.DBTX, tenantIDs, ids []int64) error {
+	if len(ids) == 0 {
+		return nil
 	}
+	_, err := db.Exec(ctx, accountsFoldReleasesOf, tenantIDs, ids)
+	return err
+}
+
+// DropOrphanReleases deletes the pending releases of deleted accounts,
+// which no fold can take; the dispatcher runs it once a WakeInterval.
+func DropOrphanReleases(ctx context.Context, db dbx.DBTX) error {
 	_, err := db.Exec(ctx, accountReleasesOrphaned)
 	return err
 }

@@ -130,10 +130,12 @@ func TestReleasesAndPlacementsNeverBlockEachOther(t *testing.T) {
 	}
 }
 
-// TestFullAccountWithReleasesIsFree: an account full by its stored running
-// count whose jobs have ended (releases pending, not yet folded) is offered
-// to placement, and its pool counts as having free capacity.
-func TestFullAccountWithReleasesIsFree(t *testing.T) {
+// TestFullAccountIsFreeOnceFolded: an account full by its stored running
+// count whose jobs have ended is offered to placement, and its pool counts
+// as having free capacity, once FoldReleases (which the dispatcher runs
+// before each round) has folded its pending releases; a placement that
+// locks it meanwhile counts them anyway (see the test above).
+func TestFullAccountIsFreeOnceFolded(t *testing.T) {
 	t.Parallel()
 	w := newRefreshWorld(t)
 	ctx := context.Background()
@@ -173,7 +175,45 @@ func TestFullAccountWithReleasesIsFree(t *testing.T) {
 	if err := accounts.ReleaseSlots(ctx, w.pool, []accounts.Release{{TenantID: w.scope.TenantID, AccountID: a.ID, N: 1}}); err != nil {
 		t.Fatal(err)
 	}
+	if err := accounts.FoldReleases(ctx, w.pool); err != nil {
+		t.Fatal(err)
+	}
 	if ids, ps := window(), pools(); !slices.Equal(ids, []int64{a.ID}) || !slices.Contains(ps, w.scope) {
-		t.Fatalf("an account whose job ended is not offered: window %v, pools %v", ids, ps)
+		t.Fatalf("an account whose job ended is not offered after the fold: window %v, pools %v", ids, ps)
+	}
+}
+
+// TestOrphanReleasesAreDropped: a release pending for an account that was
+// deleted meanwhile can never be folded; DropOrphanReleases removes it
+// and leaves other accounts' releases alone.
+func TestOrphanReleasesAreDropped(t *testing.T) {
+	t.Parallel()
+	w := newRefreshWorld(t)
+	ctx := context.Background()
+	reg := func(email string) accounts.Account {
+		a, err := w.store.Register(ctx, w.scope, accounts.Registration{
+			Cookie: sim.Cookie(email, time.Now().Add(time.Hour), time.Now().Add(90*24*time.Hour))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	gone, kept := reg("gone@x.io"), reg("kept@x.io")
+	err := accounts.ReleaseSlots(ctx, w.pool, []accounts.Release{
+		{TenantID: w.scope.TenantID, AccountID: gone.ID, N: 1}, {TenantID: w.scope.TenantID, AccountID: kept.ID, N: 2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.store.Delete(ctx, w.scope, "gone@x.io"); err != nil {
+		t.Fatal(err)
+	}
+	if err := accounts.DropOrphanReleases(ctx, w.pool); err != nil {
+		t.Fatal(err)
+	}
+	var left []int64
+	rows, _ := w.pool.Query(ctx, `SELECT account_id FROM account_slot_releases ORDER BY 1`)
+	left, err = pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil || !slices.Equal(left, []int64{kept.ID}) {
+		t.Errorf("releases left for accounts %v (%v), want only the kept account's %d", left, err, kept.ID)
 	}
 }

@@ -279,6 +279,29 @@ func resetBreakers(ctx context.Context, tx pgx.Tx, jobs []Job) error {
 	return accounts.ResetFailures(ctx, tx, tenants, ids)
 }
 
+// foldReleased folds the slot releases the commit of jobs left pending on
+// their accounts (accounts.ReleaseSlots never locks an account), so the
+// next placement sees the free slots in the accounts' running counts. An
+// account a placement holds right now is skipped: that placement counts
+// its pending releases itself, and the dispatcher's periodic fold takes
+// what is left.
+func (s *Scheduler) foldReleased(jobs []Job) {
+	var tenants, ids []int64
+	seen := make(map[[2]int64]bool, len(jobs))
+	for _, j := range jobs {
+		if j.accountID == nil || seen[[2]int64{j.tenantID, *j.accountID}] {
+			continue
+		}
+		seen[[2]int64{j.tenantID, *j.accountID}] = true
+		tenants, ids = append(tenants, j.tenantID), append(ids, *j.accountID)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := accounts.FoldReleasesOf(ctx, s.cfg.Pool, tenants, ids); err != nil {
+		s.log.Warn("folding slot releases failed; the periodic fold will", "err", err)
+	}
+}
+
 func (s *Scheduler) runFinishHook(ctx context.Context, tx pgx.Tx, jobs []Job) error {
 	if s.cfg.OnFinish == nil || len(jobs) == 0 {
 		return nil
@@ -286,13 +309,15 @@ func (s *Scheduler) runFinishHook(ctx context.Context, tx pgx.Tx, jobs []Job) er
 	return s.cfg.OnFinish(ctx, tx, jobs)
 }
 
-// afterEnded is what follows the commit of ended jobs: metrics, local
-// long-polls and the dispatcher (slots may have freed) at once, other
-// replicas' long-polls through a coalesced notification.
+// afterEnded is what follows the commit of ended jobs: their slot
+// releases folded into the accounts' counts, metrics, local long-polls and
+// the dispatcher (slots have freed) at once, other replicas' long-polls
+// through a coalesced notification.
 func (s *Scheduler) afterEnded(jobs []Job, now time.Time) {
 	if len(jobs) == 0 {
 		return
 	}
+	s.foldReleased(jobs)
 	for _, j := range jobs {
 		s.metrics.finished(j, now)
 		s.waiters.notify(j.ID)

@@ -45,21 +45,21 @@ func (s *Scheduler) dispatchLoop(ctx context.Context) {
 			default:
 			}
 		case <-tick.C:
-			s.foldDue.Store(true) // releases no placement has folded
+			// The releases that an end-of-job fold found locked, and those
+			// of deleted accounts.
+			if err := accounts.FoldReleases(ctx, s.cfg.Pool); err != nil && ctx.Err() == nil {
+				s.log.Error("folding slot releases failed", "err", err)
+			}
+			if err := accounts.DropOrphanReleases(ctx, s.cfg.Pool); err != nil && ctx.Err() == nil {
+				s.log.Error("dropping releases of deleted accounts failed", "err", err)
+			}
 		}
 	}
 }
 
 // placeRound places what it can in every pool with a free account and
-// reports how many jobs it placed. Once a WakeInterval it first folds the
-// slot releases that no placement folded (see accounts.ReleaseSlots).
+// reports how many jobs it placed.
 func (s *Scheduler) placeRound(ctx context.Context) (int, error) {
-	if s.foldDue.Swap(false) {
-		if err := accounts.FoldReleases(ctx, s.cfg.Pool); err != nil {
-			s.foldDue.Store(true)
-			return 0, err
-		}
-	}
 	pools, err := accounts.FreePools(ctx, s.cfg.Pool)
 	if err != nil {
 		return 0, err

@@ -21,7 +21,6 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -168,7 +167,6 @@ type Scheduler struct {
 	waiters *waiters
 	expect  *expectations // how long jobs take, for polling
 	wake    chan struct{}
-	foldDue atomic.Bool // slot releases were left pending: fold them
 	done    *completer
 	signals *signals
 	insert  *inserter
