@@ -15,6 +15,7 @@ import (
 	"github.com/poolgate/poolgate/internal/provider"
 	"github.com/poolgate/poolgate/internal/provider/ltxapi"
 	"github.com/poolgate/poolgate/internal/provider/ltxstudio"
+	"github.com/poolgate/poolgate/internal/results/resultstest"
 )
 
 func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -214,7 +215,7 @@ func TestProberProbesAPIKeyAccounts(t *testing.T) {
 	}
 	upstream := provider.Set{
 		provider.NameLTXStudio: ltxstudio.New(w.simURL, nil),
-		provider.NameLTXAPI:    ltxapi.New(w.simURL, ltxapi.DirSink(t.TempDir()), nil),
+		provider.NameLTXAPI:    ltxapi.New(w.simURL, resultstest.Dir(t, t.TempDir()), nil),
 	}
 	clock := fakeclock.New(now.Add(2 * time.Minute))
 	p := accounts.NewProber(accounts.ProberConfig{Store: w.store, Provider: upstream, Logger: discard(), Now: clock.Now})

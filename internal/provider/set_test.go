@@ -8,6 +8,7 @@ import (
 	"github.com/poolgate/poolgate/internal/provider"
 	"github.com/poolgate/poolgate/internal/provider/ltxapi"
 	"github.com/poolgate/poolgate/internal/provider/ltxstudio"
+	"github.com/poolgate/poolgate/internal/results/resultstest"
 )
 
 // A Set sends each call to the account's provider, and one it lacks takes
@@ -23,7 +24,7 @@ func TestSetDispatchesByAccountProvider(t *testing.T) {
 	if provider.ClassOf(err) != provider.ClassAuth || !strings.Contains(err.Error(), "ltx-api is not configured") {
 		t.Fatalf("missing provider: err = %v, want ClassAuth naming it", err)
 	}
-	set[provider.NameLTXAPI] = ltxapi.New("http://127.0.0.1:1", ltxapi.DirSink(t.TempDir()), nil)
+	set[provider.NameLTXAPI] = ltxapi.New("http://127.0.0.1:1", resultstest.Dir(t, t.TempDir()), nil)
 	if _, _, err := set.Lookup(context.Background(), key, "j/1"); err != provider.ErrNoLookup {
 		t.Fatalf("Lookup through the set: %v, want the ltx-api adapter's ErrNoLookup", err)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/poolgate/poolgate/internal/provider/ltxapi"
 	"github.com/poolgate/poolgate/internal/provider/ltxstudio"
 	"github.com/poolgate/poolgate/internal/provider/sim"
+	"github.com/poolgate/poolgate/internal/results/resultstest"
 	"github.com/poolgate/poolgate/internal/scheduler"
 )
 
@@ -48,7 +49,7 @@ func (w *world) bothProviders(dir string) func(*scheduler.Config) {
 		c.Provider = nil
 		c.Providers = map[string]provider.Provider{
 			provider.NameLTXStudio: ltxstudio.New(w.simURL, nil),
-			provider.NameLTXAPI:    ltxapi.New(w.simURL, ltxapi.DirSink(dir), nil),
+			provider.NameLTXAPI:    ltxapi.New(w.simURL, resultstest.Dir(w.t, dir), nil),
 		}
 	}
 }
@@ -125,7 +126,7 @@ func TestBothProvidersInOnePool(t *testing.T) {
 		if err := json.Unmarshal(j.Result, &res); err != nil || res.URL != "/v1/jobs/"+id+"/result" || res.Size != 50_000 {
 			t.Errorf("job %s result %s, want the stored video's url and size", id, j.Result)
 		}
-		if fi, err := os.Stat(filepath.Join(dir, id)); err != nil || fi.Size() != 50_000 {
+		if fi, err := os.Stat(filepath.Join(dir, "objects", id)); err != nil || fi.Size() != 50_000 {
 			t.Errorf("job %s: stored video %v (err %v), want 50000 bytes", id, fi, err)
 		}
 	}
@@ -221,7 +222,7 @@ func TestDeadReplicaLeavesOutcomeUnknown(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	real := ltxapi.New(w.simURL, ltxapi.DirSink(dir), nil)
+	real := ltxapi.New(w.simURL, resultstest.Dir(t, dir), nil)
 	p := newProxy(real)
 	p.submit = func(ctx context.Context, _ provider.Account, _ int64, forward func() (provider.Status, error)) (provider.Status, error) {
 		forward() // the call reaches the upstream and runs; the replica dies before it hears back
@@ -270,7 +271,7 @@ func TestLostAnswerIsNotRetried(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t, simWith(func(c *sim.Config) { c.LTXAPIDelay = 20 * time.Millisecond }))
 	w.addKey("k", 2)
-	p := newProxy(ltxapi.New(w.simURL, ltxapi.DirSink(t.TempDir()), nil))
+	p := newProxy(ltxapi.New(w.simURL, resultstest.Dir(t, t.TempDir()), nil))
 	p.submit = func(_ context.Context, _ provider.Account, _ int64, forward func() (provider.Status, error)) (provider.Status, error) {
 		forward()
 		return provider.Status{}, &provider.Error{Class: provider.ClassTransient, Message: "connection reset mid-video",

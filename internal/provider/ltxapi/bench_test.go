@@ -15,6 +15,7 @@ import (
 	"github.com/poolgate/poolgate/internal/provider"
 	"github.com/poolgate/poolgate/internal/provider/ltxapi"
 	"github.com/poolgate/poolgate/internal/provider/sim"
+	"github.com/poolgate/poolgate/internal/results/resultstest"
 )
 
 // BenchmarkStream50x20MB streams 50 concurrent 20 MB videos from the
@@ -26,7 +27,7 @@ func BenchmarkStream50x20MB(b *testing.B) {
 	s := sim.New(sim.Config{LTXAPIVideoBytes: size, Seed: 1}, nil)
 	srv := httptest.NewServer(s)
 	defer srv.Close()
-	c := ltxapi.New(srv.URL, ltxapi.DirSink(b.TempDir()), nil)
+	c := ltxapi.New(srv.URL, resultstest.Dir(b, b.TempDir()), nil)
 	var peak atomic.Uint64
 	stop := make(chan struct{})
 	go func() {

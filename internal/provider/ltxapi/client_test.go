@@ -19,6 +19,7 @@ import (
 	"github.com/poolgate/poolgate/internal/provider"
 	"github.com/poolgate/poolgate/internal/provider/ltxapi"
 	"github.com/poolgate/poolgate/internal/provider/sim"
+	"github.com/poolgate/poolgate/internal/results/resultstest"
 )
 
 func setup(t *testing.T, cfg sim.Config) (*ltxapi.Client, *sim.Server, string) {
@@ -27,7 +28,7 @@ func setup(t *testing.T, cfg sim.Config) (*ltxapi.Client, *sim.Server, string) {
 	srv := httptest.NewServer(s)
 	t.Cleanup(srv.Close)
 	dir := t.TempDir()
-	return ltxapi.New(srv.URL, ltxapi.DirSink(dir), nil), s, dir
+	return ltxapi.New(srv.URL, resultstest.Dir(t, dir), nil), s, dir
 }
 
 func quickConfig() sim.Config {
@@ -60,7 +61,7 @@ func TestSubmitStoresTheVideoByteForByte(t *testing.T) {
 	if res != want {
 		t.Fatalf("result = %+v, want %+v", res, want)
 	}
-	got, err := os.ReadFile(filepath.Join(dir, "job_1"))
+	got, err := os.ReadFile(filepath.Join(dir, "objects", "job_1"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +75,7 @@ func TestSubmitStoresTheVideoByteForByte(t *testing.T) {
 	if err != nil {
 		t.Skip("ffprobe not installed: stored bytes checked, playback not")
 	}
-	out, err := exec.Command(ffprobe, "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", filepath.Join(dir, "job_1")).Output()
+	out, err := exec.Command(ffprobe, "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", filepath.Join(dir, "objects", "job_1")).Output()
 	if err != nil {
 		t.Fatalf("ffprobe cannot read the stored video: %v", err)
 	}
@@ -96,7 +97,7 @@ func TestImageToVideoAndTypedEndpointAliases(t *testing.T) {
 	if _, err := c.Submit(context.Background(), key("i"), video("job_i", `{"prompt":"clouds","image_uri":"https://example.com/s.jpg"}`)); err != nil {
 		t.Fatalf("image-to-video: %v", err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "job_i")); err != nil {
+	if _, err := os.Stat(filepath.Join(dir, "objects", "job_i")); err != nil {
 		t.Fatalf("image-to-video stored nothing: %v", err)
 	}
 }
@@ -207,7 +208,7 @@ func TestLostAnswerIsAnUnknownOutcome(t *testing.T) {
 		conn.Close()
 	}))
 	defer srv.Close()
-	c := ltxapi.New(srv.URL, ltxapi.DirSink(t.TempDir()), nil)
+	c := ltxapi.New(srv.URL, resultstest.Dir(t, t.TempDir()), nil)
 	_, err := c.Submit(context.Background(), key("u"), video("job_u", `{"prompt":"p"}`))
 	if !errors.Is(err, provider.ErrOutcomeUnknown) {
 		t.Fatalf("err = %v, want ErrOutcomeUnknown", err)
@@ -231,7 +232,7 @@ func TestLostAnswerIsAnUnknownOutcome(t *testing.T) {
 	}))
 	defer stall.Close()
 	defer close(release)
-	_, err = ltxapi.New(stall.URL, ltxapi.DirSink(t.TempDir()), nil).WithTimeout(200*time.Millisecond).
+	_, err = ltxapi.New(stall.URL, resultstest.Dir(t, t.TempDir()), nil).WithTimeout(200*time.Millisecond).
 		Submit(context.Background(), key("u"), video("job_s", `{"prompt":"p"}`))
 	if !errors.Is(err, provider.ErrOutcomeUnknown) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("stalled answer: err = %v, want ErrOutcomeUnknown from the deadline", err)
@@ -240,7 +241,7 @@ func TestLostAnswerIsAnUnknownOutcome(t *testing.T) {
 	ln := httptest.NewServer(http.NotFoundHandler())
 	url := ln.URL
 	ln.Close() // nothing listens there now
-	_, err = ltxapi.New(url, ltxapi.DirSink(t.TempDir()), nil).Submit(context.Background(), key("u"), video("job_v", `{"prompt":"p"}`))
+	_, err = ltxapi.New(url, resultstest.Dir(t, t.TempDir()), nil).Submit(context.Background(), key("u"), video("job_v", `{"prompt":"p"}`))
 	if err == nil || errors.Is(err, provider.ErrOutcomeUnknown) || provider.ClassOf(err) != provider.ClassTransient {
 		t.Fatalf("refused connection: err = %v, want transient with a known outcome", err)
 	}

@@ -162,3 +162,14 @@ func toolsScript() (string, error) {
 		dir = parent
 	}
 }
+
+// Dir is a directory store in dir (its files land in dir/objects), for
+// tests whose provider streams results into a store.
+func Dir(t testing.TB, dir string) *results.Dir {
+	t.Helper()
+	d, err := results.NewDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
