@@ -244,9 +244,12 @@ func TestDeadReplicaLeavesOutcomeUnknown(t *testing.T) {
 	p.freeze()
 	pool.Close()
 
+	// The rescuer's own lease is longer than the dead replica's: a renewal
+	// that a loaded machine delays past a 1 s lease would have the rescuer
+	// rescue its own second attempt, a third call this test must not see.
 	rescuer := w.replica(func(c *scheduler.Config) {
 		w.bothProviders(dir)(c)
-		c.LeaseTTL = time.Second
+		c.LeaseTTL = 5 * time.Second
 	})
 	j := w.await(rescuer, strict.ID, 20*time.Second)
 	wantEnded(t, j, scheduler.StateFailed, scheduler.CodeOutcomeUnknown)
