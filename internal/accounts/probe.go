@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/poolgate/poolgate/internal/loop"
 	"github.com/poolgate/poolgate/internal/provider"
 	"github.com/poolgate/poolgate/internal/tenant"
 )
@@ -43,7 +44,7 @@ type ProberConfig struct {
 type Prober struct {
 	cfg  ProberConfig
 	log  *slog.Logger
-	loop ticker
+	loop loop.Every
 }
 
 // NewProber returns a Prober; Start runs it.
@@ -62,15 +63,14 @@ func NewProber(cfg ProberConfig) *Prober {
 
 // Start probes due accounts every Interval until Stop.
 func (p *Prober) Start(ctx context.Context) error {
-	p.loop.start(ctx, p.cfg.Interval, p.log, "probe round failed", func(ctx context.Context) error {
+	return p.loop.Start(ctx, p.cfg.Interval, p.log, "probe round failed", func(ctx context.Context) error {
 		_, err := p.RunOnce(ctx)
 		return err
 	})
-	return nil
 }
 
 // Stop ends the loop after the probes in progress, or when ctx ends.
-func (p *Prober) Stop(ctx context.Context) { p.loop.halt(ctx) }
+func (p *Prober) Stop(ctx context.Context) { p.loop.Stop(ctx) }
 
 // probeLease bounds how long a replica holds an account it is probing.
 // It is taken for one account at a time, just before its probe, so a

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/poolgate/poolgate/internal/cookies"
+	"github.com/poolgate/poolgate/internal/loop"
 	"github.com/poolgate/poolgate/internal/provider"
 	"github.com/poolgate/poolgate/internal/tenant"
 )
@@ -39,7 +40,7 @@ type RefresherConfig struct {
 type Refresher struct {
 	cfg  RefresherConfig
 	log  *slog.Logger
-	loop ticker
+	loop loop.Every
 }
 
 // NewRefresher returns a Refresher; Start runs it.
@@ -61,15 +62,14 @@ func NewRefresher(cfg RefresherConfig) *Refresher {
 
 // Start refreshes due accounts every Interval until Stop.
 func (r *Refresher) Start(ctx context.Context) error {
-	r.loop.start(ctx, r.cfg.Interval, r.log, "refresh round failed", func(ctx context.Context) error {
+	return r.loop.Start(ctx, r.cfg.Interval, r.log, "refresh round failed", func(ctx context.Context) error {
 		_, err := r.RunOnce(ctx)
 		return err
 	})
-	return nil
 }
 
 // Stop ends the loop after the refreshes in progress, or when ctx ends.
-func (r *Refresher) Stop(ctx context.Context) { r.loop.halt(ctx) }
+func (r *Refresher) Stop(ctx context.Context) { r.loop.Stop(ctx) }
 
 // refreshLease bounds how long a replica holds an account it is refreshing.
 const refreshLease = 2 * time.Minute

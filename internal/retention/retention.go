@@ -19,12 +19,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/poolgate/poolgate/internal/dbx"
+	"github.com/poolgate/poolgate/internal/loop"
 )
 
 // lockKey is the advisory lock a batch holds; it keeps replicas from
@@ -67,12 +67,9 @@ type Config struct {
 
 // Service runs a cleanup pass every Interval.
 type Service struct {
-	cfg Config
-	log *slog.Logger
-
-	mu     sync.Mutex
-	cancel context.CancelFunc
-	done   chan struct{}
+	cfg  Config
+	log  *slog.Logger
+	loop loop.Every
 }
 
 // New returns the service; it refuses a cleanup it could not run, so a
@@ -108,48 +105,15 @@ func New(cfg Config) (*Service, error) {
 
 // Start runs a pass now and then every Interval until Stop.
 func (s *Service) Start(ctx context.Context) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.done != nil {
-		return errors.New("retention: already started")
-	}
-	ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
-	s.done = make(chan struct{})
-	go s.loop(ctx, s.done)
-	return nil
+	return s.loop.Start(ctx, s.cfg.Interval, s.log, "retention pass failed", func(ctx context.Context) error {
+		_, err := s.RunOnce(ctx)
+		return err
+	})
 }
 
 // Stop ends the loop, abandoning a batch in flight (its transaction rolls
 // back), and waits for it to return or for ctx to end.
-func (s *Service) Stop(ctx context.Context) {
-	s.mu.Lock()
-	cancel, done := s.cancel, s.done
-	s.mu.Unlock()
-	if cancel == nil {
-		return
-	}
-	cancel()
-	select {
-	case <-done:
-	case <-ctx.Done():
-	}
-}
-
-func (s *Service) loop(ctx context.Context, done chan struct{}) {
-	defer close(done)
-	t := time.NewTicker(s.cfg.Interval)
-	defer t.Stop()
-	for {
-		if _, err := s.RunOnce(ctx); err != nil && ctx.Err() == nil {
-			s.log.Error("retention pass failed", "err", err)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
-}
+func (s *Service) Stop(ctx context.Context) { s.loop.Stop(ctx) }
 
 // Pass is what one pass did.
 type Pass struct {
