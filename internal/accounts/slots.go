@@ -373,15 +373,19 @@ WHERE r.tenant_id = o.tenant_id AND r.account_id = o.account_id`
 )
 
 // FoldReleases folds pending slot releases into the accounts' running
-// counts where it can lock the account at once: the ones FoldReleasesOf
-// found locked. The dispatcher runs it once a WakeInterval. It costs one
-// index probe when nothing is pending.
+// counts where it can lock the account at once (the ones FoldReleasesOf
+// found locked), and drops the releases of deleted accounts, which no fold
+// can take. The dispatcher runs it once a WakeInterval. It costs one index
+// probe when nothing is pending.
 func FoldReleases(ctx context.Context, db dbx.DBTX) error {
 	var any bool
 	if err := db.QueryRow(ctx, accountReleasesAny).Scan(&any); err != nil || !any {
 		return err
 	}
-	_, err := db.Exec(ctx, accountsFoldReleases)
+	if _, err := db.Exec(ctx, accountsFoldReleases); err != nil {
+		return err
+	}
+	_, err := db.Exec(ctx, accountReleasesOrphaned)
 	return err
 }
 
@@ -394,13 +398,6 @@ func FoldReleasesOf(ctx context.Context, db dbx.DBTX, tenantIDs, ids []int64) er
 		return nil
 	}
 	_, err := db.Exec(ctx, accountsFoldReleasesOf, tenantIDs, ids)
-	return err
-}
-
-// DropOrphanReleases deletes the pending releases of deleted accounts,
-// which no fold can take; the dispatcher runs it once a WakeInterval.
-func DropOrphanReleases(ctx context.Context, db dbx.DBTX) error {
-	_, err := db.Exec(ctx, accountReleasesOrphaned)
 	return err
 }
 

@@ -184,8 +184,8 @@ func TestFullAccountIsFreeOnceFolded(t *testing.T) {
 }
 
 // TestOrphanReleasesAreDropped: a release pending for an account that was
-// deleted meanwhile can never be folded; DropOrphanReleases removes it
-// and leaves other accounts' releases alone.
+// deleted meanwhile can never be folded; FoldReleases drops it and folds
+// the other accounts' releases.
 func TestOrphanReleasesAreDropped(t *testing.T) {
 	t.Parallel()
 	w := newRefreshWorld(t)
@@ -207,13 +207,19 @@ func TestOrphanReleasesAreDropped(t *testing.T) {
 	if err := w.store.Delete(ctx, w.scope, "gone@x.io"); err != nil {
 		t.Fatal(err)
 	}
-	if err := accounts.DropOrphanReleases(ctx, w.pool); err != nil {
+	// The kept account holds the two slots the release gives back.
+	if _, err := w.pool.Exec(ctx, `UPDATE accounts SET running = 2 WHERE id = $1`, kept.ID); err != nil {
 		t.Fatal(err)
 	}
-	var left []int64
-	rows, _ := w.pool.Query(ctx, `SELECT account_id FROM account_slot_releases ORDER BY 1`)
-	left, err = pgx.CollectRows(rows, pgx.RowTo[int64])
-	if err != nil || !slices.Equal(left, []int64{kept.ID}) {
-		t.Errorf("releases left for accounts %v (%v), want only the kept account's %d", left, err, kept.ID)
+	if err := accounts.FoldReleases(ctx, w.pool); err != nil {
+		t.Fatal(err)
+	}
+	var left, running int
+	if err := w.pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM account_slot_releases), (SELECT running FROM accounts WHERE id = $1)`,
+		kept.ID).Scan(&left, &running); err != nil {
+		t.Fatal(err)
+	}
+	if left != 0 || running != 0 {
+		t.Errorf("after the fold: %d releases pending, kept account running %d; want 0 and 0", left, running)
 	}
 }

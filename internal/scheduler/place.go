@@ -50,9 +50,6 @@ func (s *Scheduler) dispatchLoop(ctx context.Context) {
 			if err := accounts.FoldReleases(ctx, s.cfg.Pool); err != nil && ctx.Err() == nil {
 				s.log.Error("folding slot releases failed", "err", err)
 			}
-			if err := accounts.DropOrphanReleases(ctx, s.cfg.Pool); err != nil && ctx.Err() == nil {
-				s.log.Error("dropping releases of deleted accounts failed", "err", err)
-			}
 		}
 	}
 }
