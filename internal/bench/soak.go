@@ -6,9 +6,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/poolgate/poolgate/internal/accounts"
 	"github.com/poolgate/poolgate/internal/provider/sim"
 	"github.com/poolgate/poolgate/internal/retention"
 	"github.com/poolgate/poolgate/internal/scheduler"
@@ -219,19 +217,11 @@ func mb(b int64) float64 { return float64(b) / (1 << 20) }
 // produceSteadily queues rate jobs a second, in a batch every 20 ms, until
 // ctx ends, and returns how many were accepted.
 func (w *world) produceSteadily(ctx context.Context, rate int) (int, error) {
-	pc, err := pgxpool.ParseConfig(w.dbURL)
+	sched, closeProducer, err := w.producer(ctx, 2)
 	if err != nil {
 		return 0, err
 	}
-	pc.MaxConns = 2
-	pool, err := pgxpool.NewWithConfig(context.WithoutCancel(ctx), pc)
-	if err != nil {
-		return 0, err
-	}
-	defer pool.Close()
-	sched := scheduler.New(scheduler.Config{Pool: pool, Accounts: accounts.NewStore(pool, w.box, time.Now),
-		Logger: w.cfg.Logger, MaxQueued: 10_000_000, DispatchOff: true})
-	defer sched.Stop(context.WithoutCancel(ctx))
+	defer closeProducer()
 
 	const tick = 20 * time.Millisecond
 	t0, accepted := time.Now(), 0

@@ -323,24 +323,34 @@ func (w *world) createJobsBatched(ctx context.Context, n, producers, batch int) 
 // CPU the phase cost here and in Postgres.
 func (w *world) produce(ctx context.Context, producers, n int, f func(context.Context, *scheduler.Scheduler, int) error) (self, pg time.Duration, err error) {
 	meter := startCPU(ctx, w.admin, w.dbName)
-	pc, err := pgxpool.ParseConfig(w.dbURL)
-	if err != nil {
-		return 0, 0, err
-	}
-	pc.MaxConns = int32(max(producers, 1))
-	pc.ConnConfig.RuntimeParams["application_name"] = producerApp
-	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	sched, closeProducer, err := w.producer(ctx, producers)
 	if err != nil {
 		return 0, 0, err
 	}
 	defer w.waitGone(ctx, producerApp)
-	defer pool.Close()
-	sched := scheduler.New(scheduler.Config{Pool: pool, Accounts: accounts.NewStore(pool, w.box, time.Now),
-		Logger: w.cfg.Logger, MaxQueued: 10_000_000, DispatchOff: true})
-	defer sched.Stop(ctx)
+	defer closeProducer()
 	err = parallel(ctx, producers, n, func(ctx context.Context, i int) error { return f(ctx, sched, i) })
 	self, pg = meter.stop(ctx)
 	return self, pg, err
+}
+
+// producer is a scheduler that only queues jobs, on a pool of conns
+// connections of its own (named producerApp), as an API replica of a
+// deployment would; close stops both.
+func (w *world) producer(ctx context.Context, conns int) (sched *scheduler.Scheduler, close func(), err error) {
+	pc, err := pgxpool.ParseConfig(w.dbURL)
+	if err != nil {
+		return nil, nil, err
+	}
+	pc.MaxConns = int32(max(conns, 1))
+	pc.ConnConfig.RuntimeParams["application_name"] = producerApp
+	pool, err := pgxpool.NewWithConfig(context.WithoutCancel(ctx), pc)
+	if err != nil {
+		return nil, nil, err
+	}
+	sched = scheduler.New(scheduler.Config{Pool: pool, Accounts: accounts.NewStore(pool, w.box, time.Now),
+		Logger: w.cfg.Logger, MaxQueued: 10_000_000, DispatchOff: true})
+	return sched, func() { sched.Stop(context.WithoutCancel(ctx)); pool.Close() }, nil
 }
 
 // producerApp names the producers' connections in pg_stat_activity.
