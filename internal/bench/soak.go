@@ -6,7 +6,6 @@ import (
 	"sync"
 	"time"
 
-
 	"github.com/poolgate/poolgate/internal/provider/sim"
 	"github.com/poolgate/poolgate/internal/retention"
 	"github.com/poolgate/poolgate/internal/scheduler"
