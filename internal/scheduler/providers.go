@@ -3,29 +3,22 @@ package scheduler
 import (
 	"context"
 	"errors"
+	"maps"
+	"slices"
 
 	"github.com/poolgate/poolgate/internal/provider"
 )
 
-// upstream is the provider that runs calls as acct: Provider, when set,
-// runs the accounts whose provider Providers lacks.
+// upstream is the provider that runs calls as acct: a provider this
+// replica lacks answers with a ClassAuth error that names it (see
+// provider.Set.For).
 func (s *Scheduler) upstream(acct provider.Account) provider.Provider {
-	if _, ok := s.cfg.Providers[acct.ProviderName()]; !ok && s.cfg.Provider != nil {
-		return s.cfg.Provider
-	}
 	return s.cfg.Providers.For(acct)
 }
 
 // providerNames lists the providers this scheduler can place jobs for.
 func (s *Scheduler) providerNames() []string {
-	names := make([]string, 0, len(s.cfg.Providers)+1)
-	for n := range s.cfg.Providers {
-		names = append(names, n)
-	}
-	if s.cfg.Provider != nil && s.cfg.Providers[provider.NameLTXStudio] == nil {
-		names = append(names, provider.NameLTXStudio)
-	}
-	return names
+	return slices.Collect(maps.Keys(s.cfg.Providers))
 }
 
 // unknownOutcome ends an attempt nobody can know the outcome of: the

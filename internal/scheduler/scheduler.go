@@ -20,6 +20,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"log/slog"
+	"maps"
 	"sync"
 	"time"
 
@@ -38,8 +39,9 @@ type Config struct {
 	// Providers are the upstreams by name (provider.NameLTXStudio, …); a
 	// job runs on the provider of the account it is placed on.
 	Providers provider.Set
-	// Provider, if set, is the provider of accounts whose provider is not
-	// in Providers (a one-upstream setup, as tests use).
+	// Provider, if set, is the LTX Studio provider when Providers has none
+	// (a one-upstream setup, as tests use): shorthand for
+	// Providers[provider.NameLTXStudio].
 	Provider provider.Provider
 	Logger   *slog.Logger
 	Metrics  *Metrics         // nil: no metrics
@@ -190,6 +192,14 @@ type Scheduler struct {
 // New returns a scheduler; Start runs its share of the work.
 func New(cfg Config) *Scheduler {
 	cfg.defaults()
+	if cfg.Provider != nil && cfg.Providers[provider.NameLTXStudio] == nil {
+		set := maps.Clone(cfg.Providers)
+		if set == nil {
+			set = provider.Set{}
+		}
+		set[provider.NameLTXStudio] = cfg.Provider
+		cfg.Providers = set
+	}
 	s := &Scheduler{
 		cfg:      cfg,
 		log:      cfg.Logger.With("component", "scheduler", "owner", cfg.Owner),
