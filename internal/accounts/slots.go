@@ -342,7 +342,8 @@ WITH quick AS (` + foldQuick + `
 	SELECT set_config('synchronous_commit', 'off', true)`
 
 	// foldPending locks the pending accounts it can lock at once, deletes
-	// their releases and subtracts exactly what it deleted.
+	// their releases and subtracts exactly what it deleted. It returns the
+	// pending accounts it could not lock (a placement holds them).
 	foldPending = `, locked AS (
 	SELECT a.tenant_id, a.id FROM pending p, LATERAL (
 		SELECT tenant_id, id FROM accounts a WHERE a.tenant_id = p.tenant_id AND a.id = p.account_id
@@ -351,10 +352,13 @@ WITH quick AS (` + foldQuick + `
 	DELETE FROM account_slot_releases r USING locked l
 	WHERE r.tenant_id = l.tenant_id AND r.account_id = l.id
 	RETURNING r.tenant_id, r.account_id, r.n
+), folded AS (
+	UPDATE accounts a SET running = a.running - f.n
+	FROM (SELECT tenant_id, account_id, sum(n)::integer AS n FROM freed GROUP BY 1, 2) f, quick
+	WHERE a.tenant_id = f.tenant_id AND a.id = f.account_id
 )
-UPDATE accounts a SET running = a.running - f.n
-FROM (SELECT tenant_id, account_id, sum(n)::integer AS n FROM freed GROUP BY 1, 2) f, quick
-WHERE a.tenant_id = f.tenant_id AND a.id = f.account_id`
+SELECT p.tenant_id, p.account_id FROM pending p
+WHERE NOT EXISTS (SELECT 1 FROM locked l WHERE l.tenant_id = p.tenant_id AND l.id = p.account_id)`
 
 	// accountReleasesOrphaned drops releases of deleted accounts. The
 	// LATERAL probes each pending account by primary key, so the cost is
@@ -392,13 +396,24 @@ func FoldReleases(ctx context.Context, db dbx.DBTX) error {
 // FoldReleasesOf is FoldReleases for the accounts (tenantIDs[i], ids[i]):
 // a replica runs it right after committing the end of jobs on them, so
 // their slots count as free within a millisecond and the next placement
-// reads them from the accounts' running counts.
-func FoldReleasesOf(ctx context.Context, db dbx.DBTX, tenantIDs, ids []int64) error {
+// reads them from the accounts' running counts. It returns the accounts
+// whose releases it had to leave pending because a placement held them
+// (that placement may have read their releases before they committed):
+// the caller tries those again shortly.
+func FoldReleasesOf(ctx context.Context, db dbx.DBTX, tenantIDs, ids []int64) (skippedTenants, skipped []int64, err error) {
 	if len(ids) == 0 {
-		return nil
+		return nil, nil, nil
 	}
-	_, err := db.Exec(ctx, accountsFoldReleasesOf, tenantIDs, ids)
-	return err
+	rows, err := db.Query(ctx, accountsFoldReleasesOf, tenantIDs, ids)
+	if err != nil {
+		return nil, nil, err
+	}
+	var t, id int64
+	_, err = pgx.ForEachRow(rows, []any{&t, &id}, func() error {
+		skippedTenants, skipped = append(skippedTenants, t), append(skipped, id)
+		return nil
+	})
+	return skippedTenants, skipped, err
 }
 
 const accountExists = `SELECT EXISTS (SELECT 1 FROM accounts WHERE tenant_id = $1 AND mode = $2 AND email = $3)`

@@ -223,3 +223,67 @@ func TestOrphanReleasesAreDropped(t *testing.T) {
 		t.Errorf("after the fold: %d releases pending, kept account running %d; want 0 and 0", left, running)
 	}
 }
+
+// TestFoldReleasesOfSaysWhatItLeft: a fold right after a job's end skips an
+// account a placement holds (it never waits) and says so, so that the
+// caller can try again once that placement has committed: a full account
+// is in no placement's window until its releases are folded.
+func TestFoldReleasesOfSaysWhatItLeft(t *testing.T) {
+	t.Parallel()
+	w := newRefreshWorld(t)
+	ctx := context.Background()
+	one := 1
+	a, err := w.store.Register(ctx, w.scope, accounts.Registration{
+		Cookie: sim.Cookie("held@x.io", time.Now().Add(time.Hour), time.Now().Add(90*24*time.Hour)), MaxJobs: &one})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tenants, ids := []int64{w.scope.TenantID}, []int64{a.ID}
+	if err := pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
+		if _, err := accounts.LockFree(ctx, tx, w.scope, time.Now(), ids); err != nil {
+			return err
+		}
+		return accounts.TakeSlots(ctx, tx, w.scope, ids, []int32{1})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := accounts.ReleaseSlots(ctx, w.pool, []accounts.Release{{TenantID: w.scope.TenantID, AccountID: a.ID, N: 1}}); err != nil {
+		t.Fatal(err)
+	}
+
+	placement, err := w.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer placement.Rollback(ctx)
+	if _, err := accounts.LockFree(ctx, placement, w.scope, time.Now(), ids); err != nil {
+		t.Fatal(err)
+	}
+	fctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	heldTenants, held, err := accounts.FoldReleasesOf(fctx, w.pool, tenants, ids)
+	if err != nil {
+		t.Fatalf("the fold waited or failed: %v", err)
+	}
+	if !slices.Equal(held, ids) || !slices.Equal(heldTenants, tenants) {
+		t.Fatalf("fold beside a placement left %v of %v, want the held account", held, ids)
+	}
+	if err := placement.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	if _, held, err = accounts.FoldReleasesOf(ctx, w.pool, tenants, ids); err != nil || len(held) != 0 {
+		t.Fatalf("fold once the placement ended: left %v (%v), want none", held, err)
+	}
+	got, err := accounts.FreeWindow(ctx, w.pool, w.scope, time.Now(), 64, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, ids) {
+		t.Errorf("window after the fold %v, want the account whose job ended", got)
+	}
+	// Nothing pending: nothing is left, whether or not the row is held.
+	if _, held, err = accounts.FoldReleasesOf(ctx, w.pool, tenants, ids); err != nil || len(held) != 0 {
+		t.Errorf("fold with nothing pending: left %v (%v), want none", held, err)
+	}
+}

@@ -202,8 +202,13 @@ func newPollPlan(min, max, expected time.Duration, started, now time.Time) *poll
 
 // next returns the wait before the next read: until shortly before the
 // expected end (less up to a tenth), then min doubling up to max (less up
-// to a quarter), never below min, so that jobs placed together do not read
-// together.
+// to a half), never below min, so that jobs placed together do not read
+// together. The second spread is wide on purpose: with a quarter, 2,000
+// slots filled at once kept ending in waves a few hundred jobs strong,
+// each wave read at the same moment, and the freed slots of a wave waited
+// in line for placement (bench saturation: refill p99 ~200 ms against
+// ~90 ms), for 4% fewer status reads. A 60 s job still costs at most 10
+// requests with the default table (TestPoliteToTheUpstream).
 func (p *pollPlan) next() time.Duration {
 	defer func() { p.reads++ }()
 	if p.reads == 0 && p.first > p.min {
@@ -217,7 +222,7 @@ func (p *pollPlan) next() time.Duration {
 	if k < 30 && p.min<<k < p.max && p.min<<k > 0 {
 		d = p.min << k
 	}
-	return jitter(d, p.min, 0.25)
+	return jitter(d, p.min, 0.5)
 }
 
 // jitter shortens d by up to spread (a share of d) at random, never below

@@ -54,8 +54,8 @@ func TestPollPlan(t *testing.T) {
 			if d < time.Second || d > 10*time.Second {
 				t.Fatalf("wait %d: %s, outside [1s, 10s]", i, d)
 			}
-			if i == 7 && d < 7500*time.Millisecond {
-				t.Fatalf("wait %d: %s, want the cap less up to a quarter", i, d)
+			if i == 7 && d < 5*time.Second {
+				t.Fatalf("wait %d: %s, want the cap less up to a half", i, d)
 			}
 		}
 	}
