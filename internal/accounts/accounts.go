@@ -140,8 +140,11 @@ func cookieAAD(scope tenant.Scope, email string) []byte {
 
 // heldSlots is the slots an account of the unaliased accounts table holds:
 // its running count net of pending slot releases (see ReleaseSlots; the
-// account_slots view says the same).
-const heldSlots = `running - coalesce((SELECT sum(r.n) FROM account_slot_releases r
+// account_slots view says the same). The RETURNING of the insert that
+// registers an account runs before the trigger that adds its capacity
+// row, hence the coalesce.
+const heldSlots = `coalesce((SELECT c.running FROM account_capacity c
+	WHERE c.tenant_id = accounts.tenant_id AND c.id = accounts.id), 0) - coalesce((SELECT sum(r.n) FROM account_slot_releases r
 	WHERE r.tenant_id = accounts.tenant_id AND r.account_id = accounts.id), 0)::integer`
 
 // accountColumns reads an account of the unaliased accounts table.
@@ -245,7 +248,7 @@ func AddRunning(ctx context.Context, db dbx.DBTX, scope tenant.Scope, id int64, 
 	if n == 0 {
 		return nil
 	}
-	_, err := db.Exec(ctx, `UPDATE accounts SET running = running + $3 WHERE tenant_id = $1 AND id = $2`, scope.TenantID, id, n)
+	_, err := db.Exec(ctx, `UPDATE account_capacity SET running = running + $3 WHERE tenant_id = $1 AND id = $2`, scope.TenantID, id, n)
 	return err
 }
 

@@ -12,47 +12,51 @@ import (
 	"github.com/poolgate/poolgate/internal/tenant"
 )
 
-// This file is the scheduler's view of the accounts table: which accounts
-// may take a job, and their slot counts. The scheduler composes these
-// functions inside its own transactions; no other package reads or writes
-// the accounts table.
+// This file is the scheduler's view of the accounts: which may take a job,
+// and their slot counts. The scheduler composes these functions inside its
+// own transactions; no other package reads or writes the accounts or
+// account_capacity tables.
+//
+// The slot count (running) and the rotation key (rkey) live in
+// account_capacity, one narrow row per account, whose lock is the slot
+// lock: placements and folds write only that row (see
+// 0016_account_capacity.sql for why).
 
 // usable is the one rule for "this account is in rotation now" ($3 is the
-// caller's clock), and eligible adds "and has a free slot". A quarantined
-// account is out of rotation until a probe clears its quarantine, even
-// after quarantined_until has passed; only an account whose probes the
-// operator turned off comes back on the clock alone (deriveStatus says
-// the same). Together they
-// contain the predicate of the partial index accounts_free_idx, so the
-// planner can use it. eligible reads the stored running count, which
-// pending releases (account_slot_releases) may still have to lower: it
-// never overstates the free slots, and the locking reads below count the
-// pending releases too.
+// caller's clock), on the accounts table. A quarantined account is out of
+// rotation until a probe clears its quarantine, even after
+// quarantined_until has passed; only an account whose probes the operator
+// turned off comes back on the clock alone (deriveStatus says the same).
+// free is the capacity row's half, "enabled, active and a slot free": the
+// predicate of account_capacity_free_idx, so the planner can use it. It
+// reads the stored running count, which pending releases
+// (account_slot_releases) may still have to lower: it never overstates
+// the free slots, and the locking reads below count the pending releases
+// too.
 const (
 	usable = `enabled AND status = 'active'
 	AND (quarantined_until IS NULL OR (NOT probe_enabled AND quarantined_until <= $3))
 	AND (token_expires_at IS NULL OR token_expires_at > $3)
 	AND (refresh_token_expires_at IS NULL OR refresh_token_expires_at > $3)`
-	eligible = usable + ` AND running < max_jobs`
+	free = `c.active AND c.running < c.max_jobs`
 )
 
 // AccountFreePools lists the (tenant, mode) pools with at least one account
 // that could take a job; only their queues can make progress. It skips
-// through accounts_free_idx one pool at a time (a loose index scan), so it
-// reads a few index entries per pool instead of every free account. It
-// reads stored running counts: the dispatcher folds pending releases
-// (FoldReleases) before it asks.
+// through account_capacity_free_idx one pool at a time (a loose index
+// scan), so it reads a few index entries per pool instead of every free
+// account. It reads stored running counts: pending releases are folded
+// right after the jobs end (FoldReleasesOf) and by the dispatcher's tick.
 const AccountFreePools = `
 WITH RECURSIVE pools (tenant_id, mode) AS (
-	(SELECT tenant_id, mode FROM accounts
-	 WHERE enabled AND status = 'active' AND running < max_jobs
+	(SELECT tenant_id, mode FROM account_capacity c
+	 WHERE ` + free + `
 	 ORDER BY tenant_id, mode LIMIT 1)
 	UNION ALL
 	SELECT next.tenant_id, next.mode FROM pools, LATERAL (
-		SELECT a.tenant_id, a.mode FROM accounts a
-		WHERE a.enabled AND a.status = 'active' AND a.running < a.max_jobs
-			AND (a.tenant_id, a.mode) > (pools.tenant_id, pools.mode)
-		ORDER BY a.tenant_id, a.mode LIMIT 1) next
+		SELECT c.tenant_id, c.mode FROM account_capacity c
+		WHERE ` + free + ` AND (c.tenant_id, c.mode) > (pools.tenant_id, pools.mode)
+		ORDER BY c.tenant_id, c.mode LIMIT 1) next
 )
 SELECT tenant_id, mode FROM pools`
 
@@ -95,31 +99,37 @@ const (
 	// accountFreeFrom lists up to $5 eligible accounts at or after rkey
 	// $4, of provider $6 if it is not '', without locking them.
 	accountFreeFrom = `
-SELECT id FROM accounts
-WHERE tenant_id = $1 AND mode = $2 AND ` + eligible + ` AND rkey >= $4 AND ($6 = '' OR provider = $6)
-ORDER BY rkey
+SELECT c.id FROM account_capacity c, LATERAL (
+	SELECT 1 FROM accounts a WHERE a.tenant_id = c.tenant_id AND a.id = c.id
+		AND ` + usable + ` AND ($6 = '' OR a.provider = $6) LIMIT 1) a
+WHERE c.tenant_id = $1 AND c.mode = $2 AND ` + free + ` AND c.rkey >= $4
+ORDER BY c.rkey
 LIMIT $5`
 
-	// accountLockFree locks the given accounts in id order, skipping those
-	// another transaction holds, and returns the ones still eligible. A row
-	// returned by FOR UPDATE is its latest version, so two transactions can
-	// never both take an account's last slot. The eligibility check sits in
-	// the select list rather than the WHERE so that the planner probes the
-	// primary key instead of scanning the partial index.
+	// accountLockFree locks the capacity rows of the given accounts in id
+	// order, skipping those another transaction holds, and returns the ones
+	// still eligible. A row returned by FOR UPDATE is its latest version,
+	// so two transactions can never both take an account's last slot. The
+	// lock is taken on the capacity table alone, then each account is
+	// probed by primary key: a FOR UPDATE over a join re-runs the join for
+	// every row a concurrent placement changed meanwhile, which under load
+	// cost 10 ms a call. The eligibility check sits in the select list
+	// rather than the WHERE so that the planner probes the primary key
+	// instead of scanning the partial index.
 	accountLockFree = `
-SELECT id, email, max_jobs - running, encode(substring(cookie FROM 2 FOR 12), 'hex'), provider,
-	mode = $2 AND ` + usable + ` FROM accounts a
-WHERE tenant_id = $1 AND id = ANY($4)
-ORDER BY id
-FOR UPDATE SKIP LOCKED`
+WITH locked AS (
+	SELECT c.id, c.mode, c.active, c.max_jobs - c.running AS free FROM account_capacity c
+	WHERE c.tenant_id = $1 AND c.id = ANY($4)
+	ORDER BY c.id
+	FOR UPDATE SKIP LOCKED
+)
+SELECT l.id, a.email, l.free, encode(substring(a.cookie FROM 2 FOR 12), 'hex'), a.provider,
+	l.mode = $2 AND l.active AND ` + usable + `
+FROM locked l, LATERAL (SELECT * FROM accounts a WHERE a.tenant_id = $1 AND a.id = l.id LIMIT 1) a
+ORDER BY l.id`
 
-	// accountLockFreeByEmail is accountLockFree for pinned jobs' accounts.
-	accountLockFreeByEmail = `
-SELECT id, email, max_jobs - running, encode(substring(cookie FROM 2 FOR 12), 'hex'), provider,
-	` + usable + ` FROM accounts a
-WHERE tenant_id = $1 AND mode = $2 AND email = ANY($4)
-ORDER BY id
-FOR UPDATE SKIP LOCKED`
+	// accountIDsByEmail finds pinned jobs' accounts, for LockFreeByEmail.
+	accountIDsByEmail = `SELECT id FROM accounts WHERE tenant_id = $1 AND mode = $2 AND email = ANY($3)`
 
 	// accountPendingReleases sums the pending releases of accounts the
 	// caller holds. It must be its own statement, run after the lock is
@@ -192,8 +202,11 @@ func LockFreeByEmail(ctx context.Context, db dbx.DBTX, scope tenant.Scope, now t
 	if len(emails) == 0 {
 		return nil, nil
 	}
-	rows, err := db.Query(ctx, accountLockFreeByEmail, scope.TenantID, scope.Mode, now, emails)
-	return collectFree(ctx, db, scope, rows, err)
+	ids, err := collectIDs(db.Query(ctx, accountIDsByEmail, scope.TenantID, scope.Mode, emails))
+	if err != nil {
+		return nil, err
+	}
+	return LockFree(ctx, db, scope, now, ids)
 }
 
 // collectFree reads locked accounts, adds their pending releases (read
@@ -257,11 +270,11 @@ WITH freed AS (
 ), folded AS (
 	SELECT account_id, sum(n)::integer AS n FROM freed GROUP BY account_id
 )
-UPDATE accounts a SET running = a.running + t.n - coalesce(f.n, 0),
-	rkey = CASE WHEN t.n > 0 THEN random() ELSE a.rkey END
+UPDATE account_capacity c SET running = c.running + t.n - coalesce(f.n, 0),
+	rkey = CASE WHEN t.n > 0 THEN random() ELSE c.rkey END
 FROM unnest($2::bigint[], $3::integer[]) AS t (id, n)
 LEFT JOIN folded f ON f.account_id = t.id
-WHERE a.tenant_id = $1 AND a.id = ANY($2) AND a.id = t.id`
+WHERE c.tenant_id = $1 AND c.id = ANY($2) AND c.id = t.id`
 
 // TakeSlots takes slots on accounts the caller locked with LockFree or
 // LockFreeByEmail: n[i] slots of ids[i] (0 only folds pending releases).
@@ -345,17 +358,17 @@ WITH quick AS (` + foldQuick + `
 	// their releases and subtracts exactly what it deleted. It returns the
 	// pending accounts it could not lock (a placement holds them).
 	foldPending = `, locked AS (
-	SELECT a.tenant_id, a.id FROM pending p, LATERAL (
-		SELECT tenant_id, id FROM accounts a WHERE a.tenant_id = p.tenant_id AND a.id = p.account_id
-		FOR UPDATE SKIP LOCKED) a
+	SELECT c.tenant_id, c.id FROM pending p, LATERAL (
+		SELECT tenant_id, id FROM account_capacity c WHERE c.tenant_id = p.tenant_id AND c.id = p.account_id
+		FOR UPDATE SKIP LOCKED) c
 ), freed AS (
 	DELETE FROM account_slot_releases r USING locked l
 	WHERE r.tenant_id = l.tenant_id AND r.account_id = l.id
 	RETURNING r.tenant_id, r.account_id, r.n
 ), folded AS (
-	UPDATE accounts a SET running = a.running - f.n
+	UPDATE account_capacity c SET running = c.running - f.n
 	FROM (SELECT tenant_id, account_id, sum(n)::integer AS n FROM freed GROUP BY 1, 2) f, quick
-	WHERE a.tenant_id = f.tenant_id AND a.id = f.account_id
+	WHERE c.tenant_id = f.tenant_id AND c.id = f.account_id
 )
 SELECT p.tenant_id, p.account_id FROM pending p
 WHERE NOT EXISTS (SELECT 1 FROM locked l WHERE l.tenant_id = p.tenant_id AND l.id = p.account_id)`

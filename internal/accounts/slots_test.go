@@ -34,8 +34,8 @@ func TestReleasesAndPlacementsNeverBlockEachOther(t *testing.T) {
 	pool := w.pool
 	held := func() (held, running, pending int) {
 		t.Helper()
-		err := pool.QueryRow(ctx, `SELECT s.held, a.running, (SELECT count(*) FROM account_slot_releases)
-			FROM account_slots s JOIN accounts a USING (tenant_id, id) WHERE a.id = $1`, a.ID).Scan(&held, &running, &pending)
+		err := pool.QueryRow(ctx, `SELECT s.held, c.running, (SELECT count(*) FROM account_slot_releases)
+			FROM account_slots s JOIN account_capacity c USING (tenant_id, id) WHERE c.id = $1`, a.ID).Scan(&held, &running, &pending)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -208,14 +208,14 @@ func TestOrphanReleasesAreDropped(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The kept account holds the two slots the release gives back.
-	if _, err := w.pool.Exec(ctx, `UPDATE accounts SET running = 2 WHERE id = $1`, kept.ID); err != nil {
+	if _, err := w.pool.Exec(ctx, `UPDATE account_capacity SET running = 2 WHERE id = $1`, kept.ID); err != nil {
 		t.Fatal(err)
 	}
 	if err := accounts.FoldReleases(ctx, w.pool); err != nil {
 		t.Fatal(err)
 	}
 	var left, running int
-	if err := w.pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM account_slot_releases), (SELECT running FROM accounts WHERE id = $1)`,
+	if err := w.pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM account_slot_releases), (SELECT running FROM account_capacity WHERE id = $1)`,
 		kept.ID).Scan(&left, &running); err != nil {
 		t.Fatal(err)
 	}

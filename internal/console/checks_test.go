@@ -28,8 +28,12 @@ func TestConsoleEscapesUserStrings(t *testing.T) {
 	// The API no longer accepts such an email (the lt_token claim must be
 	// an address), so the row is written directly: the console must render
 	// whatever the table holds inertly, whichever way it got there.
-	if _, err := w.pool.Exec(context.Background(), `INSERT INTO accounts (tenant_id, mode, email, cookie, max_jobs, running)
-		SELECT id, 'live', $1, '\x00', 1, 1 FROM tenants WHERE name = 'acme'`, strings.ToLower(xss)+"@evil.test"); err != nil {
+	if _, err := w.pool.Exec(context.Background(), `INSERT INTO accounts (tenant_id, mode, email, cookie, max_jobs)
+		SELECT id, 'live', $1, '\x00', 1 FROM tenants WHERE name = 'acme'`, strings.ToLower(xss)+"@evil.test"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.pool.Exec(context.Background(), `UPDATE account_capacity SET running = 1
+		WHERE id = (SELECT id FROM accounts WHERE email = $1)`, strings.ToLower(xss)+"@evil.test"); err != nil {
 		t.Fatal(err)
 	}
 	// Its cookie is no cookie, so no job may run on it (the job would put

@@ -1,0 +1,73 @@
+-- An account's slot count and rotation key move out of the accounts row
+-- into a narrow row of their own. Every placement and every fold updates
+-- them, and both sit in the free-account index (running in its predicate,
+-- rkey in its key), so no such update can be HOT: on accounts each one
+-- wrote a new copy of a wide row (the sealed cookie, tokens, health) and a
+-- new entry in every one of its eight indexes. Here it writes ~60 bytes
+-- and two index entries.
+--
+-- active and max_jobs are copies of accounts.enabled AND accounts.status =
+-- 'active' and of accounts.max_jobs, kept equal by the triggers below in
+-- the transaction that changes them: the free-account index needs them,
+-- and an index covers one table. The rest of the eligibility rule (the
+-- quarantine and token expiry, which depend on the clock) is read from
+-- accounts by the statements that pick accounts (internal/accounts
+-- slots.go), which also lock only this row: it is the slot lock.
+--
+-- Upgrading: every replica must run a binary that knows this migration;
+-- an older one would still count slots on accounts.running, which is gone.
+CREATE TABLE account_capacity (
+    tenant_id bigint NOT NULL,
+    id        bigint NOT NULL,
+    mode      text NOT NULL,
+    active    boolean NOT NULL,
+    max_jobs  integer NOT NULL,
+    running   integer NOT NULL DEFAULT 0 CHECK (running >= 0),
+    rkey      double precision NOT NULL DEFAULT random(),
+    PRIMARY KEY (tenant_id, id),
+    FOREIGN KEY (tenant_id, id) REFERENCES accounts (tenant_id, id) ON DELETE CASCADE
+) WITH (fillfactor = 10);
+-- A narrow row packs ~120 to a page, and every placement and fold of every
+-- replica would lock that one page's buffer: few rows a page (the rest is
+-- room for their updated versions, which stay on their page) spread them.
+
+-- rkey lets a placement choose a random free account in one index range
+-- read (see 0002_jobs.sql and accounts.FreeWindow).
+CREATE INDEX account_capacity_free_idx ON account_capacity (tenant_id, mode, rkey)
+    WHERE active AND running < max_jobs;
+
+INSERT INTO account_capacity (tenant_id, id, mode, active, max_jobs, running, rkey)
+SELECT tenant_id, id, mode, enabled AND status = 'active', max_jobs, running, rkey FROM accounts;
+
+CREATE FUNCTION account_capacity_sync() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO account_capacity (tenant_id, id, mode, active, max_jobs)
+        VALUES (NEW.tenant_id, NEW.id, NEW.mode, NEW.enabled AND NEW.status = 'active', NEW.max_jobs);
+    ELSE
+        UPDATE account_capacity
+        SET active = NEW.enabled AND NEW.status = 'active', max_jobs = NEW.max_jobs
+        WHERE tenant_id = NEW.tenant_id AND id = NEW.id;
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER accounts_capacity_insert AFTER INSERT ON accounts
+    FOR EACH ROW EXECUTE FUNCTION account_capacity_sync();
+-- Only a real change touches (and so locks) the capacity row: most account
+-- writes (token refreshes, health facts) leave these columns alone.
+CREATE TRIGGER accounts_capacity_update AFTER UPDATE OF enabled, status, max_jobs ON accounts
+    FOR EACH ROW
+    WHEN ((OLD.enabled AND OLD.status = 'active', OLD.max_jobs) IS DISTINCT FROM (NEW.enabled AND NEW.status = 'active', NEW.max_jobs))
+    EXECUTE FUNCTION account_capacity_sync();
+
+-- The slots an account holds: its running count less its pending releases.
+DROP VIEW account_slots;
+CREATE VIEW account_slots AS
+SELECT a.tenant_id, a.id, a.mode, a.email, a.max_jobs,
+       c.running - coalesce((SELECT sum(r.n) FROM account_slot_releases r
+                             WHERE r.tenant_id = c.tenant_id AND r.account_id = c.id), 0)::integer AS held
+FROM accounts a JOIN account_capacity c ON c.tenant_id = a.tenant_id AND c.id = a.id;
+
+ALTER TABLE accounts DROP COLUMN running, DROP COLUMN rkey; -- drops accounts_free_idx with them
