@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	mrand "math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -25,6 +24,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/poolgate/poolgate/internal/dbx"
+	"github.com/poolgate/poolgate/internal/loopback"
 	"github.com/poolgate/poolgate/internal/pgbouncer"
 	"github.com/poolgate/poolgate/internal/provider/sim"
 )
@@ -405,12 +405,11 @@ func adminExec(ctx context.Context, server, sql string) error {
 
 // freeAddr returns a loopback address nobody listens on right now.
 func freeAddr() string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := loopback.FreeAddr()
 	if err != nil {
 		return "127.0.0.1:0"
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return addr
 }
 
 func randomHex(n int) string {

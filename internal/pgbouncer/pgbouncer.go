@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"os/exec"
@@ -16,6 +15,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/poolgate/poolgate/internal/loopback"
 )
 
 // Start runs PgBouncer in transaction mode in front of the database dsn
@@ -53,7 +54,7 @@ func Start(dsn string) (through string, stop func(), err error) {
 		os.RemoveAll(dir)
 		return "", nil, err
 	}
-	listen, err := freePort()
+	listen, err := loopback.FreePort()
 	if err != nil {
 		return fail(err)
 	}
@@ -146,13 +147,4 @@ func findBouncer() string {
 		}
 	}
 	return ""
-}
-
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }
