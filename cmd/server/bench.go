@@ -60,7 +60,7 @@ func benchmark(ctx context.Context, args []string, getenv func(string) string, s
 	fs.DurationVar(&cfg.PollInterval, "poll-interval", d.PollInterval, "how often replicas read a running job's status")
 	fs.IntVar(&cfg.UpstreamConns, "upstream-conns", 0, "idle connections per host to the upstream (0: net/http's default, as serve)")
 	fs.DurationVar(&cfg.Timeout, "timeout", d.Timeout, "how long one run may take to drain its jobs")
-	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of each scenario's measured phase to FILE.<scenario>")
+	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of each scenario's measured phase to FILE.<scenario> (and of http's GETs to FILE.http_get)")
 	compare := fs.String("compare", "", "a file holding another bench's JSON line (bench/river) to compare scenario 1 with")
 	verbose := fs.Bool("v", false, "show the replicas' warnings and errors")
 	if err := fs.Parse(args); err != nil {

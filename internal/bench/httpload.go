@@ -119,10 +119,12 @@ func (b *runner) http(ctx context.Context, tag string) (*sample, Invariants, err
 	s.cpu("post_", self, pg, n)
 
 	b.progress("http: %d × GET /v1/jobs/{id}", n)
+	stopProfile = b.profile(tag, "http_get")
 	get, err := load(ctx, conc, n, func(ctx context.Context, i int) error {
 		id := ids[rand.IntN(len(ids))]
 		return w.call(ctx, client, http.MethodGet, urls[i%len(urls)]+"/v1/jobs/"+id, nil, http.StatusOK, nil)
 	})
+	stopProfile()
 	if err != nil {
 		return nil, Invariants{}, err
 	}

@@ -80,7 +80,7 @@ type Config struct {
 	// MaxQueued is how many queued jobs a tenant may have (default 10000).
 	MaxQueued int
 	// Batch is how many jobs one placement transaction places at most
-	// (default 32).
+	// (default 64).
 	Batch int
 	// OnFinish, if set, runs inside the transaction that ends jobs (the
 	// webhook outbox hooks in here).
@@ -139,7 +139,7 @@ func (c *Config) defaults() {
 		c.MaxQueued = 10000
 	}
 	if c.Batch <= 0 {
-		c.Batch = 32
+		c.Batch = 64
 	}
 	if c.Now == nil {
 		c.Now = time.Now
