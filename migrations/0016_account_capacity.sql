@@ -6,13 +6,12 @@
 -- new entry in every one of its eight indexes. Here it writes ~60 bytes
 -- and two index entries.
 --
--- active and max_jobs are copies of accounts.enabled AND accounts.status =
--- 'active' and of accounts.max_jobs, kept equal by the triggers below in
--- the transaction that changes them: the free-account index needs them,
--- and an index covers one table. The rest of the eligibility rule (the
--- quarantine and token expiry, which depend on the clock) is read from
--- accounts by the statements that pick accounts (internal/accounts
--- slots.go), which also lock only this row: it is the slot lock.
+-- The other columns are copies of what a placement reads of an account
+-- (active is enabled AND status = 'active'; cookie_version names the
+-- current sealed cookie by its nonce), kept equal by the triggers below in
+-- the transaction that changes them, so that a placement finds, checks
+-- and locks free accounts in this table alone (internal/accounts
+-- slots.go). This row's lock is the slot lock.
 --
 -- Upgrading: every replica must run a binary that knows this migration;
 -- an older one would still count slots on accounts.running, which is gone.
@@ -20,8 +19,15 @@ CREATE TABLE account_capacity (
     tenant_id bigint NOT NULL,
     id        bigint NOT NULL,
     mode      text NOT NULL,
+    email     text NOT NULL,
+    provider  text NOT NULL,
+    cookie_version text NOT NULL,
     active    boolean NOT NULL,
     max_jobs  integer NOT NULL,
+    quarantined_until        timestamptz,
+    probe_enabled            boolean NOT NULL,
+    token_expires_at         timestamptz,
+    refresh_token_expires_at timestamptz,
     running   integer NOT NULL DEFAULT 0 CHECK (running >= 0),
     rkey      double precision NOT NULL DEFAULT random(),
     PRIMARY KEY (tenant_id, id),
@@ -36,17 +42,27 @@ CREATE TABLE account_capacity (
 CREATE INDEX account_capacity_free_idx ON account_capacity (tenant_id, mode, rkey)
     WHERE active AND running < max_jobs;
 
-INSERT INTO account_capacity (tenant_id, id, mode, active, max_jobs, running, rkey)
-SELECT tenant_id, id, mode, enabled AND status = 'active', max_jobs, running, rkey FROM accounts;
+INSERT INTO account_capacity (tenant_id, id, mode, email, provider, cookie_version, active, max_jobs,
+    quarantined_until, probe_enabled, token_expires_at, refresh_token_expires_at, running, rkey)
+SELECT tenant_id, id, mode, email, provider, encode(substring(cookie FROM 2 FOR 12), 'hex'),
+    enabled AND status = 'active', max_jobs, quarantined_until, probe_enabled, token_expires_at,
+    refresh_token_expires_at, running, rkey
+FROM accounts;
 
 CREATE FUNCTION account_capacity_sync() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        INSERT INTO account_capacity (tenant_id, id, mode, active, max_jobs)
-        VALUES (NEW.tenant_id, NEW.id, NEW.mode, NEW.enabled AND NEW.status = 'active', NEW.max_jobs);
+        INSERT INTO account_capacity (tenant_id, id, mode, email, provider, cookie_version, active, max_jobs,
+            quarantined_until, probe_enabled, token_expires_at, refresh_token_expires_at)
+        VALUES (NEW.tenant_id, NEW.id, NEW.mode, NEW.email, NEW.provider,
+            encode(substring(NEW.cookie FROM 2 FOR 12), 'hex'), NEW.enabled AND NEW.status = 'active',
+            NEW.max_jobs, NEW.quarantined_until, NEW.probe_enabled, NEW.token_expires_at,
+            NEW.refresh_token_expires_at);
     ELSE
-        UPDATE account_capacity
-        SET active = NEW.enabled AND NEW.status = 'active', max_jobs = NEW.max_jobs
+        UPDATE account_capacity SET cookie_version = encode(substring(NEW.cookie FROM 2 FOR 12), 'hex'),
+            active = NEW.enabled AND NEW.status = 'active', max_jobs = NEW.max_jobs,
+            quarantined_until = NEW.quarantined_until, probe_enabled = NEW.probe_enabled,
+            token_expires_at = NEW.token_expires_at, refresh_token_expires_at = NEW.refresh_token_expires_at
         WHERE tenant_id = NEW.tenant_id AND id = NEW.id;
     END IF;
     RETURN NULL;
@@ -56,10 +72,17 @@ $$;
 CREATE TRIGGER accounts_capacity_insert AFTER INSERT ON accounts
     FOR EACH ROW EXECUTE FUNCTION account_capacity_sync();
 -- Only a real change touches (and so locks) the capacity row: most account
--- writes (token refreshes, health facts) leave these columns alone.
-CREATE TRIGGER accounts_capacity_update AFTER UPDATE OF enabled, status, max_jobs ON accounts
+-- writes (health facts, probes' bookkeeping) leave these columns alone.
+-- An account's email, mode and provider never change.
+CREATE TRIGGER accounts_capacity_update
+    AFTER UPDATE OF cookie, enabled, status, max_jobs, quarantined_until, probe_enabled, token_expires_at,
+        refresh_token_expires_at ON accounts
     FOR EACH ROW
-    WHEN ((OLD.enabled AND OLD.status = 'active', OLD.max_jobs) IS DISTINCT FROM (NEW.enabled AND NEW.status = 'active', NEW.max_jobs))
+    WHEN ((OLD.cookie, OLD.enabled AND OLD.status = 'active', OLD.max_jobs, OLD.quarantined_until,
+           OLD.probe_enabled, OLD.token_expires_at, OLD.refresh_token_expires_at)
+          IS DISTINCT FROM
+          (NEW.cookie, NEW.enabled AND NEW.status = 'active', NEW.max_jobs, NEW.quarantined_until,
+           NEW.probe_enabled, NEW.token_expires_at, NEW.refresh_token_expires_at))
     EXECUTE FUNCTION account_capacity_sync();
 
 -- The slots an account holds: its running count less its pending releases.

@@ -23,22 +23,27 @@ import (
 // 0016_account_capacity.sql for why).
 
 // usable is the one rule for "this account is in rotation now" ($3 is the
-// caller's clock), on the accounts table. A quarantined account is out of
-// rotation until a probe clears its quarantine, even after
-// quarantined_until has passed; only an account whose probes the operator
-// turned off comes back on the clock alone (deriveStatus says the same).
-// free is the capacity row's half, "enabled, active and a slot free": the
-// predicate of account_capacity_free_idx, so the planner can use it. It
-// reads the stored running count, which pending releases
-// (account_slot_releases) may still have to lower: it never overstates
-// the free slots, and the locking reads below count the pending releases
-// too.
+// caller's clock), on an account's capacity row c (which copies the
+// account columns it reads; active is enabled AND status = 'active'). A
+// quarantined account is out of rotation until a probe clears its
+// quarantine, even after quarantined_until has passed; only an account
+// whose probes the operator turned off comes back on the clock alone
+// (deriveStatus says the same). free adds "and has a free slot"; its
+// first and last terms are the predicate of account_capacity_free_idx, so
+// the planner can use it. free reads the stored running count, which
+// pending releases (account_slot_releases) may still have to lower: it
+// never overstates the free slots, and the locking reads below count the
+// pending releases too.
 const (
-	usable = `enabled AND status = 'active'
-	AND (quarantined_until IS NULL OR (NOT probe_enabled AND quarantined_until <= $3))
-	AND (token_expires_at IS NULL OR token_expires_at > $3)
-	AND (refresh_token_expires_at IS NULL OR refresh_token_expires_at > $3)`
-	free = `c.active AND c.running < c.max_jobs`
+	usable = `c.active
+	AND (c.quarantined_until IS NULL OR (NOT c.probe_enabled AND c.quarantined_until <= $3))
+	AND (c.token_expires_at IS NULL OR c.token_expires_at > $3)
+	AND (c.refresh_token_expires_at IS NULL OR c.refresh_token_expires_at > $3)`
+	free = usable + ` AND c.running < c.max_jobs`
+
+	// indexedFree is the predicate of account_capacity_free_idx alone:
+	// free without the clock.
+	indexedFree = `c.active AND c.running < c.max_jobs`
 )
 
 // AccountFreePools lists the (tenant, mode) pools with at least one account
@@ -50,12 +55,12 @@ const (
 const AccountFreePools = `
 WITH RECURSIVE pools (tenant_id, mode) AS (
 	(SELECT tenant_id, mode FROM account_capacity c
-	 WHERE ` + free + `
+	 WHERE ` + indexedFree + `
 	 ORDER BY tenant_id, mode LIMIT 1)
 	UNION ALL
 	SELECT next.tenant_id, next.mode FROM pools, LATERAL (
 		SELECT c.tenant_id, c.mode FROM account_capacity c
-		WHERE ` + free + ` AND (c.tenant_id, c.mode) > (pools.tenant_id, pools.mode)
+		WHERE ` + indexedFree + ` AND (c.tenant_id, c.mode) > (pools.tenant_id, pools.mode)
 		ORDER BY c.tenant_id, c.mode LIMIT 1) next
 )
 SELECT tenant_id, mode FROM pools`
@@ -97,36 +102,30 @@ func Fits(want *string, have string) bool { return want == nil || *want == have 
 
 const (
 	// accountFreeFrom lists up to $5 eligible accounts at or after rkey
-	// $4, of provider $6 if it is not '', without locking them.
+	// $4, of provider $6 if it is not '', without locking them: one range
+	// of account_capacity_free_idx.
 	accountFreeFrom = `
-SELECT c.id FROM account_capacity c, LATERAL (
-	SELECT 1 FROM accounts a WHERE a.tenant_id = c.tenant_id AND a.id = c.id
-		AND ` + usable + ` AND ($6 = '' OR a.provider = $6) LIMIT 1) a
-WHERE c.tenant_id = $1 AND c.mode = $2 AND ` + free + ` AND c.rkey >= $4
+SELECT c.id FROM account_capacity c
+WHERE c.tenant_id = $1 AND c.mode = $2 AND ` + free + ` AND c.rkey >= $4 AND ($6 = '' OR c.provider = $6)
 ORDER BY c.rkey
 LIMIT $5`
 
 	// accountLockFree locks the capacity rows of the given accounts in id
 	// order, skipping those another transaction holds, and returns the ones
 	// still eligible. A row returned by FOR UPDATE is its latest version,
-	// so two transactions can never both take an account's last slot. The
-	// lock is taken on the capacity table alone, then each account is
-	// probed by primary key: a FOR UPDATE over a join re-runs the join for
-	// every row a concurrent placement changed meanwhile, which under load
-	// cost 10 ms a call. The eligibility check sits in the select list
-	// rather than the WHERE so that the planner probes the primary key
-	// instead of scanning the partial index.
+	// so two transactions can never both take an account's last slot. It
+	// reads nothing else: a FOR UPDATE over a join re-runs the join for
+	// every row a concurrent placement changed meanwhile (10 ms a call
+	// under load), and a join's plan, without statistics, probed accounts
+	// once per pair. The eligibility check sits in the select list rather
+	// than the WHERE so that the planner probes the primary key instead of
+	// scanning the partial index.
 	accountLockFree = `
-WITH locked AS (
-	SELECT c.id, c.mode, c.active, c.max_jobs - c.running AS free FROM account_capacity c
-	WHERE c.tenant_id = $1 AND c.id = ANY($4)
-	ORDER BY c.id
-	FOR UPDATE SKIP LOCKED
-)
-SELECT l.id, a.email, l.free, encode(substring(a.cookie FROM 2 FOR 12), 'hex'), a.provider,
-	l.mode = $2 AND l.active AND ` + usable + `
-FROM locked l, LATERAL (SELECT * FROM accounts a WHERE a.tenant_id = $1 AND a.id = l.id LIMIT 1) a
-ORDER BY l.id`
+SELECT c.id, c.email, c.max_jobs - c.running, c.cookie_version, c.provider, c.mode = $2 AND ` + usable + `
+FROM account_capacity c
+WHERE c.tenant_id = $1 AND c.id = ANY($4)
+ORDER BY c.id
+FOR UPDATE SKIP LOCKED`
 
 	// accountIDsByEmail finds pinned jobs' accounts, for LockFreeByEmail.
 	accountIDsByEmail = `SELECT id FROM accounts WHERE tenant_id = $1 AND mode = $2 AND email = ANY($3)`
@@ -475,7 +474,8 @@ type Capacity struct {
 const (
 	accountCapacity = `
 SELECT email, max_jobs, ` + heldSlots + ` FROM accounts
-WHERE tenant_id = $1 AND mode = $2 AND ` + usable + `
+WHERE tenant_id = $1 AND mode = $2 AND EXISTS (
+	SELECT 1 FROM account_capacity c WHERE c.tenant_id = accounts.tenant_id AND c.id = accounts.id AND ` + usable + `)
 ORDER BY email`
 
 	accountRunningSum = `SELECT coalesce(sum(held), 0) FROM account_slots WHERE tenant_id = $1 AND mode = $2`
