@@ -25,12 +25,7 @@ func TestReleasesAndPlacementsNeverBlockEachOther(t *testing.T) {
 	t.Parallel()
 	w := newRefreshWorld(t)
 	ctx := context.Background()
-	two := 2
-	a, err := w.store.Register(ctx, w.scope, accounts.Registration{
-		Cookie: sim.Cookie("a@x.io", time.Now().Add(time.Hour), time.Now().Add(90*24*time.Hour)), MaxJobs: &two})
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := w.slotAccount(t, "a@x.io", 2)
 	pool := w.pool
 	held := func() (held, running, pending int) {
 		t.Helper()
@@ -139,12 +134,7 @@ func TestFullAccountIsFreeOnceFolded(t *testing.T) {
 	t.Parallel()
 	w := newRefreshWorld(t)
 	ctx := context.Background()
-	one := 1
-	a, err := w.store.Register(ctx, w.scope, accounts.Registration{
-		Cookie: sim.Cookie("full@x.io", time.Now().Add(time.Hour), time.Now().Add(90*24*time.Hour)), MaxJobs: &one})
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := w.slotAccount(t, "full@x.io", 1)
 	if err := pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
 		if _, err := accounts.LockFree(ctx, tx, w.scope, time.Now(), []int64{a.ID}); err != nil {
 			return err
@@ -190,15 +180,7 @@ func TestOrphanReleasesAreDropped(t *testing.T) {
 	t.Parallel()
 	w := newRefreshWorld(t)
 	ctx := context.Background()
-	reg := func(email string) accounts.Account {
-		a, err := w.store.Register(ctx, w.scope, accounts.Registration{
-			Cookie: sim.Cookie(email, time.Now().Add(time.Hour), time.Now().Add(90*24*time.Hour))})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return a
-	}
-	gone, kept := reg("gone@x.io"), reg("kept@x.io")
+	gone, kept := w.slotAccount(t, "gone@x.io", 20), w.slotAccount(t, "kept@x.io", 20)
 	err := accounts.ReleaseSlots(ctx, w.pool, []accounts.Release{
 		{TenantID: w.scope.TenantID, AccountID: gone.ID, N: 1}, {TenantID: w.scope.TenantID, AccountID: kept.ID, N: 2}})
 	if err != nil {
@@ -232,12 +214,7 @@ func TestFoldReleasesOfSaysWhatItLeft(t *testing.T) {
 	t.Parallel()
 	w := newRefreshWorld(t)
 	ctx := context.Background()
-	one := 1
-	a, err := w.store.Register(ctx, w.scope, accounts.Registration{
-		Cookie: sim.Cookie("held@x.io", time.Now().Add(time.Hour), time.Now().Add(90*24*time.Hour)), MaxJobs: &one})
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := w.slotAccount(t, "held@x.io", 1)
 	tenants, ids := []int64{w.scope.TenantID}, []int64{a.ID}
 	if err := pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
 		if _, err := accounts.LockFree(ctx, tx, w.scope, time.Now(), ids); err != nil {
@@ -286,4 +263,15 @@ func TestFoldReleasesOfSaysWhatItLeft(t *testing.T) {
 	if _, held, err = accounts.FoldReleasesOf(ctx, w.pool, tenants, ids); err != nil || len(held) != 0 {
 		t.Errorf("fold with nothing pending: left %v (%v), want none", held, err)
 	}
+}
+
+// slotAccount registers an account with fresh tokens and maxJobs slots.
+func (w *refreshWorld) slotAccount(t *testing.T, email string, maxJobs int) accounts.Account {
+	t.Helper()
+	a, err := w.store.Register(context.Background(), w.scope, accounts.Registration{
+		Cookie: sim.Cookie(email, time.Now().Add(time.Hour), time.Now().Add(90*24*time.Hour)), MaxJobs: &maxJobs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
 }
