@@ -355,7 +355,10 @@ WITH quick AS (` + foldQuick + `
 
 	// foldPending locks the pending accounts it can lock at once, deletes
 	// their releases and subtracts exactly what it deleted. It returns the
-	// pending accounts it could not lock (a placement holds them).
+	// pending accounts it could not lock (a placement holds them) that are
+	// full by their stored count: only those are missing from placements'
+	// windows until folded; any other is in the windows, and the next
+	// placement that locks it folds its releases.
 	foldPending = `, locked AS (
 	SELECT c.tenant_id, c.id FROM pending p, LATERAL (
 		SELECT tenant_id, id FROM account_capacity c WHERE c.tenant_id = p.tenant_id AND c.id = p.account_id
@@ -370,7 +373,9 @@ WITH quick AS (` + foldQuick + `
 	WHERE c.tenant_id = f.tenant_id AND c.id = f.account_id
 )
 SELECT p.tenant_id, p.account_id FROM pending p
-WHERE NOT EXISTS (SELECT 1 FROM locked l WHERE l.tenant_id = p.tenant_id AND l.id = p.account_id)`
+WHERE NOT EXISTS (SELECT 1 FROM locked l WHERE l.tenant_id = p.tenant_id AND l.id = p.account_id)
+	AND EXISTS (SELECT 1 FROM account_capacity c
+		WHERE c.tenant_id = p.tenant_id AND c.id = p.account_id AND c.running >= c.max_jobs)`
 
 	// accountReleasesOrphaned drops releases of deleted accounts. The
 	// LATERAL probes each pending account by primary key, so the cost is
@@ -408,10 +413,10 @@ func FoldReleases(ctx context.Context, db dbx.DBTX) error {
 // FoldReleasesOf is FoldReleases for the accounts (tenantIDs[i], ids[i]):
 // a replica runs it right after committing the end of jobs on them, so
 // their slots count as free within a millisecond and the next placement
-// reads them from the accounts' running counts. It returns the accounts
-// whose releases it had to leave pending because a placement held them
-// (that placement may have read their releases before they committed):
-// the caller tries those again shortly.
+// reads them from the accounts' running counts. It returns the full
+// accounts whose releases it had to leave pending because a placement held
+// them (that placement may have read their releases before they
+// committed): the caller tries those again shortly.
 func FoldReleasesOf(ctx context.Context, db dbx.DBTX, tenantIDs, ids []int64) (skippedTenants, skipped []int64, err error) {
 	if len(ids) == 0 {
 		return nil, nil, nil

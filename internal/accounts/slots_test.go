@@ -207,24 +207,27 @@ func TestOrphanReleasesAreDropped(t *testing.T) {
 }
 
 // TestFoldReleasesOfSaysWhatItLeft: a fold right after a job's end skips an
-// account a placement holds (it never waits) and says so, so that the
-// caller can try again once that placement has committed: a full account
-// is in no placement's window until its releases are folded.
+// account a placement holds (it never waits) and says so if the account
+// is full by its stored count, so that the caller can try again once that
+// placement has committed: a full account is in no placement's window
+// until its releases are folded. One with a slot left is in the windows
+// anyway, and the next placement that locks it folds them.
 func TestFoldReleasesOfSaysWhatItLeft(t *testing.T) {
 	t.Parallel()
 	w := newRefreshWorld(t)
 	ctx := context.Background()
-	a := w.slotAccount(t, "held@x.io", 1)
-	tenants, ids := []int64{w.scope.TenantID}, []int64{a.ID}
+	full, roomy := w.slotAccount(t, "held@x.io", 1), w.slotAccount(t, "roomy@x.io", 2)
+	tenants, ids := []int64{w.scope.TenantID, w.scope.TenantID}, []int64{full.ID, roomy.ID}
 	if err := pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
 		if _, err := accounts.LockFree(ctx, tx, w.scope, time.Now(), ids); err != nil {
 			return err
 		}
-		return accounts.TakeSlots(ctx, tx, w.scope, ids, []int32{1})
+		return accounts.TakeSlots(ctx, tx, w.scope, ids, []int32{1, 1})
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if err := accounts.ReleaseSlots(ctx, w.pool, []accounts.Release{{TenantID: w.scope.TenantID, AccountID: a.ID, N: 1}}); err != nil {
+	if err := accounts.ReleaseSlots(ctx, w.pool, []accounts.Release{
+		{TenantID: w.scope.TenantID, AccountID: full.ID, N: 1}, {TenantID: w.scope.TenantID, AccountID: roomy.ID, N: 1}}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -242,8 +245,8 @@ func TestFoldReleasesOfSaysWhatItLeft(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the fold waited or failed: %v", err)
 	}
-	if !slices.Equal(held, ids) || !slices.Equal(heldTenants, tenants) {
-		t.Fatalf("fold beside a placement left %v of %v, want the held account", held, ids)
+	if !slices.Equal(held, []int64{full.ID}) || !slices.Equal(heldTenants, tenants[:1]) {
+		t.Fatalf("fold beside a placement left %v of %v, want the full held account %d", held, ids, full.ID)
 	}
 	if err := placement.Rollback(ctx); err != nil {
 		t.Fatal(err)
@@ -256,8 +259,11 @@ func TestFoldReleasesOfSaysWhatItLeft(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(got, ids) {
-		t.Errorf("window after the fold %v, want the account whose job ended", got)
+	if slices.Sort(got); !slices.Equal(got, []int64{min(full.ID, roomy.ID), max(full.ID, roomy.ID)}) {
+		t.Errorf("window after the fold %v, want both accounts", got)
+	}
+	if _, running, err := accounts.Capacities(ctx, w.pool, w.scope, time.Now()); err != nil || running != 0 {
+		t.Errorf("after the fold the pool runs %d jobs (%v), want 0", running, err)
 	}
 	// Nothing pending: nothing is left, whether or not the row is held.
 	if _, held, err = accounts.FoldReleasesOf(ctx, w.pool, tenants, ids); err != nil || len(held) != 0 {
