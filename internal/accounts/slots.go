@@ -102,10 +102,10 @@ func Fits(want *string, have string) bool { return want == nil || *want == have 
 
 const (
 	// accountFreeFrom lists up to $5 eligible accounts at or after rkey
-	// $4, of provider $6 if it is not '', without locking them: one range
-	// of account_capacity_free_idx.
+	// $4, of provider $6 if it is not '', with their free slots, without
+	// locking them: one range of account_capacity_free_idx.
 	accountFreeFrom = `
-SELECT c.id FROM account_capacity c
+SELECT c.id, c.max_jobs - c.running FROM account_capacity c
 WHERE c.tenant_id = $1 AND c.mode = $2 AND ` + free + ` AND c.rkey >= $4 AND ($6 = '' OR c.provider = $6)
 ORDER BY c.rkey
 LIMIT $5`
@@ -143,39 +143,68 @@ WHERE tenant_id = $1 AND account_id = ANY($2)
 GROUP BY account_id`
 )
 
-// FreeWindow returns up to n eligible accounts of the pool that follow a
-// random point on the rkey circle, continuing from its start when the end
-// is reached. A pool with fewer eligible accounts is read whole, so a
-// uniform pick among them is exactly uniform; in a larger one the window's
-// position depends on the gaps between keys, which is fair in the long run
-// since every account that takes a slot draws a fresh key (TakeSlots). The
-// cost is one or two index range reads whatever the pool size.
+// Window says how many eligible accounts a placement reads: at least Min
+// (or all there are), and more, up to Max, until their free slots reach
+// Slots. A pool with many free slots per account gets a narrow window, so
+// that replicas placing at once mostly lock different accounts; one whose
+// free slots are few and scattered (a busy pool) gets a wide one, so that
+// one transaction finds a batch's worth.
+type Window struct{ Min, Max, Slots int }
+
+// FreeWindow returns eligible accounts of the pool that follow a random
+// point on the rkey circle, continuing from its start when the end is
+// reached, as many as w says. A pool with fewer eligible accounts than
+// w.Min is read whole, so a uniform pick among them is exactly uniform; in
+// a larger one the window's position depends on the gaps between keys,
+// which is fair in the long run since every account that takes a slot
+// draws a fresh key (TakeSlots). The cost is one or two index range reads
+// whatever the pool size.
 //
 // prov, if not "", keeps the window to that provider's accounts: a job
 // that asked for a provider the uniform window missed can still be placed.
-func FreeWindow(ctx context.Context, db dbx.DBTX, scope tenant.Scope, now time.Time, n int, prov string) ([]int64, error) {
-	ids, err := collectIDs(db.Query(ctx, accountFreeFrom, scope.TenantID, scope.Mode, now, rand.Float64(), n, prov))
+func FreeWindow(ctx context.Context, db dbx.DBTX, scope tenant.Scope, now time.Time, w Window, prov string) ([]int64, error) {
+	accts, err := collectWindow(db.Query(ctx, accountFreeFrom, scope.TenantID, scope.Mode, now, rand.Float64(), w.Max, prov))
 	if err != nil {
 		return nil, err
 	}
-	if len(ids) < n {
-		more, err := collectIDs(db.Query(ctx, accountFreeFrom, scope.TenantID, scope.Mode, now, 0.0, n-len(ids), prov))
+	if len(accts) < w.Max {
+		more, err := collectWindow(db.Query(ctx, accountFreeFrom, scope.TenantID, scope.Mode, now, 0.0, w.Max-len(accts), prov))
 		if err != nil {
 			return nil, err
 		}
-		ids = appendNew(ids, more) // the wrap may reach accounts already read
+		for _, a := range more { // the wrap may reach accounts already read
+			if !slices.ContainsFunc(accts, func(b windowAccount) bool { return b.id == a.id }) {
+				accts = append(accts, a)
+			}
+		}
+	}
+	ids, slots := make([]int64, 0, len(accts)), 0
+	for _, a := range accts {
+		if len(ids) >= w.Min && slots >= w.Slots {
+			break
+		}
+		ids, slots = append(ids, a.id), slots+a.free
 	}
 	return ids, nil
 }
 
-// appendNew appends the ids of more that ids lacks.
-func appendNew(ids, more []int64) []int64 {
-	for _, id := range more {
-		if !slices.Contains(ids, id) {
-			ids = append(ids, id)
-		}
+// windowAccount is an account of a window and its free slots by its
+// stored count (pending releases may add some).
+type windowAccount struct {
+	id   int64
+	free int
+}
+
+func collectWindow(rows pgx.Rows, err error) ([]windowAccount, error) {
+	if err != nil {
+		return nil, err
 	}
-	return ids
+	var (
+		out []windowAccount
+		a   windowAccount
+	)
+	_, err = pgx.ForEachRow(rows, []any{&a.id, &a.free}, func() error { out = append(out, a); return nil })
+	return out, err
 }
 
 func collectIDs(rows pgx.Rows, err error) ([]int64, error) {

@@ -145,7 +145,7 @@ func TestFullAccountIsFreeOnceFolded(t *testing.T) {
 	}
 	window := func() []int64 {
 		t.Helper()
-		ids, err := accounts.FreeWindow(ctx, w.pool, w.scope, time.Now(), 64, "")
+		ids, err := accounts.FreeWindow(ctx, w.pool, w.scope, time.Now(), accounts.Window{Min: 64, Max: 64}, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -255,7 +255,7 @@ func TestFoldReleasesOfSaysWhatItLeft(t *testing.T) {
 	if _, held, err = accounts.FoldReleasesOf(ctx, w.pool, tenants, ids); err != nil || len(held) != 0 {
 		t.Fatalf("fold once the placement ended: left %v (%v), want none", held, err)
 	}
-	got, err := accounts.FreeWindow(ctx, w.pool, w.scope, time.Now(), 64, "")
+	got, err := accounts.FreeWindow(ctx, w.pool, w.scope, time.Now(), accounts.Window{Min: 64, Max: 64}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -280,4 +280,38 @@ func (w *refreshWorld) slotAccount(t *testing.T, email string, maxJobs int) acco
 		t.Fatal(err)
 	}
 	return a
+}
+
+// TestFreeWindowWidth: a window holds at least Min accounts (or all there
+// are), and more, up to Max, only while their free slots fall short of
+// Slots; it follows the rkey circle, so it is the same arc either way.
+func TestFreeWindowWidth(t *testing.T) {
+	t.Parallel()
+	w := newRefreshWorld(t)
+	ctx := context.Background()
+	for _, email := range []string{"w1@x.io", "w2@x.io", "w3@x.io", "w4@x.io"} {
+		w.slotAccount(t, email, 10)
+	}
+	width := func(win accounts.Window) int {
+		t.Helper()
+		ids, err := accounts.FreeWindow(ctx, w.pool, w.scope, time.Now(), win, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ids)
+	}
+	for _, c := range []struct {
+		win  accounts.Window
+		want int
+	}{
+		{accounts.Window{Min: 1, Max: 4, Slots: 10}, 1},  // one account's 10 slots suffice
+		{accounts.Window{Min: 1, Max: 4, Slots: 25}, 3},  // 10 + 10 + 10 ≥ 25
+		{accounts.Window{Min: 2, Max: 4, Slots: 5}, 2},   // Min wins
+		{accounts.Window{Min: 1, Max: 2, Slots: 100}, 2}, // Max wins
+		{accounts.Window{Min: 8, Max: 8}, 4},             // a small pool is read whole
+	} {
+		if got := width(c.win); got != c.want {
+			t.Errorf("window %+v holds %d accounts, want %d", c.win, got, c.want)
+		}
+	}
 }

@@ -228,9 +228,12 @@ func (s *Scheduler) placeBatch(ctx context.Context, tx pgx.Tx, pool tenant.Scope
 	return placed, queueDepthAdd(ctx, tx, pool, sideOut, len(placed))
 }
 
-// pickWindow is how many eligible accounts a placement reads at most: a
-// batch draws from them, so it must be wide compared with the batch.
-func (s *Scheduler) pickWindow() int { return max(64, 2*s.cfg.Batch) }
+// pickWindow is which eligible accounts a placement reads: a batch draws
+// from them, so the window is wide compared with the batch, in accounts
+// and in free slots (see accounts.Window).
+func (s *Scheduler) pickWindow() accounts.Window {
+	return accounts.Window{Min: max(64, s.cfg.Batch), Max: max(64, 2*s.cfg.Batch), Slots: 2 * s.cfg.Batch}
+}
 
 const (
 	// jobPinnedEmails lists the accounts that queued pinned jobs wait for:
