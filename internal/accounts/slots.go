@@ -322,8 +322,8 @@ type Release struct {
 }
 
 // accountReleaseSlots records slot releases as pending rows, one per
-// account. It never touches, so never locks, an account row: a release
-// that took the row lock would hold it through its transaction's commit,
+// account. It never touches, so never locks, an account's capacity row: a
+// release that took that lock would hold it through its transaction's commit,
 // and every placement meanwhile would skip that account (placements lock
 // with SKIP LOCKED), which is not "uniform among the accounts with a free
 // slot". Whoever next holds the account's lock (a placement's TakeSlots,
@@ -375,7 +375,7 @@ WITH quick AS (` + foldQuick + `
 )` + foldPending
 
 	// foldQuick commits the fold without waiting for the WAL flush, so the
-	// account rows are locked for microseconds rather than an fsync
+	// capacity rows are locked for microseconds rather than an fsync
 	// (placements skip locked accounts). Losing a fold in a crash loses
 	// nothing: the releases are then still pending, and the counts still
 	// add up.
