@@ -65,7 +65,13 @@ func (w *refreshWorld) refresher(counter *atomic.Int64) *accounts.Refresher {
 
 func (w *refreshWorld) register(t *testing.T, email string, tokenExp, refreshExp time.Time) accounts.Account {
 	t.Helper()
-	a, err := w.store.Register(context.Background(), w.scope, accounts.Registration{Cookie: sim.Cookie(email, tokenExp, refreshExp)})
+	return w.registerAs(t, accounts.Registration{Cookie: sim.Cookie(email, tokenExp, refreshExp)})
+}
+
+// registerAs registers r in the world's pool.
+func (w *refreshWorld) registerAs(t *testing.T, r accounts.Registration) accounts.Account {
+	t.Helper()
+	a, err := w.store.Register(context.Background(), w.scope, r)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -274,12 +274,8 @@ func TestFoldReleasesOfSaysWhatItLeft(t *testing.T) {
 // slotAccount registers an account with fresh tokens and maxJobs slots.
 func (w *refreshWorld) slotAccount(t *testing.T, email string, maxJobs int) accounts.Account {
 	t.Helper()
-	a, err := w.store.Register(context.Background(), w.scope, accounts.Registration{
+	return w.registerAs(t, accounts.Registration{
 		Cookie: sim.Cookie(email, time.Now().Add(time.Hour), time.Now().Add(90*24*time.Hour)), MaxJobs: &maxJobs})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return a
 }
 
 // TestFreeWindowWidth: a window holds at least Min accounts (or all there
