@@ -507,10 +507,11 @@ type Capacity struct {
 
 const (
 	accountCapacity = `
-SELECT email, max_jobs, ` + heldSlots + ` FROM accounts
-WHERE tenant_id = $1 AND mode = $2 AND EXISTS (
-	SELECT 1 FROM account_capacity c WHERE c.tenant_id = accounts.tenant_id AND c.id = accounts.id AND ` + usable + `)
-ORDER BY email`
+SELECT c.email, c.max_jobs, c.running - coalesce((SELECT sum(r.n) FROM account_slot_releases r
+	WHERE r.tenant_id = c.tenant_id AND r.account_id = c.id), 0)::integer
+FROM account_capacity c
+WHERE c.tenant_id = $1 AND c.mode = $2 AND ` + usable + `
+ORDER BY c.email`
 
 	accountRunningSum = `SELECT coalesce(sum(held), 0) FROM account_slots WHERE tenant_id = $1 AND mode = $2`
 )
