@@ -49,22 +49,20 @@ SELECT tenant_id, id, mode, email, provider, encode(substring(cookie FROM 2 FOR 
     refresh_token_expires_at, running, rkey
 FROM accounts;
 
+-- Both triggers write the same copy: the insert adds the row, an update
+-- refreshes the copied columns (running and rkey are never copied).
 CREATE FUNCTION account_capacity_sync() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF TG_OP = 'INSERT' THEN
-        INSERT INTO account_capacity (tenant_id, id, mode, email, provider, cookie_version, active, max_jobs,
-            quarantined_until, probe_enabled, token_expires_at, refresh_token_expires_at)
-        VALUES (NEW.tenant_id, NEW.id, NEW.mode, NEW.email, NEW.provider,
-            encode(substring(NEW.cookie FROM 2 FOR 12), 'hex'), NEW.enabled AND NEW.status = 'active',
-            NEW.max_jobs, NEW.quarantined_until, NEW.probe_enabled, NEW.token_expires_at,
-            NEW.refresh_token_expires_at);
-    ELSE
-        UPDATE account_capacity SET cookie_version = encode(substring(NEW.cookie FROM 2 FOR 12), 'hex'),
-            active = NEW.enabled AND NEW.status = 'active', max_jobs = NEW.max_jobs,
-            quarantined_until = NEW.quarantined_until, probe_enabled = NEW.probe_enabled,
-            token_expires_at = NEW.token_expires_at, refresh_token_expires_at = NEW.refresh_token_expires_at
-        WHERE tenant_id = NEW.tenant_id AND id = NEW.id;
-    END IF;
+    INSERT INTO account_capacity (tenant_id, id, mode, email, provider, cookie_version, active, max_jobs,
+        quarantined_until, probe_enabled, token_expires_at, refresh_token_expires_at)
+    VALUES (NEW.tenant_id, NEW.id, NEW.mode, NEW.email, NEW.provider,
+        encode(substring(NEW.cookie FROM 2 FOR 12), 'hex'), NEW.enabled AND NEW.status = 'active',
+        NEW.max_jobs, NEW.quarantined_until, NEW.probe_enabled, NEW.token_expires_at,
+        NEW.refresh_token_expires_at)
+    ON CONFLICT (tenant_id, id) DO UPDATE SET cookie_version = EXCLUDED.cookie_version,
+        active = EXCLUDED.active, max_jobs = EXCLUDED.max_jobs,
+        quarantined_until = EXCLUDED.quarantined_until, probe_enabled = EXCLUDED.probe_enabled,
+        token_expires_at = EXCLUDED.token_expires_at, refresh_token_expires_at = EXCLUDED.refresh_token_expires_at;
     RETURN NULL;
 END
 $$;
