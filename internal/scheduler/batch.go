@@ -51,7 +51,12 @@ WHERE tenant_id = $1 AND mode = $2 AND key = ANY($3)`
 	idempotencyRelease = `
 DELETE FROM job_idempotency WHERE tenant_id = $1 AND mode = $2 AND key = ANY($3) AND job_id = ANY($4)`
 
-	jobsByIDs = `SELECT ` + jobColumns + ` FROM jobs WHERE tenant_id = $1 AND mode = $2 AND id = ANY($3)`
+	// jobsByIDs joins on the whole key, as jobDispatch does and for the
+	// same reason.
+	jobsByIDs = `
+SELECT ` + jobColumnsJ + ` FROM unnest($1::bigint[], $3::text[]) AS x (tenant_id, id)
+JOIN jobs j ON j.tenant_id = x.tenant_id AND j.id = x.id
+WHERE j.mode = $2`
 )
 
 // CreateMany queues up to MaxBatch jobs in one transaction. Each item
@@ -222,11 +227,14 @@ func (s *Scheduler) claimMany(ctx context.Context, tx pgx.Tx, scope tenant.Scope
 	if err != nil || len(replay) == 0 {
 		return claimed, err
 	}
-	replayIDs := make([]string, 0, len(replay))
+	var (
+		tenants   = make([]int64, 0, len(replay))
+		replayIDs = make([]string, 0, len(replay))
+	)
 	for id := range replay {
-		replayIDs = append(replayIDs, id)
+		tenants, replayIDs = append(tenants, scope.TenantID), append(replayIDs, id)
 	}
-	rows, err = tx.Query(ctx, jobsByIDs, scope.TenantID, scope.Mode, replayIDs)
+	rows, err = tx.Query(ctx, jobsByIDs, tenants, scope.Mode, replayIDs)
 	if err != nil {
 		return nil, err
 	}

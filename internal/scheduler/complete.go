@@ -135,11 +135,14 @@ func (c *completer) flushApart(batch []completion) {
 
 const (
 	// jobsMarkRunning records upstream ids of jobs this replica still owns.
+	// The lease says the job is in flight (jobs' CHECK ties the two). Both
+	// statements say it with the lease and not with the state, so that the
+	// planner probes the primary key once a row (see jobDispatch) instead
+	// of reading every in-flight job through jobs_inflight_idx.
 	jobsMarkRunning = `
 UPDATE jobs j SET state = 'running', upstream_id = x.upstream_id
 FROM unnest($1::bigint[], $2::text[], $3::text[]) AS x (tenant_id, id, upstream_id)
-WHERE j.tenant_id = x.tenant_id AND j.id = ANY($2) AND j.id = x.id
-	AND j.state IN ('dispatching', 'running') AND j.lease_owner = $4
+WHERE j.tenant_id = x.tenant_id AND j.id = x.id AND j.lease_owner = $4
 RETURNING j.id, j.cancel_requested`
 
 	// jobsFinish ends jobs owner ($9) still holds, or whoever holds them
@@ -151,8 +154,8 @@ UPDATE jobs j SET state = x.state, result = x.result, error_code = x.error_code,
 	finished_at = $8, lease_owner = NULL, lease_expires_at = NULL
 FROM unnest($1::bigint[], $2::text[], $3::text[], $4::jsonb[], $5::text[], $6::text[], $7::text[])
 	AS x (tenant_id, id, state, result, error_code, error_message, upstream_id)
-WHERE j.tenant_id = x.tenant_id AND j.id = ANY($2) AND j.id = x.id
-	AND j.state IN ('dispatching', 'running') AND ($9 = '' OR j.lease_owner = $9)
+WHERE j.tenant_id = x.tenant_id AND j.id = x.id
+	AND j.lease_owner IS NOT NULL AND ($9 = '' OR j.lease_owner = $9)
 RETURNING ` + jobColumnsJ
 )
 

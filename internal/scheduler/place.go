@@ -384,28 +384,31 @@ func (s *Scheduler) lockWindow(ctx context.Context, tx pgx.Tx, pool tenant.Scope
 	return nil
 }
 
-// Statements that join a batch through unnest also say "id = ANY(…)":
-// it lets the planner probe the primary key even before the table has
-// statistics, instead of scanning the tenant's rows for a hash join.
+// Statements that join a batch through unnest carry the tenant in the
+// unnested rows and join on the whole primary key, never "tenant_id = $1":
+// before Postgres has statistics for jobs (a young database, or one whose
+// autovacuum is off) it takes a tenant restriction for a selective one and
+// reads every row of the tenant, where the join probes the key once a row.
 const jobDispatch = `
 UPDATE jobs j SET state = 'dispatching', account_id = x.account_id, account_email = x.email,
-	attempt = j.attempt + 1, lease_owner = $3, lease_expires_at = $4, started_at = $5, upstream_id = NULL
-FROM unnest($2::text[], $6::bigint[], $7::text[]) AS x (id, account_id, email)
-WHERE j.tenant_id = $1 AND j.id = ANY($2) AND j.id = x.id
+	attempt = j.attempt + 1, lease_owner = $2, lease_expires_at = $3, started_at = $4, upstream_id = NULL
+FROM unnest($1::bigint[], $5::text[], $6::bigint[], $7::text[]) AS x (tenant_id, id, account_id, email)
+WHERE j.tenant_id = x.tenant_id AND j.id = x.id
 RETURNING ` + executionColumnsJ
 
 // dispatch hands the placed jobs to this replica under a lease.
 func (s *Scheduler) dispatch(ctx context.Context, tx pgx.Tx, pool tenant.Scope, ps []placement, sl *slots, now time.Time) ([]*execution, error) {
 	var (
+		tenants = make([]int64, len(ps))
 		jobIDs  = make([]string, len(ps))
 		acctIDs = make([]int64, len(ps))
 		emails  = make([]string, len(ps))
 	)
 	for i, p := range ps {
-		jobIDs[i], acctIDs[i], emails[i] = p.jobID, p.accountID, sl.free[p.accountID].Email
+		tenants[i], jobIDs[i], acctIDs[i], emails[i] = pool.TenantID, p.jobID, p.accountID, sl.free[p.accountID].Email
 	}
-	rows, err := tx.Query(ctx, jobDispatch, pool.TenantID, jobIDs, s.cfg.Owner, now.Add(s.cfg.LeaseTTL), now,
-		acctIDs, emails)
+	rows, err := tx.Query(ctx, jobDispatch, tenants, s.cfg.Owner, now.Add(s.cfg.LeaseTTL), now,
+		jobIDs, acctIDs, emails)
 	if err != nil {
 		return nil, err
 	}
