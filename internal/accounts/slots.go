@@ -3,7 +3,6 @@ package accounts
 import (
 	"context"
 	"math/rand/v2"
-	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -101,13 +100,22 @@ type Free struct {
 func Fits(want *string, have string) bool { return want == nil || *want == have }
 
 const (
-	// accountFreeFrom lists up to $5 eligible accounts at or after rkey
-	// $4, of provider $6 if it is not '', with their free slots, without
-	// locking them: one range of account_capacity_free_idx.
+	// accountFreeFrom lists up to $5 eligible accounts following rkey $4
+	// on the circle, of provider $6 if it is not '', with their free
+	// slots, without locking them: the range of account_capacity_free_idx
+	// from $4 up, then, if that held fewer than $5, the range below $4 (the
+	// wrap). The LIMIT over both stops the reading as soon as it has $5, so
+	// a large pool reads one range only.
 	accountFreeFrom = `
-SELECT c.id, c.max_jobs - c.running FROM account_capacity c
+(SELECT c.id, c.max_jobs - c.running FROM account_capacity c
 WHERE c.tenant_id = $1 AND c.mode = $2 AND ` + free + ` AND c.rkey >= $4 AND ($6 = '' OR c.provider = $6)
 ORDER BY c.rkey
+LIMIT $5)
+UNION ALL
+(SELECT c.id, c.max_jobs - c.running FROM account_capacity c
+WHERE c.tenant_id = $1 AND c.mode = $2 AND ` + free + ` AND c.rkey < $4 AND ($6 = '' OR c.provider = $6)
+ORDER BY c.rkey
+LIMIT $5)
 LIMIT $5`
 
 	// accountLockFree locks the capacity rows of the given accounts in id
@@ -157,8 +165,8 @@ type Window struct{ Min, Max, Slots int }
 // w.Min is read whole, so a uniform pick among them is exactly uniform; in
 // a larger one the window's position depends on the gaps between keys,
 // which is fair in the long run since every account that takes a slot
-// draws a fresh key (TakeSlots). The cost is one or two index range reads
-// whatever the pool size.
+// draws a fresh key (TakeSlots). The cost is one statement reading one or
+// two index ranges, whatever the pool size.
 //
 // prov, if not "", keeps the window to that provider's accounts: a job
 // that asked for a provider the uniform window missed can still be placed.
@@ -166,17 +174,6 @@ func FreeWindow(ctx context.Context, db dbx.DBTX, scope tenant.Scope, now time.T
 	accts, err := collectWindow(db.Query(ctx, accountFreeFrom, scope.TenantID, scope.Mode, now, rand.Float64(), w.Max, prov))
 	if err != nil {
 		return nil, err
-	}
-	if len(accts) < w.Max {
-		more, err := collectWindow(db.Query(ctx, accountFreeFrom, scope.TenantID, scope.Mode, now, 0.0, w.Max-len(accts), prov))
-		if err != nil {
-			return nil, err
-		}
-		for _, a := range more { // the wrap may reach accounts already read
-			if !slices.ContainsFunc(accts, func(b windowAccount) bool { return b.id == a.id }) {
-				accts = append(accts, a)
-			}
-		}
 	}
 	ids, slots := make([]int64, 0, len(accts)), 0
 	for _, a := range accts {

@@ -22,14 +22,14 @@ func (s *Scheduler) dispatchLoop(ctx context.Context) {
 	defer tick.Stop()
 	for {
 		for {
-			n, err := s.placeRound(ctx)
+			more, err := s.placeRound(ctx)
 			if err != nil {
 				if ctx.Err() == nil {
 					s.log.Error("placement failed", "err", err)
 				}
 				break
 			}
-			if n == 0 {
+			if !more {
 				break
 			}
 		}
@@ -54,23 +54,26 @@ func (s *Scheduler) dispatchLoop(ctx context.Context) {
 	}
 }
 
-// placeRound places what it can in every pool with a free account and
-// reports how many jobs it placed.
-func (s *Scheduler) placeRound(ctx context.Context) (int, error) {
+// placeRound places what it can in every pool with a free account. It
+// reports whether a pool filled a whole batch, so that more may wait there
+// right now. A round that placed less found the pool's queue or its
+// free slots (those not held by other replicas) used up: the next round
+// waits for a wake-up (a job queued, slots freed) instead of reading the
+// same empty pool again, which under load was every other transaction.
+func (s *Scheduler) placeRound(ctx context.Context) (more bool, err error) {
 	pools, err := accounts.FreePools(ctx, s.cfg.Pool)
 	if err != nil {
-		return 0, err
+		return false, err
 	}
 	rand.Shuffle(len(pools), func(i, j int) { pools[i], pools[j] = pools[j], pools[i] })
-	total := 0
 	for _, p := range pools {
 		n, err := s.placePool(ctx, p)
 		if err != nil {
-			return total, err
+			return more, err
 		}
-		total += n
+		more = more || n >= s.cfg.Batch
 	}
-	return total, nil
+	return more, nil
 }
 
 // placePool places up to Batch jobs of one pool in one transaction, then
