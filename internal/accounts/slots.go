@@ -49,8 +49,11 @@ const (
 // that could take a job; only their queues can make progress. It skips
 // through account_capacity_free_idx one pool at a time (a loose index
 // scan), so it reads a few index entries per pool instead of every free
-// account. It reads stored running counts: pending releases are folded
-// right after the jobs end (FoldReleasesOf) and by the dispatcher's tick.
+// account. Stored running counts may still include releases nobody has
+// folded yet (account_slot_releases): the pools of the accounts with
+// pending releases are listed too, read the same way through the releases'
+// index, since a full account's freed slots are only there until a
+// placement or the periodic fold folds them.
 const AccountFreePools = `
 WITH RECURSIVE pools (tenant_id, mode) AS (
 	(SELECT tenant_id, mode FROM account_capacity c
@@ -61,8 +64,19 @@ WITH RECURSIVE pools (tenant_id, mode) AS (
 		SELECT c.tenant_id, c.mode FROM account_capacity c
 		WHERE ` + indexedFree + ` AND (c.tenant_id, c.mode) > (pools.tenant_id, pools.mode)
 		ORDER BY c.tenant_id, c.mode LIMIT 1) next
+), pending (tenant_id, account_id) AS (
+	(SELECT tenant_id, account_id FROM account_slot_releases ORDER BY tenant_id, account_id LIMIT 1)
+	UNION ALL
+	SELECT next.tenant_id, next.account_id FROM pending, LATERAL (
+		SELECT r.tenant_id, r.account_id FROM account_slot_releases r
+		WHERE (r.tenant_id, r.account_id) > (pending.tenant_id, pending.account_id)
+		ORDER BY r.tenant_id, r.account_id LIMIT 1) next
 )
-SELECT tenant_id, mode FROM pools`
+SELECT tenant_id, mode FROM pools
+UNION
+SELECT c.tenant_id, c.mode FROM pending p, LATERAL (
+	SELECT c.tenant_id, c.mode FROM account_capacity c
+	WHERE c.tenant_id = p.tenant_id AND c.id = p.account_id AND c.active LIMIT 1) c`
 
 // FreePools returns the pools that have an account with a free slot.
 func FreePools(ctx context.Context, db dbx.DBTX) ([]tenant.Scope, error) {
@@ -100,13 +114,26 @@ type Free struct {
 func Fits(want *string, have string) bool { return want == nil || *want == have }
 
 const (
-	// accountFreeFrom lists up to $5 eligible accounts following rkey $4
-	// on the circle, of provider $6 if it is not '', with their free
-	// slots, without locking them: the range of account_capacity_free_idx
-	// from $4 up, then, if that held fewer than $5, the range below $4 (the
-	// wrap). The LIMIT over both stops the reading as soon as it has $5, so
-	// a large pool reads one range only.
+	// accountFreeFrom lists up to $5 eligible accounts of provider $6 (if
+	// it is not '') with their free slots, without locking them. First come
+	// the accounts that are full by their stored count but have pending
+	// releases, read through the releases' index: they are in no range of
+	// account_capacity_free_idx until a fold, yet have free slots now. Then
+	// the range of the free index following rkey $4 on the circle, and, if
+	// that is not enough, the range below $4 (the wrap). The LIMIT over all
+	// of them stops the reading as soon as it has $5, so a large pool reads
+	// one range only.
 	accountFreeFrom = `
+(SELECT f.id, f.max_jobs - f.running + p.n FROM (
+	SELECT r.account_id, sum(r.n)::integer AS n FROM account_slot_releases r
+	WHERE r.tenant_id = $1 GROUP BY r.account_id
+) p, LATERAL (
+	SELECT c.id, c.max_jobs, c.running FROM account_capacity c
+	WHERE c.tenant_id = $1 AND c.id = p.account_id AND c.mode = $2 AND ` + usable + `
+		AND c.running >= c.max_jobs AND ($6 = '' OR c.provider = $6)
+	LIMIT 1) f
+LIMIT $5)
+UNION ALL
 (SELECT c.id, c.max_jobs - c.running FROM account_capacity c
 WHERE c.tenant_id = $1 AND c.mode = $2 AND ` + free + ` AND c.rkey >= $4 AND ($6 = '' OR c.provider = $6)
 ORDER BY c.rkey
@@ -323,10 +350,11 @@ type Release struct {
 // release that took that lock would hold it through its transaction's commit,
 // and every placement meanwhile would skip that account (placements lock
 // with SKIP LOCKED), which is not "uniform among the accounts with a free
-// slot". Whoever next holds the account's lock (a placement's TakeSlots,
-// or FoldReleases) subtracts them; the account_slots view counts them at
-// once. A deleted account leaves an orphan release, which FoldReleases
-// drops.
+// slot". They count as free slots from their commit on: placements read
+// them (FreeWindow, LockFree) and the account_slots view counts them.
+// Whoever next holds the account's lock (a placement's TakeSlots, or
+// FoldReleases) subtracts them from the running count. A deleted account
+// leaves an orphan release, which FoldReleases drops.
 const accountReleaseSlots = `
 INSERT INTO account_slot_releases (tenant_id, account_id, n)
 SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::integer[])`
@@ -353,39 +381,20 @@ func ReleaseSlots(ctx context.Context, db dbx.DBTX, rs []Release) error {
 
 const (
 	// accountsFoldReleases folds pending releases into the running counts
-	// of the accounts nobody holds now. It subtracts what its DELETE
-	// removed, so a release folded meanwhile by a holder of the lock is
-	// never subtracted twice.
+	// of the accounts nobody holds now: it locks those it can lock at once
+	// (a placement holding one folds that one's releases itself), deletes
+	// their releases and subtracts exactly what it deleted, so a release
+	// folded meanwhile by a holder of the lock is never subtracted twice.
+	// It commits without waiting for the WAL flush, so the capacity rows are
+	// locked for microseconds rather than an fsync (placements skip locked
+	// accounts). Losing a fold in a crash loses nothing: the releases are
+	// then still pending, and the counts still add up.
 	accountsFoldReleases = `
-WITH quick AS (` + foldQuick + `
+WITH quick AS (
+	SELECT set_config('synchronous_commit', 'off', true)
 ), pending AS (
 	SELECT DISTINCT tenant_id, account_id FROM account_slot_releases LIMIT 1000
-)` + foldPending
-
-	// accountsFoldReleasesOf is accountsFoldReleases for the accounts
-	// ($1[i], $2[i]) only: those whose jobs a replica has just ended.
-	accountsFoldReleasesOf = `
-WITH quick AS (` + foldQuick + `
-), pending AS (
-	SELECT t.tenant_id, t.id AS account_id FROM unnest($1::bigint[], $2::bigint[]) AS t (tenant_id, id),
-	LATERAL (SELECT 1 FROM account_slot_releases r WHERE r.tenant_id = t.tenant_id AND r.account_id = t.id LIMIT 1) x
-)` + foldPending
-
-	// foldQuick commits the fold without waiting for the WAL flush, so the
-	// capacity rows are locked for microseconds rather than an fsync
-	// (placements skip locked accounts). Losing a fold in a crash loses
-	// nothing: the releases are then still pending, and the counts still
-	// add up.
-	foldQuick = `
-	SELECT set_config('synchronous_commit', 'off', true)`
-
-	// foldPending locks the pending accounts it can lock at once, deletes
-	// their releases and subtracts exactly what it deleted. It returns the
-	// pending accounts it could not lock (a placement holds them) that are
-	// full by their stored count: only those are missing from placements'
-	// windows until folded; any other is in the windows, and the next
-	// placement that locks it folds its releases.
-	foldPending = `, locked AS (
+), locked AS (
 	SELECT c.tenant_id, c.id FROM pending p, LATERAL (
 		SELECT tenant_id, id FROM account_capacity c WHERE c.tenant_id = p.tenant_id AND c.id = p.account_id
 		FOR UPDATE SKIP LOCKED) c
@@ -393,15 +402,10 @@ WITH quick AS (` + foldQuick + `
 	DELETE FROM account_slot_releases r USING locked l
 	WHERE r.tenant_id = l.tenant_id AND r.account_id = l.id
 	RETURNING r.tenant_id, r.account_id, r.n
-), folded AS (
-	UPDATE account_capacity c SET running = c.running - f.n
-	FROM (SELECT tenant_id, account_id, sum(n)::integer AS n FROM freed GROUP BY 1, 2) f, quick
-	WHERE c.tenant_id = f.tenant_id AND c.id = f.account_id
 )
-SELECT p.tenant_id, p.account_id FROM pending p
-WHERE NOT EXISTS (SELECT 1 FROM locked l WHERE l.tenant_id = p.tenant_id AND l.id = p.account_id)
-	AND EXISTS (SELECT 1 FROM account_capacity c
-		WHERE c.tenant_id = p.tenant_id AND c.id = p.account_id AND c.running >= c.max_jobs)`
+UPDATE account_capacity c SET running = c.running - f.n
+FROM (SELECT tenant_id, account_id, sum(n)::integer AS n FROM freed GROUP BY 1, 2) f, quick
+WHERE c.tenant_id = f.tenant_id AND c.id = f.account_id`
 
 	// accountReleasesOrphaned drops releases of deleted accounts. The
 	// LATERAL probes each pending account by primary key, so the cost is
@@ -420,10 +424,12 @@ WHERE r.tenant_id = o.tenant_id AND r.account_id = o.account_id`
 )
 
 // FoldReleases folds pending slot releases into the accounts' running
-// counts where it can lock the account at once (the ones FoldReleasesOf
-// found locked), and drops the releases of deleted accounts, which no fold
-// can take. The dispatcher runs it once a WakeInterval. It costs one index
-// probe when nothing is pending.
+// counts where it can lock the account at once, and drops the releases of
+// deleted accounts, which no fold can take. Placements fold the releases of
+// the accounts they lock (TakeSlots) and read the rest as free slots
+// (FreeWindow, LockFree), so this only keeps account_slot_releases short
+// where no placement comes; the dispatcher runs it once a WakeInterval. It
+// costs one index probe when nothing is pending.
 func FoldReleases(ctx context.Context, db dbx.DBTX) error {
 	var any bool
 	if err := db.QueryRow(ctx, accountReleasesAny).Scan(&any); err != nil || !any {
@@ -434,29 +440,6 @@ func FoldReleases(ctx context.Context, db dbx.DBTX) error {
 	}
 	_, err := db.Exec(ctx, accountReleasesOrphaned)
 	return err
-}
-
-// FoldReleasesOf is FoldReleases for the accounts (tenantIDs[i], ids[i]):
-// a replica runs it right after committing the end of jobs on them, so
-// their slots count as free within a millisecond and the next placement
-// reads them from the accounts' running counts. It returns the full
-// accounts whose releases it had to leave pending because a placement held
-// them (that placement may have read their releases before they
-// committed): the caller tries those again shortly.
-func FoldReleasesOf(ctx context.Context, db dbx.DBTX, tenantIDs, ids []int64) (skippedTenants, skipped []int64, err error) {
-	if len(ids) == 0 {
-		return nil, nil, nil
-	}
-	rows, err := db.Query(ctx, accountsFoldReleasesOf, tenantIDs, ids)
-	if err != nil {
-		return nil, nil, err
-	}
-	var t, id int64
-	_, err = pgx.ForEachRow(rows, []any{&t, &id}, func() error {
-		skippedTenants, skipped = append(skippedTenants, t), append(skipped, id)
-		return nil
-	})
-	return skippedTenants, skipped, err
 }
 
 const accountExists = `SELECT EXISTS (SELECT 1 FROM accounts WHERE tenant_id = $1 AND mode = $2 AND email = $3)`

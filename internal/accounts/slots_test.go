@@ -125,12 +125,12 @@ func TestReleasesAndPlacementsNeverBlockEachOther(t *testing.T) {
 	}
 }
 
-// TestFullAccountIsFreeOnceFolded: an account full by its stored running
-// count whose jobs have ended is offered to placement, and its pool counts
-// as having free capacity, once FoldReleases (which the dispatcher runs
-// before each round) has folded its pending releases; a placement that
-// locks it meanwhile counts them anyway (see the test above).
-func TestFullAccountIsFreeOnceFolded(t *testing.T) {
+// TestFullAccountIsFreeOnceReleased: an account full by its stored running
+// count whose job has ended is offered to placement, and its pool counts as
+// having free capacity, from the release's commit on: no fold has to run
+// first (folds only shorten account_slot_releases), and one that does
+// changes nothing a placement sees.
+func TestFullAccountIsFreeOnceReleased(t *testing.T) {
 	t.Parallel()
 	w := newRefreshWorld(t)
 	ctx := context.Background()
@@ -143,34 +143,42 @@ func TestFullAccountIsFreeOnceFolded(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	window := func() []int64 {
-		t.Helper()
-		ids, err := accounts.FreeWindow(ctx, w.pool, w.scope, time.Now(), accounts.Window{Min: 64, Max: 64}, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return ids
-	}
-	pools := func() []tenant.Scope {
-		t.Helper()
-		ps, err := accounts.FreePools(ctx, w.pool)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return ps
-	}
-	if ids, ps := window(), pools(); len(ids) != 0 || slices.Contains(ps, w.scope) {
+	if ids, ps := w.window(t), w.pools(t); len(ids) != 0 || slices.Contains(ps, w.scope) {
 		t.Fatalf("a full account is offered: window %v, pools %v", ids, ps)
 	}
 	if err := accounts.ReleaseSlots(ctx, w.pool, []accounts.Release{{TenantID: w.scope.TenantID, AccountID: a.ID, N: 1}}); err != nil {
 		t.Fatal(err)
 	}
+	if ids, ps := w.window(t), w.pools(t); !slices.Equal(ids, []int64{a.ID}) || !slices.Contains(ps, w.scope) {
+		t.Fatalf("an account whose job ended is not offered: window %v, pools %v", ids, ps)
+	}
 	if err := accounts.FoldReleases(ctx, w.pool); err != nil {
 		t.Fatal(err)
 	}
-	if ids, ps := window(), pools(); !slices.Equal(ids, []int64{a.ID}) || !slices.Contains(ps, w.scope) {
-		t.Fatalf("an account whose job ended is not offered after the fold: window %v, pools %v", ids, ps)
+	if ids, ps := w.window(t), w.pools(t); !slices.Equal(ids, []int64{a.ID}) || !slices.Contains(ps, w.scope) {
+		t.Fatalf("after the fold: window %v, pools %v", ids, ps)
 	}
+}
+
+// window is the placement window of the world's pool, as wide as it goes.
+func (w *refreshWorld) window(t *testing.T) []int64 {
+	t.Helper()
+	ids, err := accounts.FreeWindow(context.Background(), w.pool, w.scope, time.Now(), accounts.Window{Min: 64, Max: 64}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// pools is what accounts.FreePools says.
+func (w *refreshWorld) pools(t *testing.T) []tenant.Scope {
+	t.Helper()
+	ps, err := accounts.FreePools(context.Background(), w.pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ps
 }
 
 // TestOrphanReleasesAreDropped: a release pending for an account that was
@@ -206,18 +214,19 @@ func TestOrphanReleasesAreDropped(t *testing.T) {
 	}
 }
 
-// TestFoldReleasesOfSaysWhatItLeft: a fold right after a job's end skips an
-// account a placement holds (it never waits) and says so if the account
-// is full by its stored count, so that the caller can try again once that
-// placement has committed: a full account is in no placement's window
-// until its releases are folded. One with a slot left is in the windows
-// anyway, and the next placement that locks it folds them.
-func TestFoldReleasesOfSaysWhatItLeft(t *testing.T) {
+// TestReleaseBesideAPlacementIsOfferedNext: a job ends on a full account
+// while a placement holds it, so the release commits after that placement
+// read the account's pending releases and no fold can take it (folds skip
+// held accounts). The next placement is still offered the account, with
+// its free slot, and folds the release when it takes the slot, without
+// waiting for the periodic fold. A full account beside it that has nothing
+// pending stays out.
+func TestReleaseBesideAPlacementIsOfferedNext(t *testing.T) {
 	t.Parallel()
 	w := newRefreshWorld(t)
 	ctx := context.Background()
-	full, roomy := w.slotAccount(t, "held@x.io", 1), w.slotAccount(t, "roomy@x.io", 2)
-	tenants, ids := []int64{w.scope.TenantID, w.scope.TenantID}, []int64{full.ID, roomy.ID}
+	freed, busy := w.slotAccount(t, "freed@x.io", 1), w.slotAccount(t, "busy@x.io", 1)
+	ids := []int64{freed.ID, busy.ID}
 	if err := pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
 		if _, err := accounts.LockFree(ctx, tx, w.scope, time.Now(), ids); err != nil {
 			return err
@@ -226,48 +235,47 @@ func TestFoldReleasesOfSaysWhatItLeft(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if err := accounts.ReleaseSlots(ctx, w.pool, []accounts.Release{
-		{TenantID: w.scope.TenantID, AccountID: full.ID, N: 1}, {TenantID: w.scope.TenantID, AccountID: roomy.ID, N: 1}}); err != nil {
-		t.Fatal(err)
-	}
 
 	placement, err := w.pool.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer placement.Rollback(ctx)
-	if _, err := accounts.LockFree(ctx, placement, w.scope, time.Now(), ids); err != nil {
+	if free, err := accounts.LockFree(ctx, placement, w.scope, time.Now(), ids); err != nil || len(free) != 0 {
+		t.Fatalf("both accounts are full, yet the placement got %v (%v)", free, err)
+	}
+	if err := accounts.ReleaseSlots(ctx, w.pool, []accounts.Release{{TenantID: w.scope.TenantID, AccountID: freed.ID, N: 1}}); err != nil {
 		t.Fatal(err)
 	}
 	fctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	heldTenants, held, err := accounts.FoldReleasesOf(fctx, w.pool, tenants, ids)
-	if err != nil {
-		t.Fatalf("the fold waited or failed: %v", err)
-	}
-	if !slices.Equal(held, []int64{full.ID}) || !slices.Equal(heldTenants, tenants[:1]) {
-		t.Fatalf("fold beside a placement left %v of %v, want the full held account %d", held, ids, full.ID)
+	if err := accounts.FoldReleases(fctx, w.pool); err != nil {
+		t.Fatalf("the fold waited for the placement or failed: %v", err)
 	}
 	if err := placement.Rollback(ctx); err != nil {
 		t.Fatal(err)
 	}
 
-	if _, held, err = accounts.FoldReleasesOf(ctx, w.pool, tenants, ids); err != nil || len(held) != 0 {
-		t.Fatalf("fold once the placement ended: left %v (%v), want none", held, err)
+	if got := w.window(t); !slices.Equal(got, []int64{freed.ID}) {
+		t.Fatalf("window %v, want the freed account %d alone", got, freed.ID)
 	}
-	got, err := accounts.FreeWindow(ctx, w.pool, w.scope, time.Now(), accounts.Window{Min: 64, Max: 64}, "")
-	if err != nil {
+	if err := pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
+		free, err := accounts.LockFree(ctx, tx, w.scope, time.Now(), []int64{freed.ID})
+		if err != nil {
+			return err
+		}
+		if len(free) != 1 || free[0].Slots != 1 || free[0].Pending != 1 {
+			t.Fatalf("the next placement locked %+v, want one slot, pending", free)
+		}
+		return accounts.TakeSlots(ctx, tx, w.scope, []int64{freed.ID}, []int32{1})
+	}); err != nil {
 		t.Fatal(err)
 	}
-	if slices.Sort(got); !slices.Equal(got, []int64{min(full.ID, roomy.ID), max(full.ID, roomy.ID)}) {
-		t.Errorf("window after the fold %v, want both accounts", got)
+	if got := w.window(t); len(got) != 0 {
+		t.Errorf("after the slot was taken again the window offers %v", got)
 	}
-	if _, running, err := accounts.Capacities(ctx, w.pool, w.scope, time.Now()); err != nil || running != 0 {
-		t.Errorf("after the fold the pool runs %d jobs (%v), want 0", running, err)
-	}
-	// Nothing pending: nothing is left, whether or not the row is held.
-	if _, held, err = accounts.FoldReleasesOf(ctx, w.pool, tenants, ids); err != nil || len(held) != 0 {
-		t.Errorf("fold with nothing pending: left %v (%v), want none", held, err)
+	if _, running, err := accounts.Capacities(ctx, w.pool, w.scope, time.Now()); err != nil || running != 2 {
+		t.Errorf("the pool runs %d jobs (%v), want 2", running, err)
 	}
 }
 

@@ -282,66 +282,6 @@ func resetBreakers(ctx context.Context, tx pgx.Tx, jobs []Job) error {
 	return accounts.ResetFailures(ctx, tx, tenants, ids)
 }
 
-// foldReleased folds the slot releases the commit of jobs left pending on
-// their accounts (accounts.ReleaseSlots never locks an account), so the
-// next placement sees the free slots in the accounts' running counts. An
-// account a placement holds right now is skipped; that placement counts
-// the pending releases it could read, but not one committed after it read
-// them, and a full account is in no placement's window until its count is
-// folded. So the skipped accounts are tried again a few times within
-// ~0.1 s (refold), and the dispatcher's periodic fold takes what is left.
-func (s *Scheduler) foldReleased(jobs []Job) {
-	var tenants, ids []int64
-	seen := make(map[[2]int64]bool, len(jobs))
-	for _, j := range jobs {
-		if j.accountID == nil || seen[[2]int64{j.tenantID, *j.accountID}] {
-			continue
-		}
-		seen[[2]int64{j.tenantID, *j.accountID}] = true
-		tenants, ids = append(tenants, j.tenantID), append(ids, *j.accountID)
-	}
-	if tenants, ids = s.fold(tenants, ids); len(ids) > 0 {
-		s.tail.Add(1) // Stop waits for it after the completer and executions, which call this
-		go func() {
-			defer s.tail.Done()
-			s.refold(tenants, ids)
-		}()
-	}
-}
-
-// refoldDelays are the waits between refold's tries: a placement holds
-// its accounts for one transaction, a few milliseconds.
-var refoldDelays = []time.Duration{2 * time.Millisecond, 4 * time.Millisecond, 8 * time.Millisecond,
-	16 * time.Millisecond, 32 * time.Millisecond, 64 * time.Millisecond}
-
-// refold folds the releases of accounts a fold found held, waking the
-// dispatcher once it did.
-func (s *Scheduler) refold(tenants, ids []int64) {
-	for _, d := range refoldDelays {
-		time.Sleep(d)
-		before := len(ids)
-		if tenants, ids = s.fold(tenants, ids); len(ids) < before {
-			s.Wake()
-		}
-		if len(ids) == 0 {
-			return
-		}
-	}
-}
-
-// fold folds the pending releases of the accounts (tenants[i], ids[i]) and
-// returns those a placement held.
-func (s *Scheduler) fold(tenants, ids []int64) ([]int64, []int64) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	heldTenants, held, err := accounts.FoldReleasesOf(ctx, s.cfg.Pool, tenants, ids)
-	if err != nil {
-		s.log.Warn("folding slot releases failed; the periodic fold will", "err", err)
-		return nil, nil
-	}
-	return heldTenants, held
-}
-
 func (s *Scheduler) runFinishHook(ctx context.Context, tx pgx.Tx, jobs []Job) error {
 	if s.cfg.OnFinish == nil || len(jobs) == 0 {
 		return nil
@@ -349,16 +289,15 @@ func (s *Scheduler) runFinishHook(ctx context.Context, tx pgx.Tx, jobs []Job) er
 	return s.cfg.OnFinish(ctx, tx, jobs)
 }
 
-// afterEnded is what follows the commit of ended jobs: their slot
-// releases folded into the accounts' counts, metrics, local long-polls and
-// the dispatcher (slots have freed) at once, other replicas' long-polls
-// (and, after a burst, their dispatchers) through a coalesced
-// notification.
+// afterEnded is what follows the commit of ended jobs: metrics, local
+// long-polls and the dispatcher (slots have freed: placements read the
+// pending releases as free slots, see accounts.FreeWindow) at once, other
+// replicas' long-polls (and, after a burst, their dispatchers) through a
+// coalesced notification.
 func (s *Scheduler) afterEnded(jobs []Job, now time.Time) {
 	if len(jobs) == 0 {
 		return
 	}
-	s.foldReleased(jobs)
 	for _, j := range jobs {
 		s.metrics.finished(j, now)
 		s.waiters.notify(j.ID)

@@ -109,7 +109,6 @@ func (s *Scheduler) retry(ctx context.Context, e *execution, r retry) {
 	case err == nil && ended != nil:
 		s.afterEnded(ended, now)
 	case err == nil:
-		s.foldReleased([]Job{{tenantID: e.scope.TenantID, accountID: &e.accountID}})
 		s.metrics.retried(r.reason)
 		s.log.Info("job will be retried", "job", e.id, "attempt", e.attempt, "reason", r.reason, "in", r.delay.String())
 		s.Wake()
