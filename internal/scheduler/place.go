@@ -54,12 +54,12 @@ func (s *Scheduler) dispatchLoop(ctx context.Context) {
 	}
 }
 
-// placeRound places what it can in every pool with a free account. It
-// reports whether a pool filled a whole batch, so that more may wait there
-// right now. A round that placed less found the pool's queue or its
-// free slots (those not held by other replicas) used up: the next round
-// waits for a wake-up (a job queued, slots freed) instead of reading the
-// same empty pool again, which under load was every other transaction.
+// placeRound places what it can in every pool with a free account and
+// reports whether it placed anything: then slots may have freed meanwhile
+// (here, or on a replica whose completer does not wake this one), and the
+// dispatcher goes round again at once. (Stopping after a partial batch
+// saves a few empty rounds but leaves those slots idle until the next
+// wake-up, which measured worse for refill latency.)
 func (s *Scheduler) placeRound(ctx context.Context) (more bool, err error) {
 	pools, err := accounts.FreePools(ctx, s.cfg.Pool)
 	if err != nil {
@@ -71,7 +71,7 @@ func (s *Scheduler) placeRound(ctx context.Context) (more bool, err error) {
 		if err != nil {
 			return more, err
 		}
-		more = more || n >= s.cfg.Batch
+		more = more || n > 0
 	}
 	return more, nil
 }
