@@ -191,4 +191,14 @@ func TestDeleteOldKeepsRecentHours(t *testing.T) {
 	if len(hours) != 2 || !hours[0].Time.Equal(t0.Add(3*time.Hour)) {
 		t.Errorf("left %+v; want the hours from 13:00 on", hours)
 	}
+	// An hour that has not ended is kept whatever the cutoff: it is still
+	// being written.
+	n, err = usage.DeleteOld(ctx, pool, t0.Add(4*time.Hour+59*time.Minute), 10)
+	if err != nil || n != 1 {
+		t.Fatalf("cutoff inside the 14:00 hour deleted %d, %v; want only the 13:00 hour", n, err)
+	}
+	hours = read(t, pool, acme, usage.Range{From: t0, To: t0.Add(24 * time.Hour)}, usage.ByHour, "")
+	if len(hours) != 1 || !hours[0].Time.Equal(t0.Add(4*time.Hour)) {
+		t.Errorf("left %+v; want the 14:00 hour", hours)
+	}
 }
