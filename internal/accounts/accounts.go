@@ -138,14 +138,11 @@ func cookieAAD(scope tenant.Scope, email string) []byte {
 	return []byte("account-cookie\x00" + strconv.FormatInt(scope.TenantID, 10) + "\x00" + string(scope.Mode) + "\x00" + email)
 }
 
-// heldSlots is the slots an account of the unaliased accounts table holds:
-// its running count net of pending slot releases (see ReleaseSlots; the
-// account_slots view says the same). The RETURNING of the insert that
-// registers an account runs before the trigger that adds its capacity
-// row, hence the coalesce.
-const heldSlots = `coalesce((SELECT c.running FROM account_capacity c
-	WHERE c.tenant_id = accounts.tenant_id AND c.id = accounts.id), 0) - coalesce((SELECT sum(r.n) FROM account_slot_releases r
-	WHERE r.tenant_id = accounts.tenant_id AND r.account_id = accounts.id), 0)::integer`
+// heldSlots is heldByC for an account of the unaliased accounts table. The
+// RETURNING of the insert that registers an account runs before the
+// trigger that adds its capacity row, hence the coalesce.
+const heldSlots = `coalesce((SELECT ` + heldByC + ` FROM account_capacity c
+	WHERE c.tenant_id = accounts.tenant_id AND c.id = accounts.id), 0)`
 
 // accountColumns reads an account of the unaliased accounts table.
 const accountColumns = `id, email, cookie, max_jobs, enabled, status, status_reason, ` + heldSlots + `,

@@ -43,6 +43,12 @@ const (
 	// indexedFree is the predicate of account_capacity_free_idx alone:
 	// free without the clock.
 	indexedFree = `c.active AND c.running < c.max_jobs`
+
+	// heldByC is the slots the account of capacity row c holds: its
+	// running count net of its pending releases (see ReleaseSlots; the
+	// account_slots view says the same).
+	heldByC = `(c.running - coalesce((SELECT sum(r.n) FROM account_slot_releases r
+	WHERE r.tenant_id = c.tenant_id AND r.account_id = c.id), 0))::integer`
 )
 
 // AccountFreePools lists the (tenant, mode) pools with at least one account
@@ -487,8 +493,7 @@ type Capacity struct {
 
 const (
 	accountCapacity = `
-SELECT c.email, c.max_jobs, c.running - coalesce((SELECT sum(r.n) FROM account_slot_releases r
-	WHERE r.tenant_id = c.tenant_id AND r.account_id = c.id), 0)::integer
+SELECT c.email, c.max_jobs, ` + heldByC + `
 FROM account_capacity c
 WHERE c.tenant_id = $1 AND c.mode = $2 AND ` + usable + `
 ORDER BY c.email`
