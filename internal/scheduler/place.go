@@ -22,14 +22,14 @@ func (s *Scheduler) dispatchLoop(ctx context.Context) {
 	defer tick.Stop()
 	for {
 		for {
-			more, err := s.placeRound(ctx)
+			placed, err := s.placeRound(ctx)
 			if err != nil {
 				if ctx.Err() == nil {
 					s.log.Error("placement failed", "err", err)
 				}
 				break
 			}
-			if !more {
+			if !placed {
 				break
 			}
 		}
@@ -60,7 +60,7 @@ func (s *Scheduler) dispatchLoop(ctx context.Context) {
 // dispatcher goes round again at once. (Stopping after a partial batch
 // saves a few empty rounds but leaves those slots idle until the next
 // wake-up, which measured worse for refill latency.)
-func (s *Scheduler) placeRound(ctx context.Context) (more bool, err error) {
+func (s *Scheduler) placeRound(ctx context.Context) (placed bool, err error) {
 	pools, err := accounts.FreePools(ctx, s.cfg.Pool)
 	if err != nil {
 		return false, err
@@ -69,11 +69,11 @@ func (s *Scheduler) placeRound(ctx context.Context) (more bool, err error) {
 	for _, p := range pools {
 		n, err := s.placePool(ctx, p)
 		if err != nil {
-			return more, err
+			return placed, err
 		}
-		more = more || n > 0
+		placed = placed || n > 0
 	}
-	return more, nil
+	return placed, nil
 }
 
 // placePool places up to Batch jobs of one pool in one transaction, then
