@@ -56,10 +56,12 @@ const (
 // through account_capacity_free_idx one pool at a time (a loose index
 // scan), so it reads a few index entries per pool instead of every free
 // account. Stored running counts may still include releases nobody has
-// folded yet (account_slot_releases): the pools of the accounts with
-// pending releases are listed too, read the same way through the releases'
-// index, since a full account's freed slots are only there until a
-// placement or the periodic fold folds them.
+// folded yet (account_slot_releases): the pools with pending releases are
+// listed too, read the same way through the releases' pool index, since a
+// full account's freed slots are only there until a placement or the
+// periodic fold folds them. (A pool whose only pending release is of an
+// account that cannot take jobs gets a round that places nothing, until
+// the periodic fold takes the release.)
 const AccountFreePools = `
 WITH RECURSIVE pools (tenant_id, mode) AS (
 	(SELECT tenant_id, mode FROM account_capacity c
@@ -70,19 +72,17 @@ WITH RECURSIVE pools (tenant_id, mode) AS (
 		SELECT c.tenant_id, c.mode FROM account_capacity c
 		WHERE ` + indexedFree + ` AND (c.tenant_id, c.mode) > (pools.tenant_id, pools.mode)
 		ORDER BY c.tenant_id, c.mode LIMIT 1) next
-), pending (tenant_id, account_id) AS (
-	(SELECT tenant_id, account_id FROM account_slot_releases ORDER BY tenant_id, account_id LIMIT 1)
+), pending (tenant_id, mode) AS (
+	(SELECT tenant_id, mode FROM account_slot_releases ORDER BY tenant_id, mode LIMIT 1)
 	UNION ALL
-	SELECT next.tenant_id, next.account_id FROM pending, LATERAL (
-		SELECT r.tenant_id, r.account_id FROM account_slot_releases r
-		WHERE (r.tenant_id, r.account_id) > (pending.tenant_id, pending.account_id)
-		ORDER BY r.tenant_id, r.account_id LIMIT 1) next
+	SELECT next.tenant_id, next.mode FROM pending, LATERAL (
+		SELECT r.tenant_id, r.mode FROM account_slot_releases r
+		WHERE (r.tenant_id, r.mode) > (pending.tenant_id, pending.mode)
+		ORDER BY r.tenant_id, r.mode LIMIT 1) next
 )
 SELECT tenant_id, mode FROM pools
 UNION
-SELECT c.tenant_id, c.mode FROM pending p, LATERAL (
-	SELECT c.tenant_id, c.mode FROM account_capacity c
-	WHERE c.tenant_id = p.tenant_id AND c.id = p.account_id AND c.active LIMIT 1) c`
+SELECT tenant_id, mode FROM pending`
 
 // FreePools returns the pools that have an account with a free slot.
 func FreePools(ctx context.Context, db dbx.DBTX) ([]tenant.Scope, error) {
@@ -132,7 +132,7 @@ const (
 	accountFreeFrom = `
 (SELECT f.id, f.max_jobs - f.running + p.n FROM (
 	SELECT r.account_id, sum(r.n)::integer AS n FROM account_slot_releases r
-	WHERE r.tenant_id = $1 GROUP BY r.account_id
+	WHERE r.tenant_id = $1 AND r.mode = $2 GROUP BY r.account_id
 ) p, LATERAL (
 	SELECT c.id, c.max_jobs, c.running FROM account_capacity c
 	WHERE c.tenant_id = $1 AND c.id = p.account_id AND c.mode = $2 AND ` + usable + `
@@ -346,7 +346,7 @@ func TakeSlots(ctx context.Context, db dbx.DBTX, scope tenant.Scope, ids []int64
 
 // Release is n slots of one account to give back.
 type Release struct {
-	TenantID  int64
+	Pool      tenant.Scope // the account's tenant and mode
 	AccountID int64
 	N         int32
 }
@@ -362,8 +362,8 @@ type Release struct {
 // FoldReleases) subtracts them from the running count. A deleted account
 // leaves an orphan release, which FoldReleases drops.
 const accountReleaseSlots = `
-INSERT INTO account_slot_releases (tenant_id, account_id, n)
-SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::integer[])`
+INSERT INTO account_slot_releases (tenant_id, mode, account_id, n)
+SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::integer[])`
 
 // ReleaseSlots frees slots. Callers run it only in the transaction that
 // moved the jobs holding them out of dispatching/running, so each slot is
@@ -373,15 +373,21 @@ func ReleaseSlots(ctx context.Context, db dbx.DBTX, rs []Release) error {
 		return nil
 	}
 	// One row per account keeps the table (and the folds) small.
-	merged := map[[2]int64]int32{}
+	type account struct {
+		pool tenant.Scope
+		id   int64
+	}
+	merged := map[account]int32{}
 	for _, r := range rs {
-		merged[[2]int64{r.TenantID, r.AccountID}] += r.N
+		merged[account{r.Pool, r.AccountID}] += r.N
 	}
-	tenants, ids, ns := make([]int64, 0, len(merged)), make([]int64, 0, len(merged)), make([]int32, 0, len(merged))
-	for k, n := range merged {
-		tenants, ids, ns = append(tenants, k[0]), append(ids, k[1]), append(ns, n)
+	tenants, modes := make([]int64, 0, len(merged)), make([]string, 0, len(merged))
+	ids, ns := make([]int64, 0, len(merged)), make([]int32, 0, len(merged))
+	for a, n := range merged {
+		tenants, modes = append(tenants, a.pool.TenantID), append(modes, string(a.pool.Mode))
+		ids, ns = append(ids, a.id), append(ns, n)
 	}
-	_, err := db.Exec(ctx, accountReleaseSlots, tenants, ids, ns)
+	_, err := db.Exec(ctx, accountReleaseSlots, tenants, modes, ids, ns)
 	return err
 }
 

@@ -46,7 +46,7 @@ func TestReleasesAndPlacementsNeverBlockEachOther(t *testing.T) {
 		t.Helper()
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
-		if err := accounts.ReleaseSlots(rctx, db, []accounts.Release{{TenantID: w.scope.TenantID, AccountID: a.ID, N: n}}); err != nil {
+		if err := accounts.ReleaseSlots(rctx, db, []accounts.Release{{Pool: w.scope, AccountID: a.ID, N: n}}); err != nil {
 			t.Fatalf("release waited or failed: %v", err)
 		}
 	}
@@ -146,7 +146,7 @@ func TestFullAccountIsFreeOnceReleased(t *testing.T) {
 	if ids, ps := w.window(t), w.pools(t); len(ids) != 0 || slices.Contains(ps, w.scope) {
 		t.Fatalf("a full account is offered: window %v, pools %v", ids, ps)
 	}
-	if err := accounts.ReleaseSlots(ctx, w.pool, []accounts.Release{{TenantID: w.scope.TenantID, AccountID: a.ID, N: 1}}); err != nil {
+	if err := accounts.ReleaseSlots(ctx, w.pool, []accounts.Release{{Pool: w.scope, AccountID: a.ID, N: 1}}); err != nil {
 		t.Fatal(err)
 	}
 	if ids, ps := w.window(t), w.pools(t); !slices.Equal(ids, []int64{a.ID}) || !slices.Contains(ps, w.scope) {
@@ -190,7 +190,7 @@ func TestOrphanReleasesAreDropped(t *testing.T) {
 	ctx := context.Background()
 	gone, kept := w.slotAccount(t, "gone@x.io", 20), w.slotAccount(t, "kept@x.io", 20)
 	err := accounts.ReleaseSlots(ctx, w.pool, []accounts.Release{
-		{TenantID: w.scope.TenantID, AccountID: gone.ID, N: 1}, {TenantID: w.scope.TenantID, AccountID: kept.ID, N: 2}})
+		{Pool: w.scope, AccountID: gone.ID, N: 1}, {Pool: w.scope, AccountID: kept.ID, N: 2}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,7 +244,7 @@ func TestReleaseBesideAPlacementIsOfferedNext(t *testing.T) {
 	if free, err := accounts.LockFree(ctx, placement, w.scope, time.Now(), ids); err != nil || len(free) != 0 {
 		t.Fatalf("both accounts are full, yet the placement got %v (%v)", free, err)
 	}
-	if err := accounts.ReleaseSlots(ctx, w.pool, []accounts.Release{{TenantID: w.scope.TenantID, AccountID: freed.ID, N: 1}}); err != nil {
+	if err := accounts.ReleaseSlots(ctx, w.pool, []accounts.Release{{Pool: w.scope, AccountID: freed.ID, N: 1}}); err != nil {
 		t.Fatal(err)
 	}
 	fctx, cancel := context.WithTimeout(ctx, 2*time.Second)

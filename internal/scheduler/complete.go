@@ -264,7 +264,7 @@ func (s *Scheduler) releaseSlots(ctx context.Context, tx pgx.Tx, jobs []Job) err
 	rs := make([]accounts.Release, 0, len(jobs))
 	for _, j := range jobs {
 		if j.accountID != nil {
-			rs = append(rs, accounts.Release{TenantID: j.tenantID, AccountID: *j.accountID, N: 1})
+			rs = append(rs, accounts.Release{Pool: j.scope(), AccountID: *j.accountID, N: 1})
 		}
 	}
 	return accounts.ReleaseSlots(ctx, tx, rs)

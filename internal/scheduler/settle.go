@@ -97,7 +97,7 @@ func (s *Scheduler) retry(ctx context.Context, e *execution, r retry) {
 			r.message, unconsumed, nullIfEmpty(r.warning)).Scan(&accountID); err != nil {
 			return err
 		}
-		if err := s.releaseSlots(ctx, tx, []Job{{tenantID: e.scope.TenantID, accountID: &accountID}}); err != nil {
+		if err := s.releaseSlots(ctx, tx, []Job{{tenantID: e.scope.TenantID, mode: e.scope.Mode, accountID: &accountID}}); err != nil {
 			return err
 		}
 		if err := runAttemptHook(ctx, tx, s.cfg.OnRetried, []*execution{e}, now); err != nil {
