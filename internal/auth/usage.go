@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/poolgate/poolgate/internal/loop"
 )
 
 // Usage counts requests and submitted jobs per key in memory and adds them
@@ -29,8 +31,7 @@ type Usage struct {
 
 	flushes, flushErrors atomic.Uint64
 
-	cancel context.CancelFunc
-	done   chan struct{}
+	loop loop.Every
 }
 
 type usageKey struct {
@@ -155,48 +156,27 @@ func (u *Usage) putBack(batch map[usageKey]*usageCount) {
 	}
 }
 
-// Start flushes every interval in the background until Stop.
+// Start flushes every interval in the background until Stop; a failed
+// flush keeps its counts for the next one.
 func (u *Usage) Start(ctx context.Context) error {
 	if u.every <= 0 {
 		return fmt.Errorf("usage flush interval must be positive, not %s", u.every)
 	}
-	ctx, u.cancel = context.WithCancel(ctx)
-	u.done = make(chan struct{})
-	go u.run(ctx)
-	return nil
+	return u.loop.Start(ctx, u.every, u.logger, "key usage: flush failed; retrying next interval", u.Flush)
 }
 
-func (u *Usage) run(ctx context.Context) {
-	defer close(u.done)
-	t := time.NewTicker(u.every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			defer cancel()
-			if err := u.Flush(fctx); err != nil {
-				u.logger.Error("key usage: final flush failed; these counts are lost", "err", err)
-			}
-			return
-		case <-t.C:
-			if err := u.Flush(ctx); err != nil && ctx.Err() == nil {
-				u.logger.Warn("key usage: flush failed; retrying next interval", "err", err)
-			}
-		}
-	}
-}
-
-// Stop flushes what is pending (the counts of requests drained at
-// shutdown included) and stops; it gives up waiting when ctx ends.
+// Stop stops the flushes and then flushes what is pending, the counts of
+// requests drained at shutdown included. That last flush gets 5 s of its
+// own even when ctx has ended, since its counts exist nowhere else.
 func (u *Usage) Stop(ctx context.Context) {
-	if u == nil || u.cancel == nil {
+	if u == nil {
 		return
 	}
-	u.cancel()
-	select {
-	case <-u.done:
-	case <-ctx.Done():
+	u.loop.Stop(ctx)
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := u.Flush(fctx); err != nil {
+		u.logger.Error("key usage: final flush failed; these counts are lost", "err", err)
 	}
 }
 
