@@ -329,5 +329,7 @@ func cleanups(r retentionConfig, store results.Store) []retention.Cleanup {
 		{Name: "alerts", Retention: r.Alerts, Delete: alerts.DeleteResolvedAlerts},
 		{Name: "cron_runs", Retention: r.CronRuns, Delete: alerts.DeleteStaleCronRuns},
 		{Name: "usage_hourly", Retention: r.Usage, Delete: usagestats.DeleteOld},
+		// Releases of deleted accounts are due at once, like job_results.
+		{Name: "account_slot_releases", Retention: time.Nanosecond, Delete: accounts.DeleteOrphanReleases},
 	}
 }

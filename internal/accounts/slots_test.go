@@ -204,6 +204,9 @@ func TestOrphanReleasesAreDropped(t *testing.T) {
 	if err := accounts.FoldReleases(ctx, w.pool); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := accounts.DeleteOrphanReleases(ctx, w.pool, time.Now(), 1000); err != nil {
+		t.Fatal(err)
+	}
 	var left, running int
 	if err := w.pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM account_slot_releases), (SELECT running FROM account_capacity WHERE id = $1)`,
 		kept.ID).Scan(&left, &running); err != nil {
