@@ -62,8 +62,7 @@ func TestReleasesAndPlacementsNeverBlockEachOther(t *testing.T) {
 	}
 	// One of the two slots taken.
 	inTx(func(tx pgx.Tx) error {
-		lockFree(tx)
-		return accounts.TakeSlots(ctx, tx, w.scope, []int64{a.ID}, []int32{1})
+		return accounts.TakeSlots(ctx, tx, w.scope, lockFree(tx), []int32{1})
 	})
 
 	// While its job's release is in flight, a placement can still lock the
@@ -89,10 +88,11 @@ func TestReleasesAndPlacementsNeverBlockEachOther(t *testing.T) {
 	// The next placement sees both slots free and folds the release as it
 	// takes them.
 	inTx(func(tx pgx.Tx) error {
-		if free := lockFree(tx); len(free) != 1 || free[0].Slots != 2 || free[0].Pending != 1 {
+		free := lockFree(tx)
+		if len(free) != 1 || free[0].Slots != 2 || free[0].Pending != 1 {
 			t.Fatalf("placement sees %+v, want 2 free slots, 1 pending", free)
 		}
-		return accounts.TakeSlots(ctx, tx, w.scope, []int64{a.ID}, []int32{2})
+		return accounts.TakeSlots(ctx, tx, w.scope, free, []int32{2})
 	})
 	if h, r, p := held(); h != 2 || r != 2 || p != 0 {
 		t.Fatalf("after the placement: held %d, running %d, %d pending; want 2, 2, 0", h, r, p)
@@ -135,14 +135,7 @@ func TestFullAccountIsFreeOnceReleased(t *testing.T) {
 	w := newRefreshWorld(t)
 	ctx := context.Background()
 	a := w.slotAccount(t, "full@x.io", 1)
-	if err := pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
-		if _, err := accounts.LockFree(ctx, tx, w.scope, time.Now(), []int64{a.ID}); err != nil {
-			return err
-		}
-		return accounts.TakeSlots(ctx, tx, w.scope, []int64{a.ID}, []int32{1})
-	}); err != nil {
-		t.Fatal(err)
-	}
+	w.take(t, []int64{a.ID}, []int32{1})
 	if ids, ps := w.window(t), w.pools(t); len(ids) != 0 || slices.Contains(ps, w.scope) {
 		t.Fatalf("a full account is offered: window %v, pools %v", ids, ps)
 	}
@@ -157,6 +150,25 @@ func TestFullAccountIsFreeOnceReleased(t *testing.T) {
 	}
 	if ids, ps := w.window(t), w.pools(t); !slices.Equal(ids, []int64{a.ID}) || !slices.Contains(ps, w.scope) {
 		t.Fatalf("after the fold: window %v, pools %v", ids, ps)
+	}
+}
+
+// take locks the accounts ids as a placement does and takes n[i] slots of
+// ids[i].
+func (w *refreshWorld) take(t *testing.T, ids []int64, n []int32) {
+	t.Helper()
+	ctx := context.Background()
+	if err := pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
+		free, err := accounts.LockFree(ctx, tx, w.scope, time.Now(), ids)
+		if err != nil {
+			return err
+		}
+		if len(free) != len(ids) {
+			t.Fatalf("locked %+v, want all of %v", free, ids)
+		}
+		return accounts.TakeSlots(ctx, tx, w.scope, free, n)
+	}); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -230,14 +242,7 @@ func TestReleaseBesideAPlacementIsOfferedNext(t *testing.T) {
 	ctx := context.Background()
 	freed, busy := w.slotAccount(t, "freed@x.io", 1), w.slotAccount(t, "busy@x.io", 1)
 	ids := []int64{freed.ID, busy.ID}
-	if err := pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
-		if _, err := accounts.LockFree(ctx, tx, w.scope, time.Now(), ids); err != nil {
-			return err
-		}
-		return accounts.TakeSlots(ctx, tx, w.scope, ids, []int32{1, 1})
-	}); err != nil {
-		t.Fatal(err)
-	}
+	w.take(t, ids, []int32{1, 1})
 
 	placement, err := w.pool.Begin(ctx)
 	if err != nil {
@@ -270,7 +275,7 @@ func TestReleaseBesideAPlacementIsOfferedNext(t *testing.T) {
 		if len(free) != 1 || free[0].Slots != 1 || free[0].Pending != 1 {
 			t.Fatalf("the next placement locked %+v, want one slot, pending", free)
 		}
-		return accounts.TakeSlots(ctx, tx, w.scope, []int64{freed.ID}, []int32{1})
+		return accounts.TakeSlots(ctx, tx, w.scope, free, []int32{1})
 	}); err != nil {
 		t.Fatal(err)
 	}

@@ -210,15 +210,15 @@ func (s *Scheduler) placeBatch(ctx context.Context, tx pgx.Tx, pool tenant.Scope
 	// Take the slots, and fold the pending releases of every account this
 	// transaction holds while it holds them.
 	var (
-		ids []int64
-		ns  []int32
+		locked []accounts.Free
+		ns     []int32
 	)
 	for id, f := range sl.free {
 		if n := sl.taken[id]; n > 0 || f.Pending > 0 {
-			ids, ns = append(ids, id), append(ns, n)
+			locked, ns = append(locked, *f), append(ns, n)
 		}
 	}
-	if err := accounts.TakeSlots(ctx, tx, pool, ids, ns); err != nil {
+	if err := accounts.TakeSlots(ctx, tx, pool, locked, ns); err != nil {
 		return nil, err
 	}
 	placed, err := s.dispatch(ctx, tx, pool, ps, sl, now)
