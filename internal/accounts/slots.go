@@ -127,21 +127,35 @@ func Fits(want *string, have string) bool { return want == nil || *want == have 
 
 const (
 	// accountFreeFrom lists up to $5 eligible accounts of provider $6 (if
-	// it is not '') with their free slots, without locking them. First come
-	// the accounts that are full by their stored count but have pending
-	// releases, read through the releases' pool index: they are in no range
-	// of account_capacity_free_idx until a fold, yet have free slots now.
-	// Only the first $7 release rows are read: a pool of 10,000 one-slot
-	// accounts can hold ~14,000 of them, and summing them all cost 28 ms a
-	// placement. A sum over part of an account's rows only understates its
-	// free slots (LockFree counts them exactly), and the accounts whose rows
-	// are not read are reached once the rows read are folded, or by the
-	// periodic fold, which brings them back into the free index. Then
-	// the range of the free index following rkey $4 on the circle, and, if
-	// that is not enough, the range below $4 (the wrap). The LIMIT over all
-	// of them stops the reading as soon as it has $5, so a large pool reads
-	// one range only.
+	// it is not '') with their free slots, without locking them. First the
+	// range of the free index following rkey $4 on the circle, and, if that
+	// is not enough, the range below $4 (the wrap). Then, if the circle had
+	// fewer than $5, the accounts that are full by their stored count but
+	// have pending releases, read through the releases' pool index: they
+	// are in no range of account_capacity_free_idx until a fold, yet have
+	// free slots now. The LIMIT over all of them stops the reading as soon
+	// as it has $5, so a large pool reads one range only; a pool with that
+	// many accounts free by their stored count leaves its full ones with
+	// pending releases out until the periodic fold (WakeInterval), which
+	// costs nothing while so many slots are free. Reading them there
+	// anyway cost 25 µs a job with 10,000 accounts, most of it probing
+	// accounts that were not full. Only the first $7 release rows are read:
+	// such a pool can hold ~14,000 of them, and summing them all cost 28 ms
+	// a placement. A sum over part of an account's rows only understates
+	// its free slots (LockFree counts them exactly), and the accounts whose
+	// rows are not read are reached once the rows read are folded, or by
+	// the periodic fold, which brings them back into the free index.
 	accountFreeFrom = `
+(SELECT c.id, c.max_jobs - c.running FROM account_capacity c
+WHERE c.tenant_id = $1 AND c.mode = $2 AND ` + free + ` AND c.rkey >= $4 AND ($6 = '' OR c.provider = $6)
+ORDER BY c.rkey
+LIMIT $5)
+UNION ALL
+(SELECT c.id, c.max_jobs - c.running FROM account_capacity c
+WHERE c.tenant_id = $1 AND c.mode = $2 AND ` + free + ` AND c.rkey < $4 AND ($6 = '' OR c.provider = $6)
+ORDER BY c.rkey
+LIMIT $5)
+UNION ALL
 (SELECT f.id, f.max_jobs - f.running + p.n FROM (
 	SELECT r.account_id, sum(r.n)::integer AS n FROM (
 		SELECT account_id, n FROM account_slot_releases
@@ -152,16 +166,6 @@ const (
 	WHERE c.tenant_id = $1 AND c.id = p.account_id AND c.mode = $2 AND ` + usable + `
 		AND c.running >= c.max_jobs AND ($6 = '' OR c.provider = $6)
 	LIMIT 1) f
-LIMIT $5)
-UNION ALL
-(SELECT c.id, c.max_jobs - c.running FROM account_capacity c
-WHERE c.tenant_id = $1 AND c.mode = $2 AND ` + free + ` AND c.rkey >= $4 AND ($6 = '' OR c.provider = $6)
-ORDER BY c.rkey
-LIMIT $5)
-UNION ALL
-(SELECT c.id, c.max_jobs - c.running FROM account_capacity c
-WHERE c.tenant_id = $1 AND c.mode = $2 AND ` + free + ` AND c.rkey < $4 AND ($6 = '' OR c.provider = $6)
-ORDER BY c.rkey
 LIMIT $5)
 LIMIT $5`
 
