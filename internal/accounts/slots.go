@@ -225,7 +225,8 @@ const pendingRowsPerAccount = 2
 // a larger one the window's position depends on the gaps between keys,
 // which is fair in the long run since every account that takes a slot
 // draws a fresh key (TakeSlots). The cost is one statement reading one or
-// two index ranges, whatever the pool size.
+// two index ranges and, when they hold fewer than w.Max accounts, at most
+// 2 × w.Max pending releases, whatever the pool size.
 //
 // prov, if not "", keeps the window to that provider's accounts: a job
 // that asked for a provider the uniform window missed can still be placed.
@@ -462,9 +463,9 @@ WHERE c.tenant_id = f.tenant_id AND c.id = f.account_id`
 
 	// accountReleasesOrphaned drops up to $1 releases of deleted
 	// accounts. The LATERAL probes each pending account by primary key, so
-	// the cost is the pending rows, never the accounts table. (Here and
-	// below, LIMIT 1 keeps the planner from flattening a LATERAL probe into
-	// a hash join that reads every account of the pool.)
+	// the cost is the pending rows, never the accounts table. (LIMIT 1
+	// keeps the planner from flattening the LATERAL probe into a hash join
+	// that reads every account.)
 	accountReleasesOrphaned = `
 DELETE FROM account_slot_releases r WHERE r.id IN (
 	SELECT p.id FROM account_slot_releases p

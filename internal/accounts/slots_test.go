@@ -194,8 +194,8 @@ func (w *refreshWorld) pools(t *testing.T) []tenant.Scope {
 }
 
 // TestOrphanReleasesAreDropped: a release pending for an account that was
-// deleted meanwhile can never be folded; FoldReleases drops it and folds
-// the other accounts' releases.
+// deleted meanwhile can never be folded; DeleteOrphanReleases (a retention
+// cleanup) drops it, and FoldReleases folds the other accounts' releases.
 func TestOrphanReleasesAreDropped(t *testing.T) {
 	t.Parallel()
 	w := newRefreshWorld(t)
