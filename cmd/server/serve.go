@@ -79,7 +79,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	})
 	// One LISTEN connection for the replica, on a direct connection.
 	listener := pubsub.New(pubsub.Dial(cfg.DatabaseListenURL, "poolgate-listener"), logger)
-	usageHooks := usagestats.NewHooks(cfg.ReplicaID)
+	var usageHooks usagestats.Hooks
+	usageRoller := usagestats.NewRoller(pool, logger, cfg.ReplicaID, usagestats.RollupInterval)
 	sched := scheduler.New(scheduler.Config{
 		Listener: listener,
 		Pool:     pool, Accounts: accountStore, Providers: upstream, Logger: logger,
@@ -166,7 +167,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	// Every background loop, in start order; they stop in reverse, so the
 	// listener outlives its subscribers and key usage is written after the
 	// last request was served.
-	services := []service{listener, keyCache, keyUsage, deliverer, sched, refresher, prober, alerter, cleaner}
+	services := []service{listener, keyCache, keyUsage, usageRoller, deliverer, sched, refresher, prober, alerter, cleaner}
 	for i, s := range services {
 		if err := s.Start(ctx); err != nil {
 			stopAll(services[:i], nil)

@@ -97,7 +97,7 @@ func (e *env) addServer() string {
 	accountStore := accounts.NewStore(e.pool, e.box, time.Now).WithHooks(accounts.Hooks{
 		OnRegister: []accounts.RegisterHook{scheduler.AdoptJobs, alerts.ResolveAccount},
 	})
-	usageHooks := usage.NewHooks("")
+	var usageHooks usage.Hooks
 	sched := scheduler.New(scheduler.Config{
 		Pool: e.pool, Accounts: accountStore, Logger: logger,
 		Providers: map[string]provider.Provider{

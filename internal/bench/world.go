@@ -205,9 +205,10 @@ func (w *world) addAccounts(ctx context.Context, n, maxJobs int) error {
 // replica is one in-process poolgate replica: its own connection pool (as
 // a separate process would have) and scheduler.
 type replica struct {
-	pool  *pgxpool.Pool
-	sched *scheduler.Scheduler
-	store *accounts.Store
+	pool   *pgxpool.Pool
+	sched  *scheduler.Scheduler
+	store  *accounts.Store
+	roller *usage.Roller
 }
 
 // newReplicas makes n replicas; their schedulers start only with
@@ -221,9 +222,9 @@ func (w *world) newReplicas(ctx context.Context, n int, tune func(*scheduler.Con
 		}
 		store := accounts.NewStore(pool, w.box, time.Now)
 		owner := fmt.Sprintf("bench-%d", i)
-		// Usage is recorded as poolgate serve records it, so the bench
-		// counts its statements and commits.
-		uh := usage.NewHooks(owner)
+		// Usage is recorded and rolled up as poolgate serve does it, so the
+		// bench counts its statements and commits.
+		var uh usage.Hooks
 		sc := scheduler.Config{
 			Pool: pool, Accounts: store, Provider: ltxstudio.New(w.simURL, hc), Logger: w.cfg.Logger,
 			Owner: owner, PollInterval: w.cfg.PollInterval, MaxQueued: 10_000_000,
@@ -236,7 +237,8 @@ func (w *world) newReplicas(ctx context.Context, n int, tune func(*scheduler.Con
 		if tune != nil {
 			tune(&sc)
 		}
-		w.replicas = append(w.replicas, &replica{pool: pool, sched: scheduler.New(sc), store: store})
+		w.replicas = append(w.replicas, &replica{pool: pool, sched: scheduler.New(sc), store: store,
+			roller: usage.NewRoller(pool, w.cfg.Logger, owner, usage.RollupInterval)})
 	}
 	return nil
 }
@@ -244,6 +246,7 @@ func (w *world) newReplicas(ctx context.Context, n int, tune func(*scheduler.Con
 func (w *world) startReplicas(ctx context.Context) {
 	for _, r := range w.replicas {
 		r.sched.Start(ctx)
+		r.roller.Start(ctx)
 	}
 }
 
@@ -254,6 +257,7 @@ func (w *world) stopReplicas() {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
 			r.sched.Stop(ctx)
+			r.roller.Stop(ctx)
 			r.pool.Close()
 		})
 	}

@@ -62,7 +62,7 @@ func newWorld(t *testing.T, jobDuration time.Duration) *world {
 	})
 	logger := slog.New(slog.NewJSONHandler(w.logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	accountStore := accounts.NewStore(w.pool, box, time.Now)
-	usageHooks := usage.NewHooks("")
+	var usageHooks usage.Hooks
 	sched := scheduler.New(scheduler.Config{
 		Pool: w.pool, Accounts: accountStore, Provider: ltxstudio.New(simSrv.URL, nil), Logger: logger,
 		LeaseTTL: 3 * time.Second, PollInterval: 50 * time.Millisecond, WakeInterval: 200 * time.Millisecond,

@@ -2,7 +2,6 @@ package usage
 
 import (
 	"context"
-	"crypto/rand"
 
 	"github.com/jackc/pgx/v5"
 
@@ -13,34 +12,21 @@ import (
 // Hooks are the scheduler hooks that record usage inside the scheduler's
 // own transactions: attempts started in a placement batch, attempts sent
 // back to the queue, jobs ended in a completer batch.
-type Hooks struct {
-	// replica names the writing replica, so that replicas write disjoint
-	// rows and never wait on each other's row locks.
-	replica string
-}
-
-// NewHooks returns the hooks of replica (POOLGATE_REPLICA_ID); "" picks a
-// random name.
-func NewHooks(replica string) Hooks {
-	if replica == "" {
-		replica = "replica-" + rand.Text()[:10]
-	}
-	return Hooks{replica: replica}
-}
+type Hooks struct{}
 
 // Started records placed attempts (scheduler.Config.OnStarted).
-func (h Hooks) Started(ctx context.Context, tx pgx.Tx, as []scheduler.Attempt) error {
-	return Record(ctx, tx, h.replica+"/place", attemptEvents(as, Started))
+func (Hooks) Started(ctx context.Context, tx pgx.Tx, as []scheduler.Attempt) error {
+	return Record(ctx, tx, attemptEvents(as, Started))
 }
 
 // Retried records attempts whose job went back to the queue
 // (scheduler.Config.OnRetried).
-func (h Hooks) Retried(ctx context.Context, tx pgx.Tx, as []scheduler.Attempt) error {
-	return Record(ctx, tx, h.replica+"/retry", attemptEvents(as, Retried))
+func (Hooks) Retried(ctx context.Context, tx pgx.Tx, as []scheduler.Attempt) error {
+	return Record(ctx, tx, attemptEvents(as, Retried))
 }
 
 // Finished records ended jobs (part of scheduler.Config.OnFinish).
-func (h Hooks) Finished(ctx context.Context, tx pgx.Tx, jobs []scheduler.Job) error {
+func (Hooks) Finished(ctx context.Context, tx pgx.Tx, jobs []scheduler.Job) error {
 	events := make([]Event, 0, len(jobs))
 	for _, j := range jobs {
 		if j.FinishedAt == nil {
@@ -66,7 +52,7 @@ func (h Hooks) Finished(ctx context.Context, tx pgx.Tx, jobs []scheduler.Job) er
 		}
 		events = append(events, e)
 	}
-	return Record(ctx, tx, h.replica+"/finish", events)
+	return Record(ctx, tx, events)
 }
 
 func attemptEvents(as []scheduler.Attempt, kind Kind) []Event {

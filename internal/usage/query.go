@@ -77,11 +77,23 @@ type Group struct {
 
 // usageRead sums the buckets of a range by group in one pass per part:
 // counts ('n'), failures by code ('f'), histogram buckets ('h'). $5 = ”
-// reads every account.
+// reads every account. It reads the rolled-up buckets and the pending ones
+// in one statement, so in one snapshot: a roll-up that moves counts
+// between the two is seen whole or not at all.
 const usageRead = `
-WITH r AS (
-	SELECT %s AS g, started, succeeded, failed, canceled, retried, failed_by, gen_hist FROM usage_hourly
+WITH b AS (
+	SELECT hour, account_email, key_id, started, succeeded, failed, canceled, retried, failed_by, gen_hist
+	FROM usage_hourly
 	WHERE tenant_id = $1 AND mode = $2 AND hour >= $3 AND hour < $4 AND ($5 = '' OR account_email = $5)
+	UNION ALL
+	SELECT x.hour, x.account_email, x.key_id, coalesce(x.started, 0), coalesce(x.succeeded, 0),
+		coalesce(x.failed, 0), coalesce(x.canceled, 0), coalesce(x.retried, 0),
+		coalesce(x.failed_by, '{}'), coalesce(x.gen_hist, '{}')
+	FROM usage_pending p, jsonb_to_recordset(p.rows) AS x (hour timestamptz, account_email text, key_id text,
+		started bigint, succeeded bigint, failed bigint, canceled bigint, retried bigint, failed_by jsonb, gen_hist integer[])
+	WHERE p.tenant_id = $1 AND p.mode = $2 AND x.hour >= $3 AND x.hour < $4 AND ($5 = '' OR x.account_email = $5)
+), r AS (
+	SELECT %s AS g, started, succeeded, failed, canceled, retried, failed_by, gen_hist FROM b
 )
 SELECT g, 'n', '', sum(started)::bigint, sum(succeeded)::bigint, sum(failed)::bigint, sum(canceled)::bigint, sum(retried)::bigint
 FROM r GROUP BY g

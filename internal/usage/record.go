@@ -3,18 +3,23 @@
 // generation times of succeeded jobs, in hourly buckets. It owns the
 // usage_hourly table.
 //
-// Nothing here adds a transaction: the scheduler's placement, completion
-// and retry paths hand their events to Record inside the transactions they
-// already commit (hooks wired in cmd/server), and Record folds a batch
-// into one statement that adds to one row per hour, account and key.
+// Nothing here adds a transaction to the hot path: the scheduler's
+// placement, completion and retry paths hand their events to Record inside
+// the transactions they already commit (hooks wired in cmd/server), and
+// Record writes the batch's folded counts ahead as one usage_pending row
+// per pool. A Roller on every replica folds pending rows into usage_hourly
+// about once a second; readers add both, so figures are exact at once.
 package usage
 
 import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/poolgate/poolgate/internal/dbx"
 	"github.com/poolgate/poolgate/internal/tenant"
@@ -45,17 +50,42 @@ type Event struct {
 	Generation time.Duration
 }
 
-// row is what one batch adds to one (hour, account, key) bucket.
+// bucket is what a batch adds to one (hour, account, key) bucket, as it
+// is written ahead in usage_pending.rows.
+type bucket struct {
+	Hour      time.Time        `json:"hour"`
+	Account   string           `json:"account_email"`
+	KeyID     string           `json:"key_id"`
+	Started   int64            `json:"started,omitempty"`
+	Succeeded int64            `json:"succeeded,omitempty"`
+	Failed    int64            `json:"failed,omitempty"`
+	Canceled  int64            `json:"canceled,omitempty"`
+	Retried   int64            `json:"retried,omitempty"`
+	FailedBy  map[string]int64 `json:"failed_by,omitempty"`
+	Gen       Histogram        `json:"gen_hist,omitempty"`
+}
+
+// add folds o's counts into b.
+func (b *bucket) add(o bucket) {
+	b.Started += o.Started
+	b.Succeeded += o.Succeeded
+	b.Failed += o.Failed
+	b.Canceled += o.Canceled
+	b.Retried += o.Retried
+	for code, n := range o.FailedBy {
+		if b.FailedBy == nil {
+			b.FailedBy = map[string]int64{}
+		}
+		b.FailedBy[code] += n
+	}
+	b.Gen.Merge(o.Gen)
+}
+
+// row is a bucket of one pool.
 type row struct {
 	tenantID int64
 	mode     tenant.Mode
-	hour     time.Time
-	account  string
-	keyID    string
-
-	started, succeeded, failed, canceled, retried int64
-	failedBy                                      map[string]int64
-	gen                                           Histogram
+	bucket
 }
 
 type rowKey struct {
@@ -66,42 +96,144 @@ type rowKey struct {
 	keyID    string
 }
 
-// fold aggregates events into one row per bucket, in key order so that
-// concurrent writers lock rows in the same order.
+// folder adds up buckets by key.
+type folder struct {
+	byKey map[rowKey]*row
+	rows  []*row
+}
+
+// at is the bucket of (pool, hour, account, key), made empty on first use.
+func (f *folder) at(tenantID int64, mode tenant.Mode, hour time.Time, account, keyID string) *row {
+	if f.byKey == nil {
+		f.byKey = map[rowKey]*row{}
+	}
+	hour = hour.UTC().Truncate(time.Hour)
+	k := rowKey{tenantID, mode, hour, account, keyID}
+	r := f.byKey[k]
+	if r == nil {
+		r = &row{tenantID: tenantID, mode: mode, bucket: bucket{Hour: hour, Account: account, KeyID: keyID}}
+		f.byKey[k] = r
+		f.rows = append(f.rows, r)
+	}
+	return r
+}
+
+// sorted is the buckets in key order, so that concurrent writers lock
+// rows in the same order.
+func (f *folder) sorted() []*row {
+	slices.SortFunc(f.rows, func(a, b *row) int {
+		return cmp.Or(cmp.Compare(a.tenantID, b.tenantID), cmp.Compare(a.mode, b.mode), a.Hour.Compare(b.Hour),
+			cmp.Compare(a.Account, b.Account), cmp.Compare(a.KeyID, b.KeyID))
+	})
+	return f.rows
+}
+
+// fold aggregates events into one row per bucket, in key order.
 func fold(events []Event) []*row {
-	byKey := map[rowKey]*row{}
-	var rows []*row
+	var f folder
 	for _, e := range events {
-		k := rowKey{e.Scope.TenantID, e.Scope.Mode, e.At.UTC().Truncate(time.Hour), e.Account, e.KeyID}
-		r := byKey[k]
-		if r == nil {
-			r = &row{tenantID: k.tenantID, mode: k.mode, hour: k.hour, account: k.account, keyID: k.keyID}
-			byKey[k] = r
-			rows = append(rows, r)
-		}
+		r := f.at(e.Scope.TenantID, e.Scope.Mode, e.At, e.Account, e.KeyID)
 		switch e.Kind {
 		case Started:
-			r.started++
+			r.Started++
 		case Retried:
-			r.retried++
+			r.Retried++
 		case Succeeded:
-			r.succeeded++
-			r.gen.Add(e.Generation)
+			r.Succeeded++
+			r.Gen.Add(e.Generation)
 		case Failed:
-			r.failed++
-			if r.failedBy == nil {
-				r.failedBy = map[string]int64{}
+			r.Failed++
+			if r.FailedBy == nil {
+				r.FailedBy = map[string]int64{}
 			}
-			r.failedBy[e.Code]++
+			r.FailedBy[e.Code]++
 		case Canceled:
-			r.canceled++
+			r.Canceled++
 		}
 	}
-	slices.SortFunc(rows, func(a, b *row) int {
-		return cmp.Or(cmp.Compare(a.tenantID, b.tenantID), cmp.Compare(a.mode, b.mode), a.hour.Compare(b.hour),
-			cmp.Compare(a.account, b.account), cmp.Compare(a.keyID, b.keyID))
+	return f.sorted()
+}
+
+// pendingAdd writes a batch ahead: one row per pool.
+const pendingAdd = `
+INSERT INTO usage_pending (tenant_id, mode, rows)
+SELECT * FROM unnest($1::bigint[], $2::text[], $3::jsonb[])`
+
+// Record writes events ahead with one statement, in the caller's
+// transaction: their counts, folded by bucket, as one usage_pending row
+// per pool. Readers count them at once; a Roller later moves them into
+// usage_hourly.
+func Record(ctx context.Context, db dbx.DBTX, events []Event) error {
+	if len(events) == 0 {
+		return nil
+	}
+	rows := fold(events) // in pool order
+	var (
+		tenants []int64
+		modes   []string
+		docs    []json.RawMessage
+	)
+	for lo := 0; lo < len(rows); {
+		hi := lo
+		buckets := []bucket{}
+		for ; hi < len(rows) && rows[hi].tenantID == rows[lo].tenantID && rows[hi].mode == rows[lo].mode; hi++ {
+			buckets = append(buckets, rows[hi].bucket)
+		}
+		doc, err := json.Marshal(buckets)
+		if err != nil {
+			return err
+		}
+		tenants, modes, docs = append(tenants, rows[lo].tenantID), append(modes, string(rows[lo].mode)), append(docs, doc)
+		lo = hi
+	}
+	_, err := db.Exec(ctx, pendingAdd, tenants, modes, docs)
+	return err
+}
+
+// pendingTake deletes and returns the oldest pending rows no other
+// roll-up holds.
+const pendingTake = `
+DELETE FROM usage_pending WHERE id = ANY (ARRAY (
+	SELECT id FROM usage_pending ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED))
+RETURNING tenant_id, mode, rows`
+
+// Rollup moves up to limit pending rows into usage_hourly as writer, in one
+// transaction, and reports how many it moved. Concurrent roll-ups take
+// disjoint rows; give each its own writer, so that they never wait on
+// each other's row locks.
+func Rollup(ctx context.Context, db interface {
+	Begin(context.Context) (pgx.Tx, error)
+}, writer string, limit int) (int, error) {
+	var n int
+	err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
+		n = 0
+		rows, err := tx.Query(ctx, pendingTake, limit)
+		if err != nil {
+			return err
+		}
+		var (
+			f        folder
+			tenantID int64
+			mode     string
+			doc      []byte
+		)
+		_, err = pgx.ForEachRow(rows, []any{&tenantID, &mode, &doc}, func() error {
+			n++
+			var buckets []bucket
+			if err := json.Unmarshal(doc, &buckets); err != nil {
+				return fmt.Errorf("usage: a pending row of tenant %d: %w", tenantID, err)
+			}
+			for _, b := range buckets {
+				f.at(tenantID, tenant.Mode(mode), b.Hour, b.Account, b.KeyID).add(b)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		return upsert(ctx, tx, writer, f.sorted())
 	})
-	return rows
+	return n, err
 }
 
 // usageAdd adds a batch of rows to their buckets. The histograms come as
@@ -131,15 +263,12 @@ ON CONFLICT (tenant_id, mode, hour, account_email, key_id, writer) DO UPDATE SET
 		FROM unnest(u.gen_hist, EXCLUDED.gen_hist) WITH ORDINALITY AS h (a, b, i)
 		ORDER BY i) END`
 
-// Record adds events to their hourly buckets with one statement, in the
-// caller's transaction. writer names the path and replica that writes
-// (e.g. "replica-1/finish"): each writer adds only to its own rows, so
-// writers never wait on each other's row locks.
-func Record(ctx context.Context, db dbx.DBTX, writer string, events []Event) error {
-	if len(events) == 0 {
+// upsert adds rows to their usage_hourly buckets as writer, with one
+// statement: each writer adds only to its own rows.
+func upsert(ctx context.Context, db dbx.DBTX, writer string, rows []*row) error {
+	if len(rows) == 0 {
 		return nil
 	}
-	rows := fold(events)
 	n := len(rows)
 	var (
 		tenants                                   = make([]int64, n)
@@ -149,12 +278,12 @@ func Record(ctx context.Context, db dbx.DBTX, writer string, events []Event) err
 		failedBy                                  = make([]json.RawMessage, n)
 	)
 	for i, r := range rows {
-		tenants[i], modes[i], hours[i], accounts[i], keys[i] = r.tenantID, string(r.mode), r.hour, r.account, r.keyID
-		started[i], succeeded[i], failed[i], canceled[i], ret[i] = r.started, r.succeeded, r.failed, r.canceled, r.retried
-		hists[i] = r.gen.literal()
+		tenants[i], modes[i], hours[i], accounts[i], keys[i] = r.tenantID, string(r.mode), r.Hour, r.Account, r.KeyID
+		started[i], succeeded[i], failed[i], canceled[i], ret[i] = r.Started, r.Succeeded, r.Failed, r.Canceled, r.Retried
+		hists[i] = r.Gen.literal()
 		failedBy[i] = json.RawMessage("{}")
-		if r.failedBy != nil {
-			raw, err := json.Marshal(r.failedBy)
+		if r.FailedBy != nil {
+			raw, err := json.Marshal(r.FailedBy)
 			if err != nil {
 				return err
 			}

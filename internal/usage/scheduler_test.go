@@ -46,7 +46,7 @@ func TestSchedulerHooksBucketByTheirOwnHour(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	hooks := usage.NewHooks("test")
+	var hooks usage.Hooks
 	sched := scheduler.New(scheduler.Config{
 		Pool: pool, Accounts: store, Provider: ltxstudio.New(srv.URL, nil), Now: clock.Now,
 		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
