@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/poolgate/poolgate/internal/usage"
 )
 
 // Invariants are the checks every scenario run ends with, judged from the
@@ -78,8 +80,8 @@ FROM jobs WHERE tenant_id = $1 AND id = ANY($2)`
 )
 
 // waitDrained waits until expect jobs have ended (by the finish hook's
-// count) and the database confirms that nothing is queued or in flight.
-// It returns when that happened.
+// count) and the database confirms that nothing is queued or in flight,
+// then rolls up the usage left pending. It returns when that was done.
 func (w *world) waitDrained(ctx context.Context, expect int64, timeout time.Duration) (time.Time, error) {
 	deadline := time.Now().Add(timeout)
 	for {
@@ -89,6 +91,11 @@ func (w *world) waitDrained(ctx context.Context, expect int64, timeout time.Dura
 				return time.Time{}, err
 			}
 			if open == 0 {
+				// The phase pays for all of its usage accounting: what
+				// the replicas' roll-ups have not moved yet is moved now.
+				if err := w.rollupUsage(ctx); err != nil {
+					return time.Time{}, err
+				}
 				return time.Now(), nil
 			}
 		}
@@ -102,6 +109,17 @@ func (w *world) waitDrained(ctx context.Context, expect int64, timeout time.Dura
 		case <-ctx.Done():
 			return time.Time{}, ctx.Err()
 		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// rollupUsage moves all pending usage into usage_hourly, as a replica's
+// roll-up would.
+func (w *world) rollupUsage(ctx context.Context) error {
+	for {
+		n, err := usage.Rollup(ctx, w.admin, "bench/rollup", 1000)
+		if err != nil || n < 1000 {
+			return err
 		}
 	}
 }
