@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/poolgate/poolgate/internal/provider/sim"
+	"github.com/poolgate/poolgate/internal/tenant"
+	"github.com/poolgate/poolgate/internal/usage"
 )
 
 // load submits jobs at the configured rate until until. Each job has its
@@ -248,8 +250,56 @@ func (h *harness) check(ctx context.Context, ids []string, fig *figures) error {
 		}
 	}
 	fig.Rescues = h.countLogLines("rescuing job whose lease lapsed")
+	if fig.UsageOff, err = h.checkUsage(ctx); err != nil {
+		return err
+	}
 	h.judge(fig)
 	return nil
+}
+
+// qJobTotals is what usage must add up to, per pool: every placement
+// started an attempt (attempt counts them), every ended job ended once.
+const qJobTotals = `
+SELECT tenant_id, mode, sum(attempt)::bigint, count(*) FILTER (WHERE state = 'succeeded'),
+	count(*) FILTER (WHERE state = 'failed'), count(*) FILTER (WHERE state = 'canceled')
+FROM jobs GROUP BY 1, 2`
+
+// checkUsage compares each pool's usage counts (rolled up or still
+// pending) with its jobs, and describes every difference.
+func (h *harness) checkUsage(ctx context.Context) ([]string, error) {
+	rows, err := h.admin.Query(ctx, qJobTotals)
+	if err != nil {
+		return nil, err
+	}
+	type totals struct{ started, succeeded, failed, canceled int64 }
+	want := map[tenant.Scope]totals{}
+	for rows.Next() {
+		var sc tenant.Scope
+		var t totals
+		if err := rows.Scan(&sc.TenantID, &sc.Mode, &t.started, &t.succeeded, &t.failed, &t.canceled); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		want[sc] = t
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	var off []string
+	now := time.Now()
+	for sc, w := range want {
+		groups, err := usage.Usage(ctx, h.admin, sc, usage.Range{From: now.Add(-24 * time.Hour), To: now.Add(time.Hour)}, usage.ByHour, "")
+		if err != nil {
+			return nil, err
+		}
+		c := usage.Total(groups)
+		if got := (totals{c.Started, c.Succeeded, c.Failed, c.Canceled}); got != w {
+			off = append(off, fmt.Sprintf("tenant %d %s: usage counts started/succeeded/failed/canceled %d/%d/%d/%d, the jobs %d/%d/%d/%d",
+				sc.TenantID, sc.Mode, got.started, got.succeeded, got.failed, got.canceled, w.started, w.succeeded, w.failed, w.canceled))
+		}
+	}
+	return off, nil
 }
 
 func (h *harness) judge(fig *figures) {
@@ -270,6 +320,7 @@ func (h *harness) judge(fig *figures) {
 		*v = append(*v, fmt.Sprintf("the database holds %d jobs for %d accepted submissions (retries must replay, not duplicate)",
 			fig.JobsInDB, fig.Accepted))
 	}
+	*v = append(*v, fig.UsageOff...)
 	if fig.Accepted == 0 {
 		*v = append(*v, "no job was accepted: the run proved nothing")
 	}
@@ -299,13 +350,20 @@ func (h *harness) countLogLines(msg string) int {
 	return n
 }
 
+func usageVerdict(off []string) string {
+	if len(off) == 0 {
+		return "matches the jobs"
+	}
+	return fmt.Sprintf("differs in %d pools", len(off))
+}
+
 func printFigures(w io.Writer, f figures) {
 	fmt.Fprintf(w, "chaos: %d jobs submitted, %d accepted in %.0fs (%d submissions retried on another server), %d in the database; states %v; lost %d\n",
 		f.Submitted, f.Accepted, f.Seconds, f.SubmitErrors, f.JobsInDB, f.States, f.Lost)
 	fmt.Fprintf(w, "chaos: %d SIGKILLs, %d restarts, %d rescued jobs; Postgres restarts: %d (%s)\n",
 		f.Kills, f.Restarts, f.Rescues, f.PGRestarts, f.PGRestart)
-	fmt.Fprintf(w, "chaos: peak %d (maxJobs %d, %d accounts over); slots held %d, in flight %d, %d accounts differ; %d double submissions\n",
-		f.MaxPeak, f.MaxJobs, f.PeakOver, f.SlotsHeld, f.InFlight, f.LeakedSlots, f.Double)
+	fmt.Fprintf(w, "chaos: peak %d (maxJobs %d, %d accounts over); slots held %d, in flight %d, %d accounts differ; %d double submissions; usage %s\n",
+		f.MaxPeak, f.MaxJobs, f.PeakOver, f.SlotsHeld, f.InFlight, f.LeakedSlots, f.Double, usageVerdict(f.UsageOff))
 	if len(f.Violations) == 0 {
 		fmt.Fprintln(w, "chaos: OK, no violations")
 	}

@@ -114,6 +114,7 @@ type figures struct {
 	LeakedSlots  int            `json:"leaked_slots"`
 	Double       int            `json:"double_submits"`
 	Rescues      int            `json:"rescued_jobs"`
+	UsageOff     []string       `json:"usage_differences"` // pools whose usage counts differ from their jobs
 	Seconds      float64        `json:"seconds"`
 	Violations   []string       `json:"violations"`
 }
