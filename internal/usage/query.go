@@ -15,11 +15,18 @@ import (
 	"github.com/poolgate/poolgate/internal/tenant"
 )
 
-// Counts is what a group of buckets adds up to.
+// Counts is what a group of buckets adds up to. Its JSON form is the one
+// of the counts written ahead in usage_pending.rows (the API has its own).
 type Counts struct {
-	Started, Succeeded, Failed, Canceled, Retried int64
-	FailedBy                                      map[string]int64 // failed jobs by error code
-	Generation                                    Histogram        // generation times of succeeded jobs
+	Started   int64 `json:"started,omitempty"`
+	Succeeded int64 `json:"succeeded,omitempty"`
+	Failed    int64 `json:"failed,omitempty"`
+	Canceled  int64 `json:"canceled,omitempty"`
+	Retried   int64 `json:"retried,omitempty"`
+	// FailedBy is failed jobs by error code.
+	FailedBy map[string]int64 `json:"failed_by,omitempty"`
+	// Generation is the generation times of succeeded jobs.
+	Generation Histogram `json:"gen_hist,omitempty"`
 }
 
 // add folds o into c.

@@ -53,32 +53,10 @@ type Event struct {
 // bucket is what a batch adds to one (hour, account, key) bucket, as it
 // is written ahead in usage_pending.rows.
 type bucket struct {
-	Hour      time.Time        `json:"hour"`
-	Account   string           `json:"account_email"`
-	KeyID     string           `json:"key_id"`
-	Started   int64            `json:"started,omitempty"`
-	Succeeded int64            `json:"succeeded,omitempty"`
-	Failed    int64            `json:"failed,omitempty"`
-	Canceled  int64            `json:"canceled,omitempty"`
-	Retried   int64            `json:"retried,omitempty"`
-	FailedBy  map[string]int64 `json:"failed_by,omitempty"`
-	Gen       Histogram        `json:"gen_hist,omitempty"`
-}
-
-// add folds o's counts into b.
-func (b *bucket) add(o bucket) {
-	b.Started += o.Started
-	b.Succeeded += o.Succeeded
-	b.Failed += o.Failed
-	b.Canceled += o.Canceled
-	b.Retried += o.Retried
-	for code, n := range o.FailedBy {
-		if b.FailedBy == nil {
-			b.FailedBy = map[string]int64{}
-		}
-		b.FailedBy[code] += n
-	}
-	b.Gen.Merge(o.Gen)
+	Hour    time.Time `json:"hour"`
+	Account string    `json:"account_email"`
+	KeyID   string    `json:"key_id"`
+	Counts
 }
 
 // row is a bucket of one pool.
@@ -140,7 +118,7 @@ func fold(events []Event) []*row {
 			r.Retried++
 		case Succeeded:
 			r.Succeeded++
-			r.Gen.Add(e.Generation)
+			r.Generation.Add(e.Generation)
 		case Failed:
 			r.Failed++
 			if r.FailedBy == nil {
@@ -224,7 +202,7 @@ func Rollup(ctx context.Context, db interface {
 				return fmt.Errorf("usage: a pending row of tenant %d: %w", tenantID, err)
 			}
 			for _, b := range buckets {
-				f.at(tenantID, tenant.Mode(mode), b.Hour, b.Account, b.KeyID).add(b)
+				f.at(tenantID, tenant.Mode(mode), b.Hour, b.Account, b.KeyID).add(b.Counts)
 			}
 			return nil
 		})
@@ -280,7 +258,7 @@ func upsert(ctx context.Context, db dbx.DBTX, writer string, rows []*row) error 
 	for i, r := range rows {
 		tenants[i], modes[i], hours[i], accounts[i], keys[i] = r.tenantID, string(r.mode), r.Hour, r.Account, r.KeyID
 		started[i], succeeded[i], failed[i], canceled[i], ret[i] = r.Started, r.Succeeded, r.Failed, r.Canceled, r.Retried
-		hists[i] = r.Gen.literal()
+		hists[i] = r.Generation.literal()
 		failedBy[i] = json.RawMessage("{}")
 		if r.FailedBy != nil {
 			raw, err := json.Marshal(r.FailedBy)
