@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/poolgate/poolgate/internal/pgtest"
 	"github.com/poolgate/poolgate/internal/provider"
 	"github.com/poolgate/poolgate/internal/provider/sim"
@@ -113,5 +115,29 @@ func TestSIGKILLMidCallIsAnUnknownOutcome(t *testing.T) {
 	}
 	if st := upstream.Stats().APIKeys[fp]; st.Requests != 3 || st.Limited != 0 {
 		t.Errorf("the upstream saw %+v; want 3 calls: one per job and the one resubmission allowed", st)
+	}
+
+	// Usage written ahead by either replica, the dead one's included, is
+	// rolled up by the replica that is left, and counts every attempt once:
+	// two placements before the kill, one after.
+	pool, err := pgxpool.New(context.Background(), dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	var pending, started, succeeded, failed int64
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if err := pool.QueryRow(context.Background(), `SELECT (SELECT count(*) FROM usage_pending),
+			coalesce(sum(started), 0), coalesce(sum(succeeded), 0), coalesce(sum(failed), 0) FROM usage_hourly`).
+			Scan(&pending, &started, &succeeded, &failed); err != nil {
+			t.Fatal(err)
+		}
+		if pending == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if pending != 0 || started != 3 || succeeded != 1 || failed != 1 {
+		t.Errorf("usage: %d rows pending, %d started, %d succeeded, %d failed; want 0 pending, 3, 1, 1",
+			pending, started, succeeded, failed)
 	}
 }
