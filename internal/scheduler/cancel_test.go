@@ -2,6 +2,8 @@ package scheduler_test
 
 import (
 	"context"
+	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -164,4 +166,65 @@ func TestCancel(t *testing.T) {
 		wantCode(t, err, errs.KindConflict, "job_finished")
 		w.settled()
 	})
+}
+
+// Producers cancel jobs while three replicas place them. A cancel locks
+// the job's row, so it either finds the job queued and ends it (placements
+// skip the locked row), or waits for the placement that holds the row and
+// then cancels the dispatched job: no cancel fails, every job ends
+// canceled or succeeded, and the queue counters and the slots add up.
+func TestCancelsRacePlacements(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, fastSim())
+	w.addAccounts(3, 2)
+	replicas := []*scheduler.Scheduler{w.replica(nil), w.replica(nil), w.replica(nil)}
+	ctx := context.Background()
+
+	const n = 120
+	ids := make(chan string, n)
+	var wg sync.WaitGroup
+	for p := range 4 {
+		wg.Go(func() {
+			for i := range n / 4 {
+				ids <- w.create(replicas[(p+i)%3], video("race")).ID
+			}
+		})
+	}
+	canceled := 0
+	var mu sync.Mutex
+	var cancels sync.WaitGroup
+	for c := range 4 {
+		cancels.Go(func() {
+			for id := range ids {
+				if (c+len(id))%2 == 0 {
+					continue // left to run
+				}
+				_, err := replicas[c%3].Cancel(ctx, w.scope, id)
+				var e *errs.Error
+				switch {
+				case err == nil:
+					mu.Lock()
+					canceled++
+					mu.Unlock()
+				case errors.As(err, &e) && e.Code == "job_finished":
+				default:
+					t.Errorf("cancel %s: %v", id, err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(ids)
+	cancels.Wait()
+	w.waitTerminal(60 * time.Second)
+	w.checkInvariants()
+	var ended, wrong int
+	w.pool.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE state NOT IN ('succeeded', 'canceled')) FROM jobs`).
+		Scan(&ended, &wrong)
+	if ended != n || wrong != 0 {
+		t.Errorf("%d jobs, %d neither succeeded nor canceled; want %d, 0", ended, wrong, n)
+	}
+	if canceled == 0 {
+		t.Error("no cancel went through: the test raced nothing")
+	}
 }
