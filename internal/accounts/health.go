@@ -126,9 +126,7 @@ type eventTx struct {
 // MarkError, CountFailure) must run in one: once it has committed, the
 // events fn recorded go to the AfterHealth hooks (metrics), so a
 // transition whose transaction rolled back is never counted.
-func (s *Store) InTx(ctx context.Context, db interface {
-	Begin(context.Context) (pgx.Tx, error)
-}, fn func(tx pgx.Tx) error) error {
+func (s *Store) InTx(ctx context.Context, db dbx.Beginner, fn func(tx pgx.Tx) error) error {
 	var et *eventTx
 	err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
 		et = &eventTx{Tx: tx}

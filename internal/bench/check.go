@@ -93,7 +93,7 @@ func (w *world) waitDrained(ctx context.Context, expect int64, timeout time.Dura
 			if open == 0 {
 				// The phase pays for all of its usage accounting: what
 				// the replicas' roll-ups have not moved yet is moved now.
-				if err := w.rollupUsage(ctx); err != nil {
+				if err := usage.RollupAll(ctx, w.admin, "bench/rollup"); err != nil {
 					return time.Time{}, err
 				}
 				return time.Now(), nil
@@ -109,17 +109,6 @@ func (w *world) waitDrained(ctx context.Context, expect int64, timeout time.Dura
 		case <-ctx.Done():
 			return time.Time{}, ctx.Err()
 		case <-time.After(5 * time.Millisecond):
-		}
-	}
-}
-
-// rollupUsage moves all pending usage into usage_hourly, as a replica's
-// roll-up would.
-func (w *world) rollupUsage(ctx context.Context) error {
-	for {
-		n, err := usage.Rollup(ctx, w.admin, "bench/rollup", 1000)
-		if err != nil || n < 1000 {
-			return err
 		}
 	}
 }

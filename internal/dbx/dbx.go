@@ -31,6 +31,12 @@ var (
 	_ DBTX = (pgx.Tx)(nil)
 )
 
+// Beginner starts transactions: a *pgxpool.Pool, or a pgx.Tx (whose Begin
+// is a savepoint).
+type Beginner interface {
+	Begin(ctx context.Context) (pgx.Tx, error)
+}
+
 // IsUniqueViolation reports whether err is a unique_violation, optionally of
 // the named constraint ("" matches any).
 func IsUniqueViolation(err error, constraint string) bool {

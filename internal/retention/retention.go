@@ -49,14 +49,9 @@ type Cleanup struct {
 	Delete    DeleteFunc
 }
 
-// Beginner starts transactions: a *pgxpool.Pool.
-type Beginner interface {
-	Begin(ctx context.Context) (pgx.Tx, error)
-}
-
 // Config configures the service.
 type Config struct {
-	DB       Beginner
+	DB       dbx.Beginner
 	Logger   *slog.Logger
 	Now      func() time.Time // nil: time.Now
 	Interval time.Duration    // between passes (default DefaultInterval)

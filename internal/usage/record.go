@@ -179,9 +179,7 @@ RETURNING tenant_id, mode, rows`
 // transaction, and reports how many it moved. Concurrent roll-ups take
 // disjoint rows; give each its own writer, so that they never wait on
 // each other's row locks.
-func Rollup(ctx context.Context, db interface {
-	Begin(context.Context) (pgx.Tx, error)
-}, writer string, limit int) (int, error) {
+func Rollup(ctx context.Context, db dbx.Beginner, writer string, limit int) (int, error) {
 	var n int
 	err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
 		n = 0

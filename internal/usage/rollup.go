@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/poolgate/poolgate/internal/dbx"
 	"github.com/poolgate/poolgate/internal/loop"
 )
 
@@ -47,10 +48,13 @@ func (r *Roller) Start(ctx context.Context) error {
 // it, and the next roll-up of any replica moves it.
 func (r *Roller) Stop(ctx context.Context) { r.loop.Stop(ctx) }
 
-// round moves everything pending, a batch at a time.
-func (r *Roller) round(ctx context.Context) error {
+func (r *Roller) round(ctx context.Context) error { return RollupAll(ctx, r.pool, r.writer) }
+
+// RollupAll moves everything pending into usage_hourly as writer, a
+// transaction of up to rollupBatch rows at a time.
+func RollupAll(ctx context.Context, db dbx.Beginner, writer string) error {
 	for {
-		n, err := Rollup(ctx, r.pool, r.writer, rollupBatch)
+		n, err := Rollup(ctx, db, writer, rollupBatch)
 		if err != nil || n < rollupBatch {
 			return err
 		}
