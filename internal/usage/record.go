@@ -1,7 +1,7 @@
 // Package usage counts what each account and each API key did: jobs
 // started, succeeded, failed (by error code), canceled and retried, and the
 // generation times of succeeded jobs, in hourly buckets. It owns the
-// usage_hourly table.
+// usage_hourly and usage_pending tables.
 //
 // Nothing here adds a transaction to the hot path: the scheduler's
 // placement, completion and retry paths hand their events to Record inside
