@@ -26,6 +26,7 @@ import (
 type refreshWorld struct {
 	pool     *pgxpool.Pool
 	store    *accounts.Store
+	box      *secret.Box
 	sim      *sim.Server
 	simURL   string
 	scope    tenant.Scope
@@ -47,7 +48,7 @@ func newRefreshWorld(t *testing.T) *refreshWorld {
 	if err := pool.QueryRow(context.Background(), `INSERT INTO tenants (name) VALUES ('acme') RETURNING id`).Scan(&tenantID); err != nil {
 		t.Fatal(err)
 	}
-	return &refreshWorld{pool: pool, store: accounts.NewStore(pool, box, time.Now), sim: s, simURL: srv.URL,
+	return &refreshWorld{pool: pool, store: accounts.NewStore(pool, box, time.Now), box: box, sim: s, simURL: srv.URL,
 		scope: tenant.Scope{TenantID: tenantID, Mode: tenant.Live}}
 }
 

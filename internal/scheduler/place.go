@@ -88,11 +88,28 @@ func (s *Scheduler) placePool(ctx context.Context, pool tenant.Scope) (int, erro
 	if err != nil {
 		return 0, err
 	}
+	s.preloadCredentials(ctx, pool, placed)
 	for _, e := range placed {
 		s.metrics.placed(e)
 		s.follow(e, s.submit)
 	}
 	return len(placed), nil
+}
+
+// preloadCredentials opens the cookies of a batch's accounts in one query
+// before its jobs start; each job falls back to reading its own if this
+// fails.
+func (s *Scheduler) preloadCredentials(ctx context.Context, pool tenant.Scope, placed []*execution) {
+	if len(placed) == 0 {
+		return
+	}
+	versions := make(map[int64]string, len(placed))
+	for _, e := range placed {
+		versions[e.accountID] = e.credVersion
+	}
+	if err := s.cfg.Accounts.Preload(ctx, pool, versions); err != nil && !isShutdown(ctx, err) {
+		s.log.Warn("preload account credentials", "pool", pool.TenantID, "mode", pool.Mode, "err", err)
+	}
 }
 
 // slots is what one placement transaction holds: the accounts it locked,
