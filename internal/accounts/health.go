@@ -120,6 +120,20 @@ func (s *Store) breakerQuarantine(trips int) time.Duration {
 type eventTx struct {
 	pgx.Tx
 	events []Event
+	after  []func()
+}
+
+// AfterCommit runs fn once tx, the transaction a HealthHook was given, has
+// committed, after the AfterHealth hooks; never if it rolls back. A hook
+// announces with it what must not be announced for a transition that did
+// not happen (a log line, a metric).
+func AfterCommit(tx pgx.Tx, fn func()) error {
+	et, ok := tx.(*eventTx)
+	if !ok {
+		return errOutsideInTx
+	}
+	et.after = append(et.after, fn)
+	return nil
 }
 
 // InTx runs fn in a transaction of db. Health transitions (Quarantine,
@@ -139,6 +153,9 @@ func (s *Store) InTx(ctx context.Context, db dbx.Beginner, fn func(tx pgx.Tx) er
 		for _, hook := range s.hooks.AfterHealth {
 			hook(ev)
 		}
+	}
+	for _, fn := range et.after {
+		fn()
 	}
 	return nil
 }

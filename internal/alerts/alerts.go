@@ -125,6 +125,7 @@ func (s *Service) tick(ctx context.Context) {
 	now := s.cfg.Now().UTC()
 	half := s.schedule.Next(now).Sub(now) / 2
 	ran := false
+	var raised []Alert
 	err := pgx.BeginFunc(ctx, s.cfg.Pool, func(tx pgx.Tx) error {
 		var locked bool
 		if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock($1)`, int64(cronLock)).Scan(&locked); err != nil || !locked {
@@ -137,13 +138,14 @@ func (s *Service) tick(ctx context.Context) {
 			return err
 		}
 		ran = true
-		_, err = s.scan(ctx, tx, now)
+		raised, err = s.scan(ctx, tx, now)
 		return err
 	})
 	if err != nil {
 		s.log.Error("alert scan failed", "err", err)
 		return
 	}
+	s.announce(raised)
 	if ran && s.cfg.Wake != nil {
 		s.cfg.Wake()
 	}
@@ -158,10 +160,26 @@ func (s *Service) Scan(ctx context.Context) ([]Alert, error) {
 		raised, err = s.scan(ctx, tx, s.cfg.Now().UTC())
 		return err
 	})
-	if err == nil && len(raised) > 0 && s.cfg.Wake != nil {
+	if err != nil {
+		return nil, err
+	}
+	s.announce(raised)
+	if len(raised) > 0 && s.cfg.Wake != nil {
 		s.cfg.Wake()
 	}
-	return raised, err
+	return raised, nil
+}
+
+// announce logs and counts alerts a scan raised, once its transaction has
+// committed: a scan that rolls back raised nothing.
+func (s *Service) announce(raised []Alert) {
+	for _, c := range raised {
+		s.log.Warn("credential alert", "alert", c.ID, "tenant", c.TenantID, "account", c.Email, "kind", c.Kind,
+			"threshold", deref(c.Threshold), "message", c.Message)
+		if s.cfg.OnRaised != nil {
+			s.cfg.OnRaised(c.Kind)
+		}
+	}
 }
 
 // scan raises the alerts the accounts' state calls for and resolves those
@@ -304,11 +322,6 @@ func (s *Service) raise(ctx context.Context, tx pgx.Tx, c *Alert, now time.Time)
 		c.dedupe, c.ExpiresAt, c.Message, now)
 	if err != nil || tag.RowsAffected() == 0 {
 		return false, err
-	}
-	s.log.Warn("credential alert", "alert", c.ID, "tenant", c.TenantID, "account", c.Email, "kind", c.Kind,
-		"threshold", deref(c.Threshold), "message", c.Message)
-	if s.cfg.OnRaised != nil {
-		s.cfg.OnRaised(c.Kind)
 	}
 	type dest struct{ url, format string }
 	var dests []dest

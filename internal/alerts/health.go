@@ -24,7 +24,8 @@ WHERE tenant_id = $1 AND account_id = $2 AND resolved_at IS NULL AND kind IN ('q
 
 // OnHealth is an accounts.HealthHook: it raises one alert per health
 // transition, in the transaction that records it, and delivers it to the
-// alert destinations through the outbox. The transition is recorded once
+// alert destinations through the outbox; it logs and counts the alert once
+// that transaction has committed. The transition is recorded once
 // (under the account's row lock), so the alert is raised once whichever
 // replica saw it. An error or expiry alert uses the dedupe key of the
 // credential scan, so the scan does not raise it a second time.
@@ -56,6 +57,9 @@ func (s *Service) OnHealth(ctx context.Context, tx pgx.Tx, ev accounts.Event) er
 		if _, err := tx.Exec(ctx, alertsResolveIDs, []int64{a.TenantID}, []string{a.ID}, now); err != nil {
 			return err
 		}
+	}
+	if err := accounts.AfterCommit(tx, func() { s.announce([]Alert{a}) }); err != nil {
+		return err
 	}
 	if s.cfg.Wake != nil {
 		// The deliverer may look before this commits; its own polling

@@ -2,8 +2,10 @@ package alerts_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"testing"
@@ -97,5 +99,67 @@ func TestHealthEventAlerts(t *testing.T) {
 		if len(a.Health) != want {
 			t.Errorf("%s has %d health events, want %d", email, len(a.Health), want)
 		}
+	}
+}
+
+// TestAlertsCountedOnlyOnCommit: an alert raised in a transaction that
+// rolls back is neither stored nor counted (poolgate_alerts_raised_total);
+// one that commits is counted once, whether a health transition or the
+// cron scan raised it.
+func TestAlertsCountedOnlyOnCommit(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	var (
+		mu     sync.Mutex
+		counts = map[string]int{}
+	)
+	th, _ := alerts.ParseThresholds("7d,3d,1d")
+	s, err := alerts.New(alerts.Config{Pool: w.pool, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Now: w.now, Schedule: "@every 1h", Thresholds: th, URL: "https://ops.example.com/hook", Format: alerts.FormatJSON,
+		OnRaised: func(kind string) { mu.Lock(); counts[kind]++; mu.Unlock() }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.accounts.WithHooks(accounts.Hooks{OnHealth: []accounts.HealthHook{s.OnHealth}})
+	ctx := context.Background()
+	w.register(t, "rests@x.io", w.now().Add(30*24*time.Hour))
+	w.register(t, "expiring@x.io", w.now().Add(2*24*time.Hour))
+	a, err := w.accounts.Get(ctx, w.scope, "rests@x.io")
+	if err != nil {
+		t.Fatal(err)
+	}
+	quarantine := func(tx pgx.Tx) error {
+		return w.accounts.Quarantine(ctx, tx, w.scope, a.ID, accounts.QuarantineRateLimited, w.now().Add(time.Hour), w.now())
+	}
+	counted := func() map[string]int {
+		mu.Lock()
+		defer mu.Unlock()
+		return maps.Clone(counts)
+	}
+
+	rollback := errors.New("the rest of the transaction failed")
+	if err := w.accounts.InTx(ctx, w.pool, func(tx pgx.Tx) error {
+		if err := quarantine(tx); err != nil {
+			return err
+		}
+		return rollback
+	}); !errors.Is(err, rollback) {
+		t.Fatalf("InTx = %v, want the function's error", err)
+	}
+	if got := counted(); len(got) != 0 || len(w.alertKeys(t)) != 0 {
+		t.Fatalf("a rolled-back quarantine left alerts %v and counted %v", w.alertKeys(t), got)
+	}
+	if err := w.accounts.InTx(ctx, w.pool, quarantine); err != nil {
+		t.Fatal(err)
+	}
+	if got := counted(); got[alerts.KindQuarantined] != 1 || len(got) != 1 {
+		t.Fatalf("after the committed quarantine counted %v, want one quarantined", got)
+	}
+	raised, err := s.Scan(ctx)
+	if err != nil || len(raised) != 2 { // expiring within 7d and within 3d
+		t.Fatalf("the scan raised %d alerts (err %v), want 2", len(raised), err)
+	}
+	if got := counted(); got[alerts.KindExpiring] != 2 || got[alerts.KindQuarantined] != 1 || len(got) != 2 {
+		t.Fatalf("after the scan counted %v, want 2 expiring and 1 quarantined", got)
 	}
 }
