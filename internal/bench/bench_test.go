@@ -114,7 +114,7 @@ func checkNewMetrics(t *testing.T, s Scenario) {
 	case "throughput":
 		want = append(want, "insert_wal_fsyncs_per_job", "insert_stmts_per_job", "upstream_requests_per_job")
 	case "saturation":
-		want = append(want, "upstream_requests_per_job", "completion_lag_p50_ms", "completion_lag_max_ms")
+		want = append(want, "upstream_requests_per_job", "completion_lag_p50_ms", "completion_lag_max_ms", "peak_rss_mb")
 	case "http":
 		want = append(want, "get_vs_bare", "bare_rps", "bare_p99_ms", "post_queue_only_rps", "batch_jobs_per_sec")
 	case "insert_depth":
@@ -133,6 +133,7 @@ func checkNewMetrics(t *testing.T, s Scenario) {
 		"http":         {"get_vs_bare", "bare_rps", "post_queue_only_rps", "batch_jobs_per_sec"},
 		"insert_depth": {"empty_jobs_per_sec", "deep_jobs_per_sec", "deep_vs_empty"},
 		"throughput":   {"xacts_per_job"},
+		"saturation":   {"peak_rss_mb"},
 	}
 	for _, name := range positive[s.Name] {
 		if s.Metrics[name].Median <= 0 {

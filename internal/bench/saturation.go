@@ -15,8 +15,8 @@ import (
 // saturation is scenario 4: SatAccounts × SatSlots slots and SatQueued
 // jobs waiting behind them, jobs lasting SatJobDuration upstream. For
 // SatWindow it measures how long each freed slot stays idle before the
-// next job takes it; then it cancels what is still queued and lets the
-// rest finish.
+// next job takes it, and the process's peak RSS; then it cancels what is
+// still queued and lets the rest finish.
 func (b *runner) saturation(ctx context.Context, tag string) (*sample, Invariants, error) {
 	c := b.cfg
 	simCfg := sim.Config{JobDuration: c.SatJobDuration, Jitter: c.SatJitter, Seed: 1}
@@ -47,6 +47,10 @@ func (b *runner) saturation(ctx context.Context, tag string) (*sample, Invariant
 	b.progress("saturation: running for %s", c.SatWindow)
 	stopProfile := b.profile(tag, "saturation")
 	meter := startCPU(ctx, w.admin, w.dbName)
+	mem, err := startRSS()
+	if err != nil {
+		return nil, Invariants{}, fmt.Errorf("saturation reads RSS from /proc: %w", err)
+	}
 	t0 := time.Now()
 	w.startReplicas(ctx)
 	windowEnd := t0.Add(c.SatWindow)
@@ -59,6 +63,7 @@ func (b *runner) saturation(ctx context.Context, tag string) (*sample, Invariant
 	}
 	windowEnd = time.Now()
 	self, pg := meter.stop(ctx)
+	_, peak := mem.stop()
 	stopProfile()
 
 	canceled, err := w.cancelQueued(ctx)
@@ -81,6 +86,11 @@ func (b *runner) saturation(ctx context.Context, tag string) (*sample, Invariant
 	s.set("refills", "count", float64(len(r.gaps)))
 	s.set("slots_busy_pct", "%", 100*r.busy)
 	s.set("jobs_per_sec", "jobs/s", r.rate)
+	// The whole bench process: its replicas, the simulator holding every
+	// running generation, and the load generator; with -replicas 1 an
+	// upper bound on one replica's RSS with every slot full and the queue
+	// deep.
+	s.set("peak_rss_mb", "MB", float64(peak)/(1<<20))
 	s.cpu("", self, pg, max(r.windowDone, 1))
 	activity.stop(ctx, s, "", total) // per job queued, whether it ran or was canceled
 	w.upstreamRequests(s)
