@@ -96,8 +96,7 @@ func (s *Server) identify(r *http.Request) (string, bool) {
 // requester names the account a request is made as, for counting only:
 // lt_token's email claim whether or not it has expired, or else
 // lt_refresh_token's; "" if neither names one.
-func (s *Server) requester(r *http.Request) string {
-	jar := requestCookies(r)
+func (s *Server) requester(jar cookies.Jar) string {
 	for _, name := range []string{ltxstudio.CookieToken, ltxstudio.CookieRefreshToken} {
 		if tok, _ := jar.Get(name); tok != "" {
 			if c, err := s.tokens.claims(tok); err == nil && c.Email != "" {
@@ -108,9 +107,20 @@ func (s *Server) requester(r *http.Request) string {
 	return ""
 }
 
-// requestCookies parses every Cookie header of r; unparsable ones give an
-// empty Jar, which no route accepts.
+// jarKey holds, in a request's context, the cookies ServeHTTP parsed.
+type jarKey struct{}
+
+// requestCookies is r's cookies, parsed once per request by ServeHTTP.
 func requestCookies(r *http.Request) cookies.Jar {
+	if jar, ok := r.Context().Value(jarKey{}).(cookies.Jar); ok {
+		return jar
+	}
+	return parseCookies(r)
+}
+
+// parseCookies parses every Cookie header of r; unparsable ones give an
+// empty Jar, which no route accepts.
+func parseCookies(r *http.Request) cookies.Jar {
 	jar, _ := cookies.Parse(strings.Join(r.Header.Values(ltxstudio.HeaderCookie), "; "))
 	return jar
 }

@@ -12,6 +12,7 @@
 package sim
 
 import (
+	"context"
 	"math/rand/v2"
 	"net/http"
 	"slices"
@@ -157,7 +158,9 @@ func (s *Server) routes() *http.ServeMux {
 // name, before anything else is decided about it.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !strings.HasPrefix(r.URL.Path, simPrefix) {
-		if email := s.requester(r); email != "" {
+		jar := parseCookies(r)
+		r = r.WithContext(context.WithValue(r.Context(), jarKey{}, jar))
+		if email := s.requester(jar); email != "" {
 			s.countRequest(email)
 		}
 	}
