@@ -49,6 +49,7 @@ func New(baseURL string, hc *http.Client) *Client {
 	}
 	c := &Client{base: strings.TrimRight(baseURL, "/"), hc: hc, now: time.Now}
 	if u, err := url.Parse(c.base); err == nil && u.Scheme != "" && u.Host != "" && u.RawQuery == "" && u.Fragment == "" {
+		u.Host = strings.TrimSuffix(u.Host, ":") // an empty port, as NewRequest drops it
 		c.baseURL = u
 	}
 	return c

@@ -11,7 +11,7 @@ import (
 // once goes to exactly the URL that parsing the whole string gave, whatever
 // the base's path prefix and whatever the id and query hold.
 func TestRequestURLsMatchParsedOnes(t *testing.T) {
-	bases := []string{"http://127.0.0.1:8080", "https://ltx.example.com/prefix/", "http://h:1/p%20q", "http://[::1]:9/"}
+	bases := []string{"http://127.0.0.1:8080", "https://ltx.example.com/prefix/", "http://h:1/p%20q", "http://[::1]:9/", "http://h:/"}
 	ids := []string{"gen_123", "a/b?c", "ü é#", "%2F", ""}
 	queries := []url.Values{nil, {QueryIdempotencyKey: {"job_1/2 &x"}}}
 	for _, base := range bases {
