@@ -45,6 +45,12 @@ func (s *Store) Credentials(ctx context.Context, scope tenant.Scope, id int64) (
 	if err != nil {
 		return provider.Account{}, fmt.Errorf("read account %d: %w", id, err)
 	}
+	return s.openAndRemember(scope, id, email, prov, sealed)
+}
+
+// openAndRemember opens account id's sealed credential and keeps it in
+// memory under the version it was sealed as, for CredentialsAt.
+func (s *Store) openAndRemember(scope tenant.Scope, id int64, email, prov string, sealed []byte) (provider.Account, error) {
 	acct, err := s.openCredential(scope, email, prov, sealed)
 	if err != nil {
 		return provider.Account{}, err
@@ -100,11 +106,8 @@ func (s *Store) Preload(ctx context.Context, scope tenant.Scope, versions map[in
 		sameMode    bool
 	)
 	_, err = pgx.ForEachRow(rows, []any{&id, &email, &sealed, &sameMode, &prov}, func() error {
-		if !sameMode {
-			return nil
-		}
-		if acct, err := s.openCredential(scope, email, prov, sealed); err == nil {
-			s.creds.put(scope, id, sealedVersion(sealed), acct)
+		if sameMode {
+			_, _ = s.openAndRemember(scope, id, email, prov, sealed) // CredentialsAt reports what does not open
 		}
 		return nil
 	})
