@@ -48,11 +48,17 @@ func newWorld(t *testing.T) *world {
 func (w *world) now() time.Time          { return time.Unix(0, w.clock.Load()) }
 func (w *world) advance(d time.Duration) { w.clock.Add(int64(d)) }
 
+// config is the world's alert configuration: thresholds 7d, 3d and 1d, one
+// JSON destination.
+func (w *world) config(schedule string) alerts.Config {
+	th, _ := alerts.ParseThresholds("7d,3d,1d")
+	return alerts.Config{Pool: w.pool, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Now: w.now, Schedule: schedule, Thresholds: th, URL: "https://ops.example.com/hook", Format: alerts.FormatJSON}
+}
+
 func (w *world) service(t *testing.T, schedule string) *alerts.Service {
 	t.Helper()
-	th, _ := alerts.ParseThresholds("7d,3d,1d")
-	s, err := alerts.New(alerts.Config{Pool: w.pool, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Now: w.now, Schedule: schedule, Thresholds: th, URL: "https://ops.example.com/hook", Format: alerts.FormatJSON})
+	s, err := alerts.New(w.config(schedule))
 	if err != nil {
 		t.Fatal(err)
 	}

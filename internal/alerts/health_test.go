@@ -113,10 +113,9 @@ func TestAlertsCountedOnlyOnCommit(t *testing.T) {
 		mu     sync.Mutex
 		counts = map[string]int{}
 	)
-	th, _ := alerts.ParseThresholds("7d,3d,1d")
-	s, err := alerts.New(alerts.Config{Pool: w.pool, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Now: w.now, Schedule: "@every 1h", Thresholds: th, URL: "https://ops.example.com/hook", Format: alerts.FormatJSON,
-		OnRaised: func(kind string) { mu.Lock(); counts[kind]++; mu.Unlock() }})
+	cfg := w.config("@every 1h")
+	cfg.OnRaised = func(kind string) { mu.Lock(); counts[kind]++; mu.Unlock() }
+	s, err := alerts.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
