@@ -39,7 +39,7 @@ func TestRunClusterKeepsFsyncOn(t *testing.T) {
 		cmd.Stderr = &stderr
 		out, err := cmd.Output()
 		if err != nil {
-			t.Fatalf("pg.sh %s: %v\n%s", arg, err, stderr.String())
+			t.Fatalf("pg.sh %s: %v\n%s%s", arg, err, stderr.String(), serverLog(stderr.String()))
 		}
 		return strings.TrimSpace(string(out))
 	}
@@ -61,5 +61,42 @@ func TestRunClusterKeepsFsyncOn(t *testing.T) {
 	}
 	if fsync != "on" {
 		t.Errorf("make run's cluster runs with fsync=%s", fsync)
+	}
+}
+
+// serverLog is the server log pg.sh's message points at ("see
+// …/server.log"), for a failure message: the test's cleanup removes the
+// cluster, and the log with it, before anyone can read it.
+func serverLog(msg string) string {
+	_, rest, ok := strings.Cut(msg, "see ")
+	if !ok {
+		return ""
+	}
+	fields := strings.Fields(rest)
+	if len(fields) == 0 {
+		return ""
+	}
+	raw, err := os.ReadFile(strings.TrimRight(fields[0], ";,"))
+	if err != nil {
+		return ""
+	}
+	return "server log:\n" + string(raw)
+}
+
+func TestServerLogFollowsPgShMessages(t *testing.T) {
+	log := filepath.Join(t.TempDir(), "server.log")
+	if err := os.WriteFile(log, []byte("FATAL:  could not bind IPv4 address\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, msg := range []string{
+		"pg.sh: PostgreSQL did not start on 127.0.0.1:1; see " + log + " (is the port taken? set POOLGATE_PG_PORT)",
+		"pg.sh: PostgreSQL did not restart on 127.0.0.1:1; see " + log + "\n",
+	} {
+		if got := serverLog(msg); !strings.Contains(got, "could not bind") {
+			t.Errorf("serverLog(%q) = %q, want the log's text", msg, got)
+		}
+	}
+	if got := serverLog("pg.sh: initdb failed"); got != "" {
+		t.Errorf("a message naming no log gave %q", got)
 	}
 }
