@@ -2,6 +2,9 @@ package accounts_test
 
 import (
 	"context"
+	"fmt"
+	"maps"
+	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
@@ -325,5 +328,75 @@ func TestFreeWindowWidth(t *testing.T) {
 		if got := width(c.win); got != c.want {
 			t.Errorf("window %+v holds %d accounts, want %d", c.win, got, c.want)
 		}
+	}
+}
+
+// TestWindowPicksAreUniformOverTime: in a pool larger than the placement
+// window, a pick uniform within a window that starts at a random point on
+// the rkey circle is uniform among all accounts over time, because every
+// account that takes a slot draws a fresh rkey (TakeSlots). Without the
+// fresh key an account keeps the arc in front of it, and with it its
+// chances: a simulation of this loop (48 accounts, windows of 8, 3,840
+// picks) gives chi-square 156 or more, against a mean of 51 and at most 82
+// in 400 runs with fresh keys (47 degrees of freedom; the fresh keys
+// over-disperse the counts by ~9 %). 110 fails a fair loop about once in
+// 100,000 runs.
+func TestWindowPicksAreUniformOverTime(t *testing.T) {
+	t.Parallel()
+	w := newRefreshWorld(t)
+	ctx := context.Background()
+	const accountsN, picks = 48, 3840
+	for i := range accountsN {
+		w.slotAccount(t, fmt.Sprintf("u%02d@x.io", i), 100)
+	}
+	// One connection that does not wait for the WAL flush: 3,840 commits
+	// would otherwise take most of a minute.
+	conn, err := w.pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, `SET synchronous_commit = off`); err != nil {
+		t.Fatal(err)
+	}
+	win := accounts.Window{Min: 8, Max: 8}
+	count := map[int64]int{}
+	for range picks {
+		ids, err := accounts.FreeWindow(ctx, conn, w.scope, time.Now(), win, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ids) != win.Min {
+			t.Fatalf("window of %d accounts, want %d", len(ids), win.Min)
+		}
+		id := ids[rand.IntN(len(ids))]
+		count[id]++
+		// Take the slot and give it back: the pool stays all free, and
+		// the next take of the account folds the release.
+		err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			free, err := accounts.LockFree(ctx, tx, w.scope, time.Now(), []int64{id})
+			if err != nil || len(free) != 1 {
+				return fmt.Errorf("locking account %d: %v (%d locked)", id, err, len(free))
+			}
+			if err := accounts.TakeSlots(ctx, tx, w.scope, free, []int32{1}); err != nil {
+				return err
+			}
+			return accounts.ReleaseSlots(ctx, tx, []accounts.Release{{Pool: w.scope, AccountID: id, N: 1}})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(count) != accountsN {
+		t.Fatalf("%d of %d accounts were ever picked", len(count), accountsN)
+	}
+	expected, chi2 := float64(picks)/accountsN, 0.0
+	for _, n := range count {
+		d := float64(n) - expected
+		chi2 += d * d / expected
+	}
+	t.Logf("picks per account %v, chi-square %.1f", slices.Sorted(maps.Values(count)), chi2)
+	if chi2 > 110 {
+		t.Errorf("picks are not uniform over time: chi-square %.1f > 110 (df=47)", chi2)
 	}
 }
