@@ -256,12 +256,13 @@ func (s *Scheduler) placeBatch(ctx context.Context, tx pgx.Tx, pool tenant.Scope
 // pool: every account a batch picks costs a capacity-row update on the
 // take and another on the fold, a release row and a usage row. A window
 // of 64 spread a 64-job batch over ~40 accounts in a pool of 10,000 (10
-// in a pool of 10), and placement there ran 1.14-1.31x slower than at 10
-// accounts; 16 puts ~4 jobs on each account it picks (a 10-account pool
-// puts 6.4), and ran 0.90-1.07x (BENCHMARKS.md). Each pick stays uniform
-// over time among all accounts (the window starts at a random point, and
-// a taken account draws a fresh key; TestWindowPicksAreUniformOverTime),
-// as the README says, not within one batch.
+// in a pool of 10), and placement there ran 1.27x slower than at 10
+// accounts (median of five rounds); 16 puts ~4 jobs on each account it
+// picks (a 10-account pool puts 6.4), and ran 1.07x (BENCHMARKS.md, sixth
+// session). Each pick stays uniform over time among all accounts (the
+// window starts at a random point, and a taken account draws a fresh key;
+// TestWindowPicksAreUniformOverTime), as the README says, not within one
+// batch.
 func (s *Scheduler) pickWindow() accounts.Window {
 	return accounts.Window{Min: max(16, s.cfg.Batch/4), Max: max(64, 2*s.cfg.Batch), Slots: 2 * s.cfg.Batch}
 }
