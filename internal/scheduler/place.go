@@ -250,7 +250,8 @@ func (s *Scheduler) placeBatch(ctx context.Context, tx pgx.Tx, pool tenant.Scope
 
 // pickWindow is which eligible accounts a placement reads: a batch draws
 // from them, so the window holds twice the batch in free slots (see
-// accounts.Window), and at least a quarter of the batch in accounts.
+// accounts.Window), and at least 16 accounts, or a quarter of the batch if
+// that is more.
 //
 // The window's width in accounts is what a placement costs in a large
 // pool: every account a batch picks costs a capacity-row update on the
